@@ -1,0 +1,956 @@
+//! The inventory: every object of the input, parsed, located and typed.
+//!
+//! Reading is pure: callers hand in text with a source name (a path, `<stdin>`, a URL) and get
+//! objects plus errors back. A malformed document is an [`InputError`] naming the source, line
+//! and reason; the other documents are still read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::mesh::validation::{self, Severity, ValidationIssue};
+use crate::model::*;
+use crate::object::{Cited, Meta, Object, ObjectRef, Origin, Resource};
+
+/// Largest input text accepted in one call of [`parse_stream`].
+pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
+/// Deepest nesting accepted in a document (Kubernetes objects rarely exceed 20).
+pub const MAX_DEPTH: usize = 64;
+
+/// A problem with the input: the place, the object when known, and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputError {
+    pub origin: Origin,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.object {
+            Some(o) => write!(f, "{}: {}: {}", self.origin, o, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+/// Parse a stream of Kubernetes objects: multi-document YAML, or one or more concatenated JSON
+/// values. `kind: List` (and `*List` kinds) are expanded into their items.
+pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    if text.len() > MAX_INPUT_BYTES {
+        errors.push(InputError {
+            origin: Origin::new(source, 1),
+            object: None,
+            message: format!(
+                "input is {} bytes, more than the {} bytes kfp-mesh reads in one stream; split it into several files",
+                text.len(),
+                MAX_INPUT_BYTES
+            ),
+        });
+        return (objects, errors);
+    }
+    let source: std::sync::Arc<str> = source.into();
+    let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        parse_json_stream(&source, text, &mut objects, &mut errors);
+    } else {
+        for (line, doc) in split_yaml_documents(text) {
+            let origin = Origin {
+                source: source.clone(),
+                line,
+            };
+            match parse_yaml_document(doc) {
+                Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
+                Ok(None) => {}
+                Err(message) => errors.push(InputError {
+                    origin,
+                    object: None,
+                    message,
+                }),
+            }
+        }
+    }
+    (objects, errors)
+}
+
+fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
+    if doc
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%'))
+    {
+        return Ok(None);
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
+    };
+    let value: serde_json::Value = serde_saphyr::from_str_with_options(doc, options)
+        .map_err(|e| format!("not valid YAML: {}", one_line(&e.to_string())))?;
+    Ok(match value {
+        serde_json::Value::Null => None,
+        v => Some(v),
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Split a YAML stream at `---` document markers, returning each document with the 1-based
+/// line its content starts on. A marker is `---` at the start of a line followed by a space or
+/// the end of the line; YAML forbids such a line inside any scalar, so this split is exact.
+fn split_yaml_documents(text: &str) -> Vec<(u32, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1u32;
+    let mut offset = 0usize;
+    let mut line_no = 1u32;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker = content == "---"
+            || content.starts_with("--- ")
+            || content.starts_with("---\t")
+            || content == "..."
+            || content.starts_with("... ");
+        if is_marker {
+            docs.push((start_line, &text[start..offset]));
+            // Content after `--- ` on the same line belongs to the next document.
+            if content.starts_with("---") && content.len() > 3 {
+                start = offset + 4;
+                start_line = line_no;
+            } else {
+                start = offset + line.len();
+                start_line = line_no + 1;
+            }
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    docs.push((start_line, &text[start..]));
+    // Report the first line that holds content, not the marker or leading comments.
+    docs.into_iter()
+        .map(|(line, doc)| {
+            let skipped = doc
+                .lines()
+                .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+                .count() as u32;
+            (line + skipped, doc)
+        })
+        .collect()
+}
+
+fn parse_json_stream(
+    source: &std::sync::Arc<str>,
+    text: &str,
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
+    let line_of = |offset: usize| -> u32 {
+        let upto = text.get(..offset).unwrap_or(text);
+        upto.bytes().filter(|b| *b == b'\n').count() as u32 + 1
+    };
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    loop {
+        let before = stream.byte_offset();
+        let skipped_ws = text
+            .get(before..)
+            .map(|rest| rest.len() - rest.trim_start().len())
+            .unwrap_or(0);
+        match stream.next() {
+            None => break,
+            Some(Ok(value)) => {
+                let origin = Origin {
+                    source: source.clone(),
+                    line: line_of(before + skipped_ws),
+                };
+                match value {
+                    serde_json::Value::Array(items) => {
+                        for item in items {
+                            push_value(item, origin.clone(), objects, errors);
+                        }
+                    }
+                    v => push_value(v, origin, objects, errors),
+                }
+            }
+            Some(Err(e)) => {
+                errors.push(InputError {
+                    origin: Origin {
+                        source: source.clone(),
+                        line: e.line() as u32,
+                    },
+                    object: None,
+                    message: format!("not valid JSON: {e}"),
+                });
+                // serde_json cannot resynchronise inside a broken value: stop here.
+                break;
+            }
+        }
+    }
+}
+
+fn push_value(
+    value: serde_json::Value,
+    origin: Origin,
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
+    let serde_json::Value::Object(map) = &value else {
+        errors.push(InputError {
+            origin,
+            object: None,
+            message: format!(
+                "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                json_type(&value)
+            ),
+        });
+        return;
+    };
+    let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+    let api_version = map
+        .get("apiVersion")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default();
+    if kind.is_empty() || api_version.is_empty() {
+        errors.push(InputError {
+            origin,
+            object: None,
+            message: "object has no `kind` or no `apiVersion`".to_string(),
+        });
+        return;
+    }
+    if kind.ends_with("List") && map.get("items").is_some_and(|i| i.is_array()) {
+        if let Some(serde_json::Value::Array(items)) = map.get("items") {
+            for item in items.clone() {
+                push_value(item, origin.clone(), objects, errors);
+            }
+        }
+        return;
+    }
+    let meta: Meta = match map.get("metadata") {
+        None => Meta::default(),
+        Some(m) => match serde_json::from_value(m.clone()) {
+            Ok(meta) => meta,
+            Err(e) => {
+                errors.push(InputError {
+                    origin,
+                    object: Some(ObjectRef::new(kind, None, "?")),
+                    message: format!("unreadable metadata: {e}"),
+                });
+                return;
+            }
+        },
+    };
+    if meta.name.is_empty() {
+        errors.push(InputError {
+            origin,
+            object: Some(ObjectRef::new(kind, meta.namespace.as_deref(), "")),
+            message: "object has no metadata.name".to_string(),
+        });
+        return;
+    }
+    objects.push(Object {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        meta,
+        body: value,
+        origin,
+    });
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a mapping",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+/// A pod, or the pod template of a controller: what the mesh sees of a workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// `Pod`, `Deployment`, `StatefulSet`, ... or a kfp-mesh role for synthesised pods.
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+    /// Labels and annotations of the pod (template).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: PodSpec,
+    pub origin: Origin,
+    /// Set for pods that do not exist in the input but that kfp-mesh models (KFP run pods).
+    pub synthetic: bool,
+}
+
+impl Workload {
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new(&self.kind, Some(&self.namespace), &self.name)
+    }
+    pub fn cite(&self) -> Cited {
+        Cited {
+            object: self.object_ref(),
+            origin: self.origin.clone(),
+        }
+    }
+    pub fn service_account(&self) -> &str {
+        self.spec
+            .service_account_name
+            .as_deref()
+            .or(self.spec.service_account.as_deref())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+    }
+    pub fn host_network(&self) -> bool {
+        self.spec.host_network.unwrap_or(false)
+    }
+    /// An `istio-proxy` container already present (classic or native sidecar).
+    pub fn has_istio_proxy(&self) -> bool {
+        self.spec.containers.iter().any(|c| c.name == "istio-proxy")
+            || self
+                .spec
+                .init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == "istio-proxy" && c.restart_policy.as_deref() == Some("Always"))
+    }
+    /// Resolve a container port name to its number.
+    pub fn port_by_name(&self, name: &str) -> Option<u16> {
+        self.spec
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+    }
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+/// A Service with its typed spec.
+pub type Service = Resource<ServiceSpec>;
+pub type Namespace = Resource<()>;
+pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
+pub type DestinationRule = Resource<DestinationRuleSpec>;
+pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
+pub type Sidecar = Resource<SidecarSpec>;
+pub type NetworkPolicy = Resource<NetworkPolicySpec>;
+pub type MutatingWebhookConfiguration = Resource<MutatingWebhookConfigurationSpec>;
+
+/// An object Istio's validation would reject: it is reported and takes no effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub object: Cited,
+    pub issues: Vec<ValidationIssue>,
+}
+
+/// Everything the analysis knows, indexed for the semantics. Build it with
+/// [`Inventory::from_objects`]; per-namespace lists are in a canonical order (creation time,
+/// then name) so no verdict depends on the order of the input.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub objects: Vec<Object>,
+    pub errors: Vec<InputError>,
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub workloads: Vec<Workload>,
+    pub services: BTreeMap<(String, String), Service>,
+    pub service_accounts: BTreeMap<(String, String), Cited>,
+    pub mesh: MeshConfig,
+    /// The `istio` ConfigMap the mesh config was read from, when the input has one.
+    pub mesh_source: Option<Cited>,
+    pub injector: InjectorConfig,
+    pub injector_source: Option<Cited>,
+    pub mutating_webhooks: Vec<MutatingWebhookConfiguration>,
+    pub peer_authentications: BTreeMap<String, Vec<PeerAuthentication>>,
+    pub destination_rules: BTreeMap<String, Vec<DestinationRule>>,
+    pub authorization_policies: BTreeMap<String, Vec<AuthorizationPolicy>>,
+    pub request_authentications: BTreeMap<String, Vec<RequestAuthentication>>,
+    pub sidecars: BTreeMap<String, Vec<Sidecar>>,
+    pub network_policies: BTreeMap<String, Vec<NetworkPolicy>>,
+    /// Istio objects validation rejects (not in the lists above).
+    pub rejected: Vec<Rejected>,
+    /// Validation warnings on objects that do take effect.
+    pub warnings: Vec<Rejected>,
+    workloads_by_ns: HashMap<String, Vec<usize>>,
+}
+
+const ISTIO_SECURITY: &str = "security.istio.io";
+const ISTIO_NETWORKING: &str = "networking.istio.io";
+
+impl Inventory {
+    /// Type and index objects. Objects of unknown kinds are kept in `objects` and otherwise
+    /// ignored; objects whose spec cannot be read become errors.
+    pub fn from_objects(mut objects: Vec<Object>, mut errors: Vec<InputError>) -> Inventory {
+        objects.sort_by(|a, b| (a.object_ref(), &a.origin).cmp(&(b.object_ref(), &b.origin)));
+        // The same object twice: keep the first (by origin), report the others.
+        let mut deduped: Vec<Object> = Vec::with_capacity(objects.len());
+        for o in objects {
+            if let Some(prev) = deduped.last() {
+                if prev.kind == o.kind
+                    && prev.group() == o.group()
+                    && prev.meta.name == o.meta.name
+                    && prev.meta.namespace == o.meta.namespace
+                {
+                    if prev.body != o.body {
+                        errors.push(InputError {
+                            origin: o.origin.clone(),
+                            object: Some(o.object_ref()),
+                            message: format!(
+                                "defined again with different content (first at {}); the first definition is used",
+                                prev.origin
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            }
+            deduped.push(o);
+        }
+        let mut inv = Inventory {
+            errors,
+            ..Inventory::default()
+        };
+        for o in &deduped {
+            inv.add(o);
+        }
+        inv.objects = deduped;
+        inv.finish();
+        inv
+    }
+
+    /// Parse several sources and build the inventory in one go.
+    pub fn from_sources<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Inventory {
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        for (name, text) in sources {
+            let (o, e) = parse_stream(name, text);
+            objects.extend(o);
+            errors.extend(e);
+        }
+        Inventory::from_objects(objects, errors)
+    }
+
+    /// Add a workload the input does not contain (a synthesised KFP run pod).
+    pub fn add_workload(&mut self, w: Workload) {
+        self.workloads_by_ns
+            .entry(w.namespace.clone())
+            .or_default()
+            .push(self.workloads.len());
+        self.workloads.push(w);
+    }
+
+    fn add(&mut self, o: &Object) {
+        let group = o.group();
+        let ns = o.meta.namespace_or_default().to_string();
+        match (group, o.kind.as_str()) {
+            ("", "Namespace") => {
+                if let Some(r) = self.typed::<serde_json::Value>(o, None) {
+                    let r = Resource {
+                        api_version: r.api_version,
+                        kind: r.kind,
+                        meta: r.meta,
+                        spec: (),
+                        origin: r.origin,
+                    };
+                    self.namespaces.insert(o.meta.name.clone(), r);
+                }
+            }
+            ("", "Pod") => self.add_pod_template(o, &["spec"], true),
+            ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+            | ("batch", "Job")
+            | ("", "ReplicationController") => {
+                self.add_pod_template(o, &["spec", "template"], false)
+            }
+            ("batch", "CronJob") => {
+                self.add_pod_template(o, &["spec", "jobTemplate", "spec", "template"], false)
+            }
+            ("", "Service") => {
+                if let Some(r) = self.typed::<ServiceSpec>(o, Some("spec")) {
+                    self.services.insert((ns, o.meta.name.clone()), r);
+                }
+            }
+            ("", "ServiceAccount") => {
+                self.service_accounts.insert(
+                    (ns, o.meta.name.clone()),
+                    Cited {
+                        object: o.object_ref(),
+                        origin: o.origin.clone(),
+                    },
+                );
+            }
+            ("", "ConfigMap") => self.add_config_map(o),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+                if let Some(r) = self.typed::<MutatingWebhookConfigurationSpec>(o, None) {
+                    self.mutating_webhooks.push(r);
+                }
+            }
+            (ISTIO_SECURITY, "PeerAuthentication") if istio_version(o, &["v1", "v1beta1"]) => {
+                if let Some(r) = self.typed::<PeerAuthenticationSpec>(o, Some("spec")) {
+                    let issues = validation::validate_peer_authentication(&r);
+                    if self.record_validation(r.cite(), issues) {
+                        self.peer_authentications.entry(ns).or_default().push(r);
+                    }
+                }
+            }
+            (ISTIO_SECURITY, "AuthorizationPolicy") if istio_version(o, &["v1", "v1beta1"]) => {
+                if let Some(r) = self.typed::<AuthorizationPolicySpec>(o, Some("spec")) {
+                    let issues = validation::validate_authorization_policy(&r);
+                    if self.record_validation(r.cite(), issues) {
+                        self.authorization_policies.entry(ns).or_default().push(r);
+                    }
+                }
+            }
+            (ISTIO_SECURITY, "RequestAuthentication") if istio_version(o, &["v1", "v1beta1"]) => {
+                if let Some(r) = self.typed::<RequestAuthenticationSpec>(o, Some("spec")) {
+                    self.request_authentications.entry(ns).or_default().push(r);
+                }
+            }
+            (ISTIO_NETWORKING, "DestinationRule")
+                if istio_version(o, &["v1", "v1beta1", "v1alpha3"]) =>
+            {
+                if let Some(r) = self.typed::<DestinationRuleSpec>(o, Some("spec")) {
+                    self.destination_rules.entry(ns).or_default().push(r);
+                }
+            }
+            (ISTIO_NETWORKING, "Sidecar") if istio_version(o, &["v1", "v1beta1", "v1alpha3"]) => {
+                if let Some(r) = self.typed::<SidecarSpec>(o, Some("spec")) {
+                    self.sidecars.entry(ns).or_default().push(r);
+                }
+            }
+            ("networking.k8s.io", "NetworkPolicy") => {
+                if let Some(r) = self.typed::<NetworkPolicySpec>(o, Some("spec")) {
+                    self.network_policies.entry(ns).or_default().push(r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Record validation issues; returns whether the object takes effect (no error).
+    fn record_validation(&mut self, object: Cited, issues: Vec<ValidationIssue>) -> bool {
+        if issues.is_empty() {
+            return true;
+        }
+        let rejected = issues.iter().any(|i| i.severity == Severity::Error);
+        let entry = Rejected { object, issues };
+        if rejected {
+            self.rejected.push(entry);
+        } else {
+            self.warnings.push(entry);
+        }
+        !rejected
+    }
+
+    /// Deserialize `body[field]` (or the whole body) into `S`, recording an error on failure.
+    fn typed<S: DeserializeOwned + Default>(
+        &mut self,
+        o: &Object,
+        field: Option<&str>,
+    ) -> Option<Resource<S>> {
+        let value = match field {
+            Some(f) => o.body.get(f).cloned().unwrap_or(serde_json::Value::Null),
+            None => o.body.clone(),
+        };
+        let spec = if value.is_null() {
+            Ok(S::default())
+        } else {
+            serde_json::from_value::<S>(value)
+        };
+        match spec {
+            Ok(spec) => Some(Resource {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                meta: o.meta.clone(),
+                spec,
+                origin: o.origin.clone(),
+            }),
+            Err(e) => {
+                self.errors.push(InputError {
+                    origin: o.origin.clone(),
+                    object: Some(o.object_ref()),
+                    message: format!("unreadable {}: {e}", field.unwrap_or("object")),
+                });
+                None
+            }
+        }
+    }
+
+    fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
+        let mut template = &o.body;
+        for p in path {
+            template = template.get(p).unwrap_or(&serde_json::Value::Null);
+        }
+        let (meta_value, spec_value) = if is_pod {
+            (o.body.get("metadata"), Some(template))
+        } else {
+            (template.get("metadata"), template.get("spec"))
+        };
+        let meta: Meta = match meta_value.cloned().map(serde_json::from_value) {
+            None => Meta::default(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                self.errors.push(InputError {
+                    origin: o.origin.clone(),
+                    object: Some(o.object_ref()),
+                    message: format!("unreadable pod template metadata: {e}"),
+                });
+                return;
+            }
+        };
+        let spec: PodSpec = match spec_value.cloned().map(serde_json::from_value) {
+            None => PodSpec::default(),
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                self.errors.push(InputError {
+                    origin: o.origin.clone(),
+                    object: Some(o.object_ref()),
+                    message: format!("unreadable pod spec: {e}"),
+                });
+                return;
+            }
+        };
+        self.add_workload(Workload {
+            kind: o.kind.clone(),
+            name: o.meta.name.clone(),
+            namespace: o.meta.namespace_or_default().to_string(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            spec,
+            origin: o.origin.clone(),
+            synthetic: false,
+        });
+    }
+
+    fn add_config_map(&mut self, o: &Object) {
+        let data = o.body.get("data");
+        let get = |k: &str| data.and_then(|d| d.get(k)).and_then(|v| v.as_str());
+        let name = o.meta.name.as_str();
+        if name == "istio" || name.starts_with("istio-") && get("mesh").is_some() {
+            // Prefer the default revision's `istio` ConfigMap when several are given.
+            if self.mesh_source.is_some() && name != "istio" {
+                return;
+            }
+            if let Some(mesh) = get("mesh") {
+                match parse_mesh_config(mesh, o.meta.namespace_or_default()) {
+                    Ok(m) => {
+                        self.mesh = m;
+                        self.mesh_source = Some(cite_object(o));
+                    }
+                    Err(e) => self.errors.push(InputError {
+                        origin: o.origin.clone(),
+                        object: Some(o.object_ref()),
+                        message: format!("unreadable data.mesh: {e}"),
+                    }),
+                }
+            }
+        } else if name == "istio-sidecar-injector" || name.starts_with("istio-sidecar-injector-") {
+            if self.injector_source.is_some() && name != "istio-sidecar-injector" {
+                return;
+            }
+            match parse_injector_config(get("config"), get("values")) {
+                Ok(c) => {
+                    self.injector = c;
+                    self.injector_source = Some(cite_object(o));
+                }
+                Err(e) => self.errors.push(InputError {
+                    origin: o.origin.clone(),
+                    object: Some(o.object_ref()),
+                    message: e,
+                }),
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        fn canonical<S>(map: &mut BTreeMap<String, Vec<Resource<S>>>) {
+            for list in map.values_mut() {
+                list.sort_by(|a, b| creation_order(&a.meta, &b.meta));
+            }
+        }
+        canonical(&mut self.peer_authentications);
+        canonical(&mut self.destination_rules);
+        canonical(&mut self.authorization_policies);
+        canonical(&mut self.request_authentications);
+        canonical(&mut self.sidecars);
+        canonical(&mut self.network_policies);
+        self.mutating_webhooks
+            .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        self.workloads.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
+        });
+        self.workloads_by_ns.clear();
+        for (i, w) in self.workloads.iter().enumerate() {
+            self.workloads_by_ns
+                .entry(w.namespace.clone())
+                .or_default()
+                .push(i);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Look-ups used by the semantics
+
+    /// Labels of a namespace (empty when the namespace is not in the input).
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(ns)
+            .map(|n| n.meta.labels.clone())
+            .unwrap_or_default();
+        // Kubernetes sets this label on every namespace.
+        labels
+            .entry("kubernetes.io/metadata.name".to_string())
+            .or_insert_with(|| ns.to_string());
+        labels
+    }
+
+    pub fn workloads_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = &'a Workload> + 'a {
+        self.workloads_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.workloads.get(*i))
+    }
+
+    /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
+    /// the same name only when no controller has it).
+    pub fn workload(&self, ns: &str, name: &str) -> Option<&Workload> {
+        let mut found: Vec<&Workload> = self.workloads_in(ns).filter(|w| w.name == name).collect();
+        found.sort_by_key(|w| (w.kind == "Pod", w.kind.clone()));
+        found.into_iter().next()
+    }
+
+    pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
+        self.services.get(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Workloads a Service selects (none for a Service without selector).
+    pub fn service_endpoints<'a>(&'a self, svc: &Service) -> Vec<&'a Workload> {
+        let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+            return Vec::new();
+        };
+        self.workloads_in(svc.namespace())
+            .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .collect()
+    }
+
+    /// Services that select a workload.
+    pub fn services_of<'a>(&'a self, w: &Workload) -> Vec<&'a Service> {
+        self.services
+            .range((w.namespace.clone(), String::new())..)
+            .take_while(|((ns, _), _)| *ns == w.namespace)
+            .map(|(_, s)| s)
+            .filter(|s| {
+                s.spec.selector.as_ref().is_some_and(|sel| {
+                    !sel.is_empty() && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+                })
+            })
+            .collect()
+    }
+
+    pub fn peer_authentications_in(&self, ns: &str) -> &[PeerAuthentication] {
+        self.peer_authentications
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn authorization_policies_in(&self, ns: &str) -> &[AuthorizationPolicy] {
+        self.authorization_policies
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn destination_rules_in(&self, ns: &str) -> &[DestinationRule] {
+        self.destination_rules
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn request_authentications_in(&self, ns: &str) -> &[RequestAuthentication] {
+        self.request_authentications
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn sidecars_in(&self, ns: &str) -> &[Sidecar] {
+        self.sidecars.get(ns).map(Vec::as_slice).unwrap_or_default()
+    }
+    pub fn network_policies_in(&self, ns: &str) -> &[NetworkPolicy] {
+        self.network_policies
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    pub fn has_network_policies(&self) -> bool {
+        self.network_policies.values().any(|v| !v.is_empty())
+    }
+}
+
+fn istio_version(o: &Object, versions: &[&str]) -> bool {
+    o.api_version
+        .split_once('/')
+        .is_some_and(|(_, v)| versions.contains(&v))
+}
+
+fn cite_object(o: &Object) -> Cited {
+    Cited {
+        object: o.object_ref(),
+        origin: o.origin.clone(),
+    }
+}
+
+/// Istio's order among policies of one scope: oldest `creationTimestamp` first, then name.
+/// Objects without a timestamp (manifests not yet applied) sort after those with one, by name.
+pub fn creation_order(a: &Meta, b: &Meta) -> std::cmp::Ordering {
+    let key = |m: &Meta| {
+        (
+            m.creation_timestamp.is_none(),
+            m.creation_timestamp.clone(),
+            m.name.clone(),
+            m.namespace.clone(),
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawMesh {
+    root_namespace: Option<String>,
+    trust_domain: Option<String>,
+    trust_domain_aliases: Option<Vec<String>>,
+    enable_auto_mtls: Option<bool>,
+    default_config: Option<RawProxyConfig>,
+    extension_providers: Option<Vec<RawProvider>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawProxyConfig {
+    hold_application_until_proxy_starts: Option<bool>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RawProvider {
+    name: String,
+}
+
+/// Parse `data.mesh` of the `istio` ConfigMap. The root namespace defaults to the ConfigMap's
+/// namespace, as the Helm chart renders it.
+pub fn parse_mesh_config(text: &str, configmap_namespace: &str) -> Result<MeshConfig, String> {
+    let raw: RawMesh = if text.trim().is_empty() {
+        RawMesh::default()
+    } else {
+        let v: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        if v.is_null() {
+            RawMesh::default()
+        } else {
+            serde_json::from_value(v).map_err(|e| e.to_string())?
+        }
+    };
+    let d = MeshConfig::default();
+    Ok(MeshConfig {
+        root_namespace: raw
+            .root_namespace
+            .unwrap_or_else(|| configmap_namespace.to_string()),
+        trust_domain: raw.trust_domain.unwrap_or(d.trust_domain),
+        trust_domain_aliases: raw.trust_domain_aliases.unwrap_or_default(),
+        enable_auto_mtls: raw.enable_auto_mtls.unwrap_or(true),
+        hold_application_until_proxy_starts: raw
+            .default_config
+            .and_then(|c| c.hold_application_until_proxy_starts)
+            .unwrap_or(false),
+        extension_providers: raw
+            .extension_providers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.name)
+            .collect(),
+        native_sidecars: None,
+    })
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawInjector {
+    policy: Option<String>,
+    never_inject_selector: Option<Vec<LabelSelector>>,
+    always_inject_selector: Option<Vec<LabelSelector>>,
+}
+
+/// Parse the injector ConfigMap: `data.config` (YAML: policy, never/alwaysInjectSelector) and
+/// `data.values` (JSON: `sidecarInjectorWebhook.enableNamespacesByDefault`,
+/// `global.proxy.autoInject`).
+pub fn parse_injector_config(
+    config: Option<&str>,
+    values: Option<&str>,
+) -> Result<InjectorConfig, String> {
+    let mut out = InjectorConfig::default();
+    if let Some(config) = config {
+        // `data.config` also carries Go templates; only the top-level keys we need are read,
+        // so read it line-wise into a small document of those keys.
+        let wanted: String = top_level_keys(
+            config,
+            &["policy", "neverInjectSelector", "alwaysInjectSelector"],
+        );
+        if !wanted.trim().is_empty() {
+            let v: serde_json::Value = serde_saphyr::from_str(&wanted)
+                .map_err(|e| format!("unreadable data.config: {}", one_line(&e.to_string())))?;
+            let raw: RawInjector =
+                serde_json::from_value(v).map_err(|e| format!("unreadable data.config: {e}"))?;
+            if let Some(p) = raw.policy {
+                out.policy = p;
+            }
+            out.never_inject_selector = raw.never_inject_selector.unwrap_or_default();
+            out.always_inject_selector = raw.always_inject_selector.unwrap_or_default();
+        }
+    }
+    if let Some(values) = values {
+        let v: serde_json::Value =
+            serde_json::from_str(values).map_err(|e| format!("unreadable data.values: {e}"))?;
+        if let Some(b) = v
+            .pointer("/sidecarInjectorWebhook/enableNamespacesByDefault")
+            .and_then(|b| b.as_bool())
+        {
+            out.enable_namespaces_by_default = b;
+        }
+    }
+    Ok(out)
+}
+
+/// Keep only the given top-level keys (and their indented bodies) of a YAML mapping.
+fn top_level_keys(text: &str, keys: &[&str]) -> String {
+    let mut out = String::new();
+    let mut keep = false;
+    for line in text.lines() {
+        let top = !line.starts_with([' ', '\t', '-']) && !line.trim().is_empty();
+        if top {
+            keep = keys
+                .iter()
+                .any(|k| line.strip_prefix(k).is_some_and(|r| r.starts_with(':')));
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,170 @@
+//! Kubernetes objects as read from input: identity, metadata and where they came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Where an object was read from: a file (or `<stdin>`, or a cluster URL) and the line its
+/// document starts on (1-based).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Origin {
+    pub source: Arc<str>,
+    pub line: u32,
+}
+
+impl Origin {
+    pub fn new(source: impl Into<Arc<str>>, line: u32) -> Self {
+        Origin {
+            source: source.into(),
+            line,
+        }
+    }
+
+    /// An origin for objects the tool makes itself (synthesised run pods, built-in defaults).
+    pub fn builtin(what: &str) -> Self {
+        Origin::new(format!("<{what}>"), 0)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.source)
+        } else {
+            write!(f, "{}:{}", self.source, self.line)
+        }
+    }
+}
+
+/// `Kind namespace/name` (or `Kind name` for cluster-scoped objects).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// The part of `metadata` the analysis uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Meta {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+}
+
+impl Meta {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+    /// The namespace, with Kubernetes' default for namespaced objects that name none.
+    pub fn namespace_or_default(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+/// One object of the input, of any kind (unknown kinds are kept here and ignored elsewhere).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub api_version: String,
+    pub kind: String,
+    pub meta: Meta,
+    /// The whole object as read.
+    pub body: serde_json::Value,
+    pub origin: Origin,
+}
+
+impl Object {
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind.clone(),
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+
+    /// The API group of `apiVersion` (empty for the core group).
+    pub fn group(&self) -> &str {
+        match self.api_version.split_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+}
+
+/// A typed object: metadata, a typed spec and its origin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource<S> {
+    pub api_version: String,
+    pub kind: String,
+    pub meta: Meta,
+    pub spec: S,
+    pub origin: Origin,
+}
+
+impl<S> Resource<S> {
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind.clone(),
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace_or_default()
+    }
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+    /// `ObjectRef` plus origin, for explanations and findings.
+    pub fn cite(&self) -> Cited {
+        Cited {
+            object: self.object_ref(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+/// An object reference with the place it was read from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Cited {
+    pub object: ObjectRef,
+    pub origin: Origin,
+}
+
+impl fmt::Display for Cited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.object, self.origin)
+    }
+}
