@@ -1,1 +1,80 @@
-fn main() {}
+//! `kfp-mesh`: Kubeflow Pipelines under Istio STRICT mTLS, predicted and fixed.
+
+mod input;
+mod tls_check;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, the same for every subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success: nothing to report.
+    Ok = 0,
+    /// The analysis found what it was asked to report (a failing connection, findings).
+    Findings = 1,
+    /// The command line is wrong.
+    Usage = 2,
+    /// The input could not be read, has malformed documents, or lacks a named object.
+    BadInput = 3,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// A usage error (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage(msg: &str) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.to_string()))
+}
+
+#[derive(Parser)]
+#[command(
+    name = "kfp-mesh",
+    version,
+    about = "Kubeflow Pipelines under Istio STRICT mTLS: predict every connection, explain it, fix it",
+    after_help = "Exit codes: 0 ok, 1 findings / failing connection, 2 usage error, 3 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explain one connection: sidecars, effective PeerAuthentication, the client's TLS,
+    /// authorization (replaces the removed `istioctl authn tls-check`).
+    TlsCheck(tls_check::TlsCheckArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::TlsCheck(args) => tls_check::run(args),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<UsageError>().is_some() {
+                eprintln!("error: {e}\n\nFor more information, try '--help'.");
+                ExitCode::Usage
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::BadInput
+            }
+        }
+    };
+    std::process::exit(code as i32);
+}

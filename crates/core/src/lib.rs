@@ -1,6 +1,7 @@
 //! kfp-mesh core: Kubernetes objects, the Istio mesh semantics and connection verdicts with
 //! their explanations. Pure: no IO, no async, no network; callers hand in text and get data.
 
+pub mod connection;
 pub mod explain;
 pub mod inventory;
 pub mod mesh;

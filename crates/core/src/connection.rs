@@ -1,0 +1,1031 @@
+//! One connection, end to end (`istio-semantics.md` H): who calls, what the client sidecar
+//! sends, what the server side accepts, what authorization decides, and why.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::explain::{Decision, Step};
+use crate::inventory::{Inventory, Service, Workload};
+use crate::mesh::authz::{self, AuthzVerdict, Chain, Enforcer, HttpRequest, Jwt, RequestContext};
+use crate::mesh::client_tls::{self, ClientTls, Destination};
+use crate::mesh::membership::{self, DataPlane};
+use crate::mesh::netpol::{self, NetPeer};
+use crate::mesh::peer_authn::{self, MtlsMode};
+use crate::mesh::protocol::{PortProtocol, service_port_protocol};
+use crate::model::{IntOrString, ServicePort};
+
+/// What happens to the connection (the specification's outcome vocabulary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The request reaches the application.
+    Allow,
+    /// AuthorizationPolicy denies: HTTP 403 `RBAC: access denied`, or a TCP connection closed
+    /// without data.
+    Deny,
+    /// A CUSTOM policy fails closed (unknown or several ext-authz providers).
+    CustomDeny,
+    /// HTTP 401: RequestAuthentication rejects the presented JWT.
+    Unauthenticated,
+    /// `connection reset by peer` (curl exit 56); server side `filter_chain_not_found`.
+    Reset,
+    /// HTTP 503 (or 502) from the client's own sidecar: the sidecars disagree on TLS.
+    UpstreamFailure,
+    /// The application's own TLS handshake fails (curl exit 35).
+    TlsFailure,
+    /// A Kubernetes NetworkPolicy drops the packets: the client times out.
+    Blocked,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::CustomDeny => "custom-deny",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Reset => "reset",
+            Outcome::UpstreamFailure => "upstream-failure",
+            Outcome::TlsFailure => "tls-failure",
+            Outcome::Blocked => "blocked",
+        }
+    }
+    /// What the client observes, in the words of curl and Envoy.
+    pub fn symptom(self) -> &'static str {
+        match self {
+            Outcome::Allow => "normal response",
+            Outcome::Deny => "HTTP 403 `RBAC: access denied` (TCP: connection closed without data)",
+            Outcome::CustomDeny => "HTTP 403 from the CUSTOM (ext-authz) policy failing closed",
+            Outcome::Unauthenticated => "HTTP 401 `Jwt verification fails`",
+            Outcome::Reset => {
+                "`connection reset by peer` (curl exit 56); server proxy logs `NR filter_chain_not_found`"
+            }
+            Outcome::UpstreamFailure => {
+                "HTTP 503 from the client sidecar: `upstream connect error or disconnect/reset before headers`"
+            }
+            Outcome::TlsFailure => "TLS handshake failure in the client application (curl exit 35)",
+            Outcome::Blocked => "connection timeout: a NetworkPolicy drops the packets",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the bytes travelled between the two sides, when a connection was established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Mtls,
+    Plaintext,
+}
+
+/// Who opens the connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Caller<'a> {
+    /// A workload of the inventory (a real or synthesised pod).
+    Workload(&'a Workload),
+    /// Outside the cluster or the mesh: no identity.
+    External,
+    /// The Kubernetes API server calling a webhook or aggregated API: no sidecar, its own TLS.
+    KubeApiserver,
+    /// Kubelet probes (rewritten by the injector, so they bypass mTLS).
+    Kubelet,
+}
+
+/// Attributes of the request beyond the caller and target.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RequestSpec {
+    /// `Some(Http)`/`Some(Tcp)` to force the protocol; `None`: from the port (HTTP on
+    /// auto-detected ports).
+    pub protocol: Option<RequestProtocol>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub jwt: Option<Jwt>,
+    /// The client application speaks TLS itself (always true for kube-apiserver).
+    pub app_tls: bool,
+    /// A synthetic identity for policy questions: the caller is treated as a mesh client with
+    /// this principal (`<td>/ns/<ns>/sa/<sa>`).
+    pub source_principal: Option<String>,
+    /// A synthetic caller namespace (principal `<td>/ns/<ns>/sa/default` when no principal).
+    pub source_namespace: Option<String>,
+    pub source_ip: Option<IpAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestProtocol {
+    Http,
+    Tcp,
+}
+
+/// Where the connection goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A Service port (`Service.spec.ports[].port`).
+    Service { service: &'a Service, port: u16 },
+    /// A pod IP and container port.
+    Pod { workload: &'a Workload, port: u16 },
+}
+
+/// The verdict for one endpoint of the target.
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointVerdict {
+    pub endpoint: String,
+    pub target_port: u16,
+    pub outcome: Outcome,
+    pub transport: Option<Transport>,
+}
+
+/// The verdict for a connection: outcome, transport and the explanation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub transport: Option<Transport>,
+    /// What the client observes.
+    pub symptom: &'static str,
+    pub explanation: Vec<Step>,
+    /// One entry per backing workload when the target is a Service.
+    pub endpoints: Vec<EndpointVerdict>,
+}
+
+/// A question the inventory cannot answer as asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("no workload {namespace}/{name} in the input; workloads in {namespace}: {known}")]
+    UnknownWorkload {
+        namespace: String,
+        name: String,
+        known: String,
+    },
+    #[error("no Service {namespace}/{name} in the input; Services in {namespace}: {known}")]
+    UnknownService {
+        namespace: String,
+        name: String,
+        known: String,
+    },
+    #[error("{what} has no port {port}; its ports: {known}")]
+    UnknownPort {
+        what: String,
+        port: u16,
+        known: String,
+    },
+    #[error(
+        "Service {namespace}/{name} selects no workload in the input; add the manifests of its pods, or ask about a pod with --to-pod"
+    )]
+    NoEndpoints { namespace: String, name: String },
+}
+
+fn listing(mut names: Vec<String>) -> String {
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Find a workload by namespace and name, or explain what exists.
+pub fn resolve_workload<'a>(
+    inv: &'a Inventory,
+    namespace: &str,
+    name: &str,
+) -> Result<&'a Workload, QueryError> {
+    inv.workload(namespace, name)
+        .ok_or_else(|| QueryError::UnknownWorkload {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            known: listing(
+                inv.workloads_in(namespace)
+                    .map(|w| format!("{} ({})", w.name, w.kind))
+                    .collect(),
+            ),
+        })
+}
+
+/// Find a Service by namespace and name, or explain what exists.
+pub fn resolve_service<'a>(
+    inv: &'a Inventory,
+    namespace: &str,
+    name: &str,
+) -> Result<&'a Service, QueryError> {
+    inv.service(namespace, name)
+        .ok_or_else(|| QueryError::UnknownService {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            known: listing(
+                inv.services
+                    .keys()
+                    .filter(|(ns, _)| ns == namespace)
+                    .map(|(_, n)| n.clone())
+                    .collect(),
+            ),
+        })
+}
+
+/// The SPIFFE principal (without `spiffe://`) of a workload under the mesh trust domain.
+pub fn principal_of(inv: &Inventory, w: &Workload) -> String {
+    format!(
+        "{}/ns/{}/sa/{}",
+        inv.mesh.trust_domain,
+        w.namespace,
+        w.service_account()
+    )
+}
+
+/// Resolve a Service port's targetPort against one endpoint.
+pub fn target_port(port: &ServicePort, endpoint: &Workload) -> Option<u16> {
+    match &port.target_port {
+        None => u16::try_from(port.port).ok(),
+        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+        Some(IntOrString::String(s)) => match s.parse::<u16>() {
+            Ok(n) => Some(n),
+            Err(_) => endpoint.port_by_name(s),
+        },
+    }
+}
+
+/// What the client puts on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    /// Istio mTLS with an identity.
+    IstioMtls,
+    /// Plaintext bytes of the application.
+    Plain,
+    /// TLS that is not Istio's (the application's own, or a DR SIMPLE/MUTUAL origination).
+    OtherTls,
+}
+
+/// The side that opened the connection, as the mesh sees it.
+struct Client<'a> {
+    workload: Option<&'a Workload>,
+    data_plane: DataPlane,
+    principal: Option<String>,
+    ip: Option<IpAddr>,
+    /// The client's own sidecar originates the connection (so failures are its 503s).
+    has_sidecar: bool,
+    /// Kubelet probes, which the injector rewrites to bypass the sidecar's mTLS.
+    kubelet: bool,
+}
+
+/// Evaluate one connection.
+pub fn evaluate(
+    inv: &Inventory,
+    caller: Caller<'_>,
+    target: Target<'_>,
+    request: &RequestSpec,
+) -> Result<Verdict, QueryError> {
+    let mut steps = Vec::new();
+    let client = describe_client(inv, caller, request, &mut steps);
+
+    let (endpoints, port_protocol, destination): (Vec<(&Workload, u16)>, PortProtocol, _) =
+        match target {
+            Target::Service { service, port } => {
+                let Some(sp) = service
+                    .spec
+                    .ports
+                    .iter()
+                    .find(|p| p.port == i64::from(port))
+                else {
+                    return Err(QueryError::UnknownPort {
+                        what: format!("Service {}/{}", service.namespace(), service.name()),
+                        port,
+                        known: listing(
+                            service
+                                .spec
+                                .ports
+                                .iter()
+                                .map(|p| match &p.name {
+                                    Some(n) => format!("{} ({n})", p.port),
+                                    None => p.port.to_string(),
+                                })
+                                .collect(),
+                        ),
+                    });
+                };
+                let backends = inv.service_endpoints(service);
+                if backends.is_empty() {
+                    return Err(QueryError::NoEndpoints {
+                        namespace: service.namespace().to_string(),
+                        name: service.name().to_string(),
+                    });
+                }
+                let protocol = service_port_protocol(sp);
+                steps.push(
+                    Step::new(
+                        "D7",
+                        format!(
+                            "Service {}/{} port {}{} is treated as {} by Istio",
+                            service.namespace(),
+                            service.name(),
+                            port,
+                            sp.name
+                                .as_deref()
+                                .map(|n| format!(" (name `{n}`)"))
+                                .unwrap_or_default(),
+                            match protocol {
+                                PortProtocol::Http => "HTTP",
+                                PortProtocol::Tcp => "TCP (opaque)",
+                                PortProtocol::Auto => "auto-detected (HTTP is sniffed)",
+                            }
+                        ),
+                    )
+                    .by(service.cite()),
+                );
+                let mut eps = Vec::new();
+                for b in backends {
+                    match target_port(sp, b) {
+                        Some(tp) => eps.push((b, tp)),
+                        None => steps.push(
+                            Step::new(
+                                "C5",
+                                format!(
+                                    "targetPort of port {} does not resolve on {} (no container port of that name): that endpoint is skipped",
+                                    port,
+                                    b.object_ref()
+                                ),
+                            )
+                            .by(b.cite()),
+                        ),
+                    }
+                }
+                if eps.is_empty() {
+                    return Err(QueryError::NoEndpoints {
+                        namespace: service.namespace().to_string(),
+                        name: service.name().to_string(),
+                    });
+                }
+                (
+                    eps,
+                    protocol,
+                    Destination::Service {
+                        service,
+                        service_port: port,
+                    },
+                )
+            }
+            Target::Pod { workload, port } => {
+                steps.push(Step::new(
+                    "C5",
+                    format!(
+                        "direct connection to a pod IP of {} on container port {port}: the port is auto-detected",
+                        workload.object_ref()
+                    ),
+                ));
+                (
+                    vec![(workload, port)],
+                    PortProtocol::Auto,
+                    Destination::PodIp,
+                )
+            }
+        };
+
+    let multi = endpoints.len() > 1;
+    let mut results = Vec::new();
+    for (endpoint, tp) in &endpoints {
+        let mut ep_steps = Vec::new();
+        let (outcome, transport) = evaluate_endpoint(
+            inv,
+            &client,
+            endpoint,
+            *tp,
+            port_protocol,
+            destination,
+            request,
+            &mut ep_steps,
+        );
+        if multi {
+            steps.push(Step::new(
+                "H",
+                format!("endpoint {} (port {tp}):", endpoint.object_ref()),
+            ));
+        }
+        steps.extend(ep_steps);
+        results.push(EndpointVerdict {
+            endpoint: endpoint.object_ref().to_string(),
+            target_port: *tp,
+            outcome,
+            transport,
+        });
+    }
+    // The worst endpoint decides: a pipeline that fails on one replica fails.
+    let worst = results
+        .iter()
+        .max_by_key(|r| (r.outcome != Outcome::Allow, r.outcome))
+        .cloned();
+    let (outcome, transport) = worst
+        .map(|w| (w.outcome, w.transport))
+        .unwrap_or((Outcome::Allow, None));
+    if multi && results.iter().any(|r| r.outcome != outcome) {
+        steps.push(Step::new(
+            "H",
+            "the endpoints disagree; the verdict is the worst endpoint's",
+        ));
+    }
+    steps.push(Step::new(
+        "H",
+        format!("outcome: {outcome} ({})", outcome.symptom()),
+    ));
+    Ok(Verdict {
+        outcome,
+        transport,
+        symptom: outcome.symptom(),
+        explanation: steps,
+        endpoints: results,
+    })
+}
+
+fn describe_client<'a>(
+    inv: &Inventory,
+    caller: Caller<'a>,
+    request: &RequestSpec,
+    steps: &mut Vec<Step>,
+) -> Client<'a> {
+    let synthetic_principal = request.source_principal.clone().or_else(|| {
+        request
+            .source_namespace
+            .as_ref()
+            .map(|ns| format!("{}/ns/{ns}/sa/default", inv.mesh.trust_domain))
+    });
+    match caller {
+        Caller::Workload(w) => {
+            let dp = membership::data_plane(inv, w);
+            steps.push(Step::new(
+                "H",
+                format!(
+                    "client {} runs as service account {}",
+                    w.object_ref(),
+                    w.service_account()
+                ),
+            ));
+            steps.extend(dp.steps);
+            let principal = match dp.value {
+                DataPlane::Plain => None,
+                _ => Some(
+                    request
+                        .source_principal
+                        .clone()
+                        .unwrap_or_else(|| principal_of(inv, w)),
+                ),
+            };
+            Client {
+                workload: Some(w),
+                data_plane: dp.value,
+                principal,
+                ip: request.source_ip,
+                has_sidecar: dp.value == DataPlane::Sidecar,
+                kubelet: false,
+            }
+        }
+        Caller::External | Caller::Kubelet | Caller::KubeApiserver
+            if synthetic_principal.is_some() && !matches!(caller, Caller::KubeApiserver) =>
+        {
+            let p = synthetic_principal.unwrap_or_default();
+            steps.push(Step::new(
+                "H",
+                format!("synthetic mesh client with identity {p} (its sidecar sends Istio mTLS)"),
+            ));
+            Client {
+                workload: None,
+                data_plane: DataPlane::Sidecar,
+                principal: Some(p),
+                ip: request.source_ip,
+                has_sidecar: true,
+                kubelet: false,
+            }
+        }
+        Caller::External => {
+            steps.push(Step::new(
+                "H",
+                "client is outside the mesh: no sidecar, no identity, plaintext (or its own TLS)",
+            ));
+            Client {
+                workload: None,
+                data_plane: DataPlane::Plain,
+                principal: None,
+                ip: request.source_ip,
+                has_sidecar: false,
+                kubelet: false,
+            }
+        }
+        Caller::KubeApiserver => {
+            steps.push(Step::new(
+                "C6",
+                "client is kube-apiserver: never in the mesh, no Istio identity, it speaks its own TLS (HTTPS) to webhooks",
+            ));
+            Client {
+                workload: None,
+                data_plane: DataPlane::Plain,
+                principal: None,
+                ip: request.source_ip,
+                has_sidecar: false,
+                kubelet: false,
+            }
+        }
+        Caller::Kubelet => {
+            steps.push(Step::new(
+                "B7",
+                "client is kubelet: probes are rewritten by the injector to the sidecar's agent port, so they bypass mTLS and authorization",
+            ));
+            Client {
+                workload: None,
+                data_plane: DataPlane::Plain,
+                principal: None,
+                ip: request.source_ip,
+                has_sidecar: false,
+                kubelet: true,
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_endpoint(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    port: u16,
+    port_protocol: PortProtocol,
+    destination: Destination<'_>,
+    request: &RequestSpec,
+    steps: &mut Vec<Step>,
+) -> (Outcome, Option<Transport>) {
+    // 1. NetworkPolicy: the first gate.
+    if inv.has_network_policies() {
+        let peer = match client.workload {
+            Some(w) => NetPeer::Pod(w),
+            None => NetPeer::External(client.ip),
+        };
+        let np = netpol::allows(inv, peer, endpoint, port);
+        steps.extend(np.steps);
+        if !np.value {
+            return (Outcome::Blocked, None);
+        }
+    }
+
+    // 2. The server's data plane.
+    let server_dp = membership::data_plane(inv, endpoint);
+    steps.push(Step::new(
+        "H",
+        format!(
+            "server {} listens on container port {port}",
+            endpoint.object_ref()
+        ),
+    ));
+    steps.extend(server_dp.steps);
+
+    // Kubelet probes are rewritten by the injector to the sidecar agent (B7).
+    if client.kubelet {
+        return (Outcome::Allow, Some(Transport::Plaintext));
+    }
+
+    // 3. What the client sends.
+    let wire = client_wire(
+        inv,
+        client,
+        endpoint,
+        port,
+        destination,
+        request,
+        server_dp.value,
+        steps,
+    );
+    let wire = match wire {
+        Ok(w) => w,
+        Err(outcome) => return (outcome, None),
+    };
+
+    // 4. What the server side accepts.
+    let chain = request_chain(port_protocol, request, wire);
+    match server_dp.value {
+        DataPlane::Plain => {
+            steps.push(Step::new(
+                "C4",
+                "the server has no sidecar: it accepts whatever the application understands, with no mTLS and no authorization",
+            ));
+            match wire {
+                Wire::IstioMtls => {
+                    steps.push(Step::new(
+                        "C4",
+                        "the client sidecar sends Istio mTLS to a server without a sidecar: the handshake fails",
+                    ));
+                    (Outcome::UpstreamFailure, None)
+                }
+                _ => (Outcome::Allow, Some(Transport::Plaintext)),
+            }
+        }
+        DataPlane::Sidecar => {
+            let intercept = membership::intercepts_inbound(endpoint, port);
+            steps.extend(intercept.steps);
+            if !intercept.value {
+                return match wire {
+                    Wire::IstioMtls => {
+                        steps.push(Step::new(
+                            "B7",
+                            "the port bypasses the server sidecar, but the client sidecar still sends Istio mTLS to it (auto mTLS ignores excluded ports): the application cannot read it",
+                        ));
+                        (Outcome::UpstreamFailure, None)
+                    }
+                    _ => (Outcome::Allow, Some(Transport::Plaintext)),
+                };
+            }
+            let mode = peer_authn::effective_mode(inv, endpoint, port);
+            steps.extend(mode.steps);
+            let transport = match sidecar_transport(mode.value, wire, port_protocol, client, steps)
+            {
+                Ok(t) => t,
+                Err(o) => return (o, None),
+            };
+            authorize_at(
+                inv,
+                client,
+                endpoint,
+                Enforcer::Sidecar,
+                port,
+                chain,
+                request,
+                transport,
+                steps,
+            )
+        }
+        DataPlane::Ambient => {
+            let mode = peer_authn::effective_mode_ambient(inv, endpoint, port);
+            steps.extend(mode.steps);
+            let transport = if matches!(wire, Wire::IstioMtls) {
+                Transport::Mtls
+            } else {
+                if mode.value == MtlsMode::Strict {
+                    steps.push(Step::new(
+                        "A6.2",
+                        "ztunnel enforces STRICT as \"deny when the source has no principal\": the plaintext client is reset",
+                    ));
+                    return (Outcome::Reset, None);
+                }
+                Transport::Plaintext
+            };
+            // A waypoint (L7) in front of the service, then the destination ztunnel (L4).
+            if let Destination::Service { service, .. } = destination {
+                if let Some(waypoint) = waypoint_of(inv, service) {
+                    steps.push(Step::new(
+                        "A6.4",
+                        format!(
+                            "traffic to Service {}/{} goes through waypoint {waypoint}; it enforces targetRefs policies with the client's identity",
+                            service.namespace(),
+                            service.name()
+                        ),
+                    ));
+                    let (o, t) = authorize_at(
+                        inv,
+                        client,
+                        endpoint,
+                        Enforcer::Waypoint { service },
+                        port,
+                        chain,
+                        request,
+                        transport,
+                        steps,
+                    );
+                    if o != Outcome::Allow {
+                        return (o, t);
+                    }
+                    let waypoint_client = Client {
+                        workload: None,
+                        data_plane: DataPlane::Ambient,
+                        principal: Some(format!(
+                            "{}/ns/{}/sa/{waypoint}",
+                            inv.mesh.trust_domain,
+                            service.namespace()
+                        )),
+                        ip: None,
+                        has_sidecar: false,
+                        kubelet: false,
+                    };
+                    steps.push(Step::new(
+                        "A6.4",
+                        "the destination ztunnel sees the waypoint's identity as the source",
+                    ));
+                    return authorize_at(
+                        inv,
+                        &waypoint_client,
+                        endpoint,
+                        Enforcer::Ztunnel,
+                        port,
+                        Chain::Tcp,
+                        request,
+                        Transport::Mtls,
+                        steps,
+                    );
+                }
+            }
+            authorize_at(
+                inv,
+                client,
+                endpoint,
+                Enforcer::Ztunnel,
+                port,
+                Chain::Tcp,
+                request,
+                transport,
+                steps,
+            )
+        }
+    }
+}
+
+/// The waypoint a Service uses: `istio.io/use-waypoint` on the Service, else its namespace.
+fn waypoint_of(inv: &Inventory, service: &Service) -> Option<String> {
+    let label = "istio.io/use-waypoint";
+    let name = service.meta.label(label).map(str::to_string).or_else(|| {
+        inv.namespace_labels(service.namespace())
+            .get(label)
+            .cloned()
+    })?;
+    (name != "none" && !name.is_empty()).then_some(name)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn client_wire(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    port: u16,
+    destination: Destination<'_>,
+    request: &RequestSpec,
+    server_dp: DataPlane,
+    steps: &mut Vec<Step>,
+) -> Result<Wire, Outcome> {
+    let app = if request.app_tls {
+        Wire::OtherTls
+    } else {
+        Wire::Plain
+    };
+    match (client.data_plane, client.workload) {
+        (DataPlane::Sidecar, Some(w)) => {
+            let tls = client_tls::client_tls(inv, w, destination, endpoint, port);
+            steps.extend(tls.steps);
+            match tls.value {
+                ClientTls::IstioMutual => Ok(Wire::IstioMtls),
+                ClientTls::Plaintext => Ok(app),
+                ClientTls::Simple | ClientTls::Mutual => Ok(Wire::OtherTls),
+                ClientTls::BlackHole => Err(Outcome::UpstreamFailure),
+            }
+        }
+        (DataPlane::Sidecar, None) => {
+            // A synthetic identity: assume auto mTLS toward sidecar and ambient servers.
+            let d = synthetic_tls(inv, endpoint, port, server_dp);
+            steps.extend(d.steps);
+            Ok(d.value)
+        }
+        (DataPlane::Ambient, _) => match server_dp {
+            DataPlane::Ambient => {
+                steps.push(Step::new(
+                    "A6.1",
+                    "ambient to ambient: ztunnels carry the connection over HBONE (mTLS with the client's identity)",
+                ));
+                Ok(Wire::IstioMtls)
+            }
+            DataPlane::Sidecar => {
+                steps.push(Step::new(
+                    "A6.6",
+                    "ambient client to a sidecar server: treated as mTLS with the client's identity (HBONE interop; not verified by kfp-mesh)",
+                ));
+                Ok(Wire::IstioMtls)
+            }
+            DataPlane::Plain => {
+                steps.push(Step::new(
+                    "C4",
+                    "ambient client to a server outside the mesh: ztunnel sends plaintext",
+                ));
+                Ok(app)
+            }
+        },
+        (DataPlane::Plain, _) => {
+            steps.push(Step::new(
+                "C4",
+                if request.app_tls {
+                    "the client has no sidecar: it sends its own TLS, which is not Istio mTLS"
+                } else {
+                    "the client has no sidecar: it sends plaintext"
+                },
+            ));
+            Ok(app)
+        }
+    }
+}
+
+fn synthetic_tls(
+    inv: &Inventory,
+    endpoint: &Workload,
+    port: u16,
+    server_dp: DataPlane,
+) -> Decision<Wire> {
+    match server_dp {
+        DataPlane::Plain => Decision::new(
+            Wire::Plain,
+            vec![Step::new(
+                "C3",
+                "auto mTLS: the server has no sidecar, so the client sidecar sends plaintext",
+            )],
+        ),
+        DataPlane::Ambient => Decision::new(
+            Wire::IstioMtls,
+            vec![Step::new(
+                "A6.6",
+                "toward an ambient server the client is treated as sending mTLS",
+            )],
+        ),
+        DataPlane::Sidecar => {
+            let mode = peer_authn::effective_mode(inv, endpoint, port);
+            let wire =
+                if mode.value == MtlsMode::Disable || !membership::advertises_istio_tls(endpoint) {
+                    Wire::Plain
+                } else {
+                    Wire::IstioMtls
+                };
+            Decision::new(
+                wire,
+                vec![Step::new(
+                    "C3",
+                    format!(
+                        "auto mTLS toward the endpoint (effective mode {:?}): the client sidecar sends {}",
+                        mode.value,
+                        if wire == Wire::IstioMtls {
+                            "Istio mTLS"
+                        } else {
+                            "plaintext"
+                        }
+                    ),
+                )],
+            )
+        }
+    }
+}
+
+/// B5: which inbound filter chain (if any) takes the connection.
+fn sidecar_transport(
+    mode: MtlsMode,
+    wire: Wire,
+    protocol: PortProtocol,
+    client: &Client<'_>,
+    steps: &mut Vec<Step>,
+) -> Result<Transport, Outcome> {
+    match (mode, wire) {
+        (MtlsMode::Strict | MtlsMode::Permissive, Wire::IstioMtls) => {
+            steps.push(Step::new(
+                "B5",
+                format!(
+                    "{mode:?} accepts Istio mTLS: the connection is mutually authenticated as {}",
+                    client.principal.as_deref().unwrap_or("?")
+                ),
+            ));
+            Ok(Transport::Mtls)
+        }
+        (MtlsMode::Strict, Wire::Plain) => {
+            steps.push(Step::new(
+                "B5",
+                "STRICT has no plaintext filter chain: Envoy finds no filter chain (`filter_chain_not_found`) and resets the connection",
+            ));
+            Err(if client.has_sidecar {
+                Outcome::UpstreamFailure
+            } else {
+                Outcome::Reset
+            })
+        }
+        (MtlsMode::Strict, Wire::OtherTls) => {
+            steps.push(Step::new(
+                "B5",
+                "STRICT: the TLS chain matches, the server sidecar terminates TLS and demands an Istio client certificate the client cannot present: the handshake fails",
+            ));
+            Err(if client.has_sidecar {
+                Outcome::UpstreamFailure
+            } else {
+                Outcome::TlsFailure
+            })
+        }
+        (MtlsMode::Permissive, Wire::Plain) => {
+            steps.push(Step::new(
+                "B5",
+                "PERMISSIVE accepts plaintext: the connection has no peer identity",
+            ));
+            Ok(Transport::Plaintext)
+        }
+        (MtlsMode::Permissive, Wire::OtherTls) => {
+            if protocol == PortProtocol::Http {
+                steps.push(Step::new(
+                    "B5",
+                    "PERMISSIVE on a port declared HTTP has no chain for non-Istio TLS: the connection is reset (name the port `https`/`tcp` or leave it unnamed)",
+                ));
+                Err(if client.has_sidecar {
+                    Outcome::UpstreamFailure
+                } else {
+                    Outcome::Reset
+                })
+            } else {
+                steps.push(Step::new(
+                    "B5",
+                    "PERMISSIVE passes non-Istio TLS through to the application, which terminates it: no peer identity",
+                ));
+                Ok(Transport::Plaintext)
+            }
+        }
+        (MtlsMode::Disable, Wire::IstioMtls) => {
+            steps.push(Step::new(
+                "B5",
+                "DISABLE has only plaintext chains: the client sidecar's Istio mTLS finds no chain and fails",
+            ));
+            Err(Outcome::UpstreamFailure)
+        }
+        (MtlsMode::Disable, Wire::Plain) => {
+            steps.push(Step::new("B5", "DISABLE accepts plaintext"));
+            Ok(Transport::Plaintext)
+        }
+        (MtlsMode::Disable, Wire::OtherTls) => {
+            steps.push(Step::new(
+                "B5",
+                "DISABLE has no chain for TLS traffic: the connection is reset",
+            ));
+            Err(if client.has_sidecar {
+                Outcome::UpstreamFailure
+            } else {
+                Outcome::Reset
+            })
+        }
+    }
+}
+
+fn request_chain(protocol: PortProtocol, request: &RequestSpec, wire: Wire) -> Chain {
+    if request.app_tls || wire == Wire::OtherTls {
+        return Chain::Tcp;
+    }
+    match (protocol, request.protocol) {
+        (PortProtocol::Http, _) => Chain::Http,
+        (PortProtocol::Tcp, _) => Chain::Tcp,
+        (PortProtocol::Auto, Some(RequestProtocol::Tcp)) => Chain::Tcp,
+        (PortProtocol::Auto, _) => Chain::Http,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn authorize_at(
+    inv: &Inventory,
+    client: &Client<'_>,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    port: u16,
+    chain: Chain,
+    request: &RequestSpec,
+    transport: Transport,
+    steps: &mut Vec<Step>,
+) -> (Outcome, Option<Transport>) {
+    let http = (chain == Chain::Http).then(|| HttpRequest {
+        method: request.method.clone().unwrap_or_else(|| "GET".to_string()),
+        path: request.path.clone().unwrap_or_else(|| "/".to_string()),
+        host: request.host.clone().unwrap_or_default(),
+        headers: request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    });
+    let ctx = RequestContext {
+        principal: if transport == Transport::Mtls {
+            client.principal.clone()
+        } else {
+            None
+        },
+        source_ip: client.ip,
+        remote_ip: client.ip,
+        destination_ip: None,
+        destination_port: port,
+        sni: None,
+        chain,
+        http,
+        jwt: request.jwt.clone(),
+    };
+    let verdict = authz::authorize(inv, server, enforcer, &ctx);
+    steps.extend(verdict.steps);
+    let ztunnel = matches!(enforcer, Enforcer::Ztunnel);
+    let outcome = match verdict.value {
+        AuthzVerdict::Allow | AuthzVerdict::Custom { .. } => Outcome::Allow,
+        AuthzVerdict::Deny if ztunnel => Outcome::Reset,
+        AuthzVerdict::Deny => Outcome::Deny,
+        AuthzVerdict::CustomDeny => Outcome::CustomDeny,
+        AuthzVerdict::Unauthenticated => Outcome::Unauthenticated,
+    };
+    if ztunnel && outcome == Outcome::Reset {
+        steps.push(Step::new(
+            "D9",
+            "a denial at ztunnel shows as a connection reset",
+        ));
+    }
+    (outcome, Some(transport))
+}
