@@ -1,0 +1,362 @@
+//! The inventory reader: streams, lists, locations, typed kinds and malformed input.
+
+use kfp_mesh_core::inventory::{Inventory, MAX_DEPTH, parse_stream};
+use kfp_mesh_core::model::PeerMode;
+
+fn inv(text: &str) -> Inventory {
+    Inventory::from_sources([("in.yaml", text)])
+}
+
+#[test]
+fn multi_document_yaml_keeps_the_line_of_each_object() {
+    let text = "\
+# leading comment
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kubeflow
+---
+# a comment before the second object
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: pipeline-runner
+  namespace: kubeflow
+--- 
+---
+apiVersion: v1
+kind: Service
+metadata: {name: minio-service, namespace: kubeflow}
+spec:
+  ports: [{port: 9000, targetPort: 9000, name: http}]
+...
+";
+    let (objects, errors) = parse_stream("in.yaml", text);
+    assert!(errors.is_empty(), "{errors:?}");
+    let lines: Vec<(String, u32)> = objects
+        .iter()
+        .map(|o| (o.kind.clone(), o.origin.line))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("Namespace".to_string(), 2),
+            ("ServiceAccount".to_string(), 8),
+            ("Service".to_string(), 15)
+        ]
+    );
+}
+
+#[test]
+fn json_streams_arrays_and_lists_are_expanded() {
+    let text = r#"
+{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}},
+  {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}
+]}
+{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa", "namespace": "a"}}
+[{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}]
+"#;
+    let (objects, errors) = parse_stream("in.json", text);
+    assert!(errors.is_empty(), "{errors:?}");
+    let names: Vec<(&str, u32)> = objects
+        .iter()
+        .map(|o| (o.meta.name.as_str(), o.origin.line))
+        .collect();
+    assert_eq!(names, vec![("a", 2), ("b", 2), ("sa", 6), ("c", 7)]);
+}
+
+#[test]
+fn yaml_list_kind_is_expanded() {
+    let i = inv(
+        "apiVersion: v1\nkind: ConfigMapList\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: x}\n",
+    );
+    assert!(i.namespaces.contains_key("x"));
+}
+
+#[test]
+fn a_malformed_document_is_reported_and_the_rest_is_read() {
+    let text = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: good-1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: [unclosed
+---
+- just
+- a list
+---
+kind: Namespace
+metadata: {name: no-api-version}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: good-2}
+";
+    let i = inv(text);
+    assert!(i.namespaces.contains_key("good-1"));
+    assert!(i.namespaces.contains_key("good-2"));
+    let errors: Vec<String> = i.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("in.yaml:5: not valid YAML"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("in.yaml:9: expected a Kubernetes object"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("in.yaml:12: object has no `kind` or no `apiVersion`"),
+        "{}",
+        errors[2]
+    );
+}
+
+#[test]
+fn a_spec_of_the_wrong_shape_names_the_object() {
+    let i = inv(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec:\n  mtls: STRICT\n",
+    );
+    assert!(i.peer_authentications_in("ns").is_empty());
+    assert_eq!(i.errors.len(), 1);
+    let e = i.errors[0].to_string();
+    assert!(e.contains("PeerAuthentication ns/pa"), "{e}");
+    assert!(e.contains("unreadable spec"), "{e}");
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_crash() {
+    let mut text =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata:\n  x: ");
+    for _ in 0..(MAX_DEPTH * 4) {
+        text.push('[');
+    }
+    text.push('\n');
+    let i = inv(&text);
+    assert_eq!(i.errors.len(), 1, "{:?}", i.errors);
+
+    let mut json = String::from(
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "deep"}, "data": "#,
+    );
+    for _ in 0..10_000 {
+        json.push('[');
+    }
+    let i = Inventory::from_sources([("in.json", json.as_str())]);
+    assert_eq!(i.errors.len(), 1, "{:?}", i.errors);
+    assert!(i.errors[0].message.contains("not valid JSON"));
+}
+
+#[test]
+fn unknown_kinds_are_kept_and_ignored() {
+    let i = inv(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: wf, namespace: kubeflow}\nspec: {templates: []}\n",
+    );
+    assert!(i.errors.is_empty());
+    assert_eq!(i.objects.len(), 1);
+    assert!(i.workloads.is_empty());
+}
+
+#[test]
+fn pod_templates_of_every_controller_become_workloads() {
+    let template = "  template:\n    metadata: {labels: {app: x}}\n    spec:\n      serviceAccountName: sa\n      containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]\n";
+    let mut text = String::new();
+    for (api, kind) in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("apps/v1", "ReplicaSet"),
+        ("batch/v1", "Job"),
+    ] {
+        text.push_str(&format!(
+            "---\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: {}, namespace: ns}}\nspec:\n{template}",
+            kind.to_lowercase()
+        ));
+    }
+    text.push_str("---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cron, namespace: ns}\nspec:\n  jobTemplate:\n    spec:\n");
+    text.push_str(
+        &template
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
+    );
+    text.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: pod, namespace: ns, labels: {app: x}}\nspec:\n  containers: [{name: c}]\n");
+    let i = inv(&text);
+    assert!(i.errors.is_empty(), "{:?}", i.errors);
+    let mut kinds: Vec<String> = i.workloads.iter().map(|w| w.kind.clone()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "CronJob",
+            "DaemonSet",
+            "Deployment",
+            "Job",
+            "Pod",
+            "ReplicaSet",
+            "StatefulSet"
+        ]
+    );
+    let cron = i.workload("ns", "cron").expect("cron job workload");
+    assert_eq!(cron.service_account(), "sa");
+    assert_eq!(cron.label("app"), Some("x"));
+    assert_eq!(cron.port_by_name("web"), Some(8080));
+    assert_eq!(
+        i.workload("ns", "pod").map(|p| p.service_account()),
+        Some("default")
+    );
+}
+
+#[test]
+fn services_select_endpoints_and_named_target_ports() {
+    let i = inv("\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ml-pipeline, namespace: kubeflow}
+spec:
+  template:
+    metadata: {labels: {app: ml-pipeline}}
+    spec:
+      containers: [{name: api, ports: [{name: grpc, containerPort: 8887}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ml-pipeline, namespace: kubeflow}
+spec:
+  selector: {app: ml-pipeline}
+  ports: [{name: grpc, port: 8887, targetPort: grpc}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless, namespace: kubeflow}
+spec:
+  clusterIP: None
+  selector: {app: nothing}
+  ports: [{port: 1}]
+");
+    let svc = i.service("kubeflow", "ml-pipeline").expect("service");
+    let eps = i.service_endpoints(svc);
+    assert_eq!(eps.len(), 1);
+    let port = &svc.spec.ports[0];
+    assert_eq!(
+        kfp_mesh_core::connection::target_port(port, eps[0]),
+        Some(8887)
+    );
+    let headless = i.service("kubeflow", "headless").expect("headless");
+    assert!(headless.spec.is_headless());
+    assert!(i.service_endpoints(headless).is_empty());
+    assert_eq!(i.services_of(eps[0]).len(), 1);
+}
+
+#[test]
+fn istio_kinds_at_every_served_version_are_typed() {
+    let mut text = String::new();
+    for v in ["v1", "v1beta1"] {
+        for kind in [
+            "PeerAuthentication",
+            "AuthorizationPolicy",
+            "RequestAuthentication",
+        ] {
+            text.push_str(&format!(
+                "---\napiVersion: security.istio.io/{v}\nkind: {kind}\nmetadata: {{name: {}-{v}, namespace: ns}}\nspec: {{}}\n",
+                kind.to_lowercase()
+            ));
+        }
+    }
+    for v in ["v1", "v1beta1", "v1alpha3"] {
+        text.push_str(&format!("---\napiVersion: networking.istio.io/{v}\nkind: DestinationRule\nmetadata: {{name: dr-{v}, namespace: ns}}\nspec: {{host: x}}\n"));
+        text.push_str(&format!("---\napiVersion: networking.istio.io/{v}\nkind: Sidecar\nmetadata: {{name: sc-{v}, namespace: ns}}\nspec: {{}}\n"));
+    }
+    text.push_str("---\napiVersion: security.istio.io/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: not-served, namespace: ns}\nspec: {}\n");
+    text.push_str("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: ns}\nspec: {podSelector: {}}\n");
+    let i = inv(&text);
+    assert!(i.errors.is_empty(), "{:?}", i.errors);
+    assert_eq!(i.peer_authentications_in("ns").len(), 2);
+    assert_eq!(i.authorization_policies_in("ns").len(), 2);
+    assert_eq!(i.request_authentications_in("ns").len(), 2);
+    assert_eq!(i.destination_rules_in("ns").len(), 3);
+    assert_eq!(i.sidecars_in("ns").len(), 3);
+    assert_eq!(i.network_policies_in("ns").len(), 1);
+}
+
+#[test]
+fn mesh_and_injector_config_maps_are_read() {
+    let i = inv(r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    trustDomain: example.org
+    trustDomainAliases: [old-td]
+    enableAutoMtls: false
+    defaultConfig:
+      holdApplicationUntilProxyStarts: true
+    extensionProviders:
+    - name: oauth2-proxy
+      envoyExtAuthzHttp: {service: oauth2-proxy.oauth2-proxy.svc.cluster.local, port: 80}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-sidecar-injector, namespace: istio-system}
+data:
+  config: |-
+    policy: disabled
+    alwaysInjectSelector:
+    - matchLabels: {inject: always}
+    neverInjectSelector:
+    - matchExpressions: [{key: openshift.io/build.name, operator: Exists}]
+    template: |
+      {{ if .Values.x }}not yaml {{ end }}
+  values: '{"sidecarInjectorWebhook": {"enableNamespacesByDefault": true}}'
+"#);
+    assert!(i.errors.is_empty(), "{:?}", i.errors);
+    assert_eq!(i.mesh.root_namespace, "istio-system");
+    assert_eq!(i.mesh.trust_domain, "example.org");
+    assert_eq!(i.mesh.trust_domain_aliases, vec!["old-td"]);
+    assert!(!i.mesh.enable_auto_mtls);
+    assert!(i.mesh.hold_application_until_proxy_starts);
+    assert_eq!(i.mesh.extension_providers, vec!["oauth2-proxy"]);
+    assert_eq!(i.injector.policy, "disabled");
+    assert_eq!(i.injector.always_inject_selector.len(), 1);
+    assert_eq!(i.injector.never_inject_selector.len(), 1);
+    assert!(i.injector.enable_namespaces_by_default);
+}
+
+#[test]
+fn port_level_mtls_keys_are_read_from_integer_yaml_keys() {
+    let i = inv(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    8443: {mode: PERMISSIVE}\n",
+    );
+    assert!(i.errors.is_empty(), "{:?}", i.errors);
+    let pa = &i.peer_authentications_in("ns")[0];
+    let ports = pa.spec.port_level_mtls.as_ref().expect("port level");
+    assert_eq!(
+        ports.get("8443").map(|m| m.mode),
+        Some(PeerMode::Permissive)
+    );
+}
+
+#[test]
+fn a_redefined_object_keeps_the_first_and_reports_the_second() {
+    let a =
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio-injection: enabled}}\n";
+    let b = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
+    let i = Inventory::from_sources([("a.yaml", a), ("b.yaml", b)]);
+    assert_eq!(
+        i.namespace_labels("x")
+            .get("istio-injection")
+            .map(String::as_str),
+        Some("enabled")
+    );
+    assert_eq!(i.errors.len(), 1);
+    assert!(
+        i.errors[0]
+            .to_string()
+            .starts_with("b.yaml:1: Namespace x: defined again")
+    );
+}
