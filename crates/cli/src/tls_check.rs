@@ -285,6 +285,9 @@ fn print_text(from: &str, to: &str, v: &Verdict) {
         }
     );
     println!("  symptom:   {}", v.symptom);
+    if let Some(fix) = &v.fix {
+        println!("  fix:       {fix}");
+    }
     println!();
     println!("Why:");
     for (i, step) in v.explanation.iter().enumerate() {

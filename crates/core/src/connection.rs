@@ -153,6 +153,9 @@ pub struct Verdict {
     /// What the client observes.
     pub symptom: &'static str,
     pub explanation: Vec<Step>,
+    /// What to change so the connection works (absent when it is allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
     /// One entry per backing workload when the target is a Service.
     pub endpoints: Vec<EndpointVerdict>,
 }
@@ -391,6 +394,7 @@ pub fn evaluate(
 
     let multi = endpoints.len() > 1;
     let mut results = Vec::new();
+    let mut fix = None;
     for (endpoint, tp) in &endpoints {
         let mut ep_steps = Vec::new();
         let (outcome, transport) = evaluate_endpoint(
@@ -408,6 +412,9 @@ pub fn evaluate(
                 "H",
                 format!("endpoint {} (port {tp}):", endpoint.object_ref()),
             ));
+        }
+        if fix.is_none() {
+            fix = suggest_fix(inv, &client, endpoint, *tp, outcome, &ep_steps);
         }
         steps.extend(ep_steps);
         results.push(EndpointVerdict {
@@ -440,6 +447,7 @@ pub fn evaluate(
         transport,
         symptom: outcome.symptom(),
         explanation: steps,
+        fix,
         endpoints: results,
     })
 }
@@ -1028,4 +1036,110 @@ fn authorize_at(
         ));
     }
     (outcome, Some(transport))
+}
+
+/// What to change for a failing connection, from the outcome and the objects that decided it.
+fn suggest_fix(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    port: u16,
+    outcome: Outcome,
+    steps: &[Step],
+) -> Option<String> {
+    let last_cited = |kind: &str| {
+        steps
+            .iter()
+            .rev()
+            .flat_map(|s| s.objects.iter())
+            .find(|c| c.object.kind == kind)
+            .map(|c| c.to_string())
+    };
+    let server = endpoint.object_ref();
+    let caller = match client.workload {
+        Some(w) => w.object_ref().to_string(),
+        None => "the caller".to_string(),
+    };
+    let client_opted_out = client.workload.is_some_and(|w| {
+        w.annotation("sidecar.istio.io/inject") == Some("false")
+            || w.label("sidecar.istio.io/inject") == Some("false")
+    });
+    let kfp_run_pod = client.workload.is_some_and(|w| {
+        w.label("pipelines.kubeflow.org/v2_component").is_some()
+            || w.label("workflows.argoproj.io/workflow").is_some()
+    });
+    let permissive_port = format!(
+        "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{{port}: {{mode: PERMISSIVE}}}}` (and an AuthorizationPolicy that still names who may call)",
+        endpoint.namespace
+    );
+    let fix = match outcome {
+        Outcome::Allow => return None,
+        Outcome::Reset | Outcome::TlsFailure
+            if client.workload.is_none() && client.principal.is_none() =>
+        {
+            format!(
+                "{caller} can never have a mesh identity: exempt port {port} of {server} with {permissive_port}; name the Service port `https` or `tcp` so Istio passes TLS through"
+            )
+        }
+        Outcome::Reset | Outcome::TlsFailure | Outcome::UpstreamFailure
+            if client.data_plane == DataPlane::Plain && kfp_run_pod =>
+        {
+            format!(
+                "{caller} is a KFP run pod without a sidecar (the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on every workflow template): deploy the kfp-mesh webhook (manifests/kustomize/components/driver-webhook) so run pods get `sidecar.istio.io/inject: \"true\"` as a label"
+            )
+        }
+        Outcome::Reset | Outcome::TlsFailure | Outcome::UpstreamFailure
+            if client.data_plane == DataPlane::Plain =>
+        {
+            if client_opted_out {
+                format!(
+                    "{caller} opts out of injection with `sidecar.istio.io/inject: \"false\"`: remove the opt-out (or set the label `sidecar.istio.io/inject: \"true\"`) and restart it, or exempt the port with {permissive_port}"
+                )
+            } else {
+                format!(
+                    "{caller} has no sidecar: label its namespace `istio-injection: enabled` or its pods `sidecar.istio.io/inject: \"true\"` and restart it, or exempt the port with {permissive_port}"
+                )
+            }
+        }
+        Outcome::UpstreamFailure => match last_cited("DestinationRule") {
+            Some(dr) => format!(
+                "{dr} sets client TLS that {server} does not accept on port {port}: remove its `tls` (auto mTLS then chooses correctly) or make it match the server's mode"
+            ),
+            None => match last_cited("Sidecar") {
+                Some(sc) => {
+                    format!("{sc} does not list the destination in its egress hosts: add it")
+                }
+                None => format!(
+                    "the client sidecar and {server} disagree on TLS for port {port}: give both sides a sidecar and let auto mTLS decide, or align the PeerAuthentication of {server}"
+                ),
+            },
+        },
+        Outcome::Deny | Outcome::CustomDeny => {
+            let who = client.principal.clone().unwrap_or_else(|| {
+                "a plaintext caller (no identity: principal and namespace rules never match it)"
+                    .to_string()
+            });
+            match last_cited("AuthorizationPolicy") {
+                Some(ap) => format!(
+                    "{ap} decides: allow {who} on port {port} of {server} with an ALLOW rule naming it, or remove the DENY rule that matches"
+                ),
+                None => format!("an AuthorizationPolicy denies {who}: add an ALLOW rule for it"),
+            }
+        }
+        Outcome::Unauthenticated => match last_cited("RequestAuthentication") {
+            Some(ra) => format!("{ra} rejects the token: send a token its jwtRules accept"),
+            None => "send a valid token".to_string(),
+        },
+        Outcome::Blocked => match last_cited("NetworkPolicy") {
+            Some(np) => format!(
+                "{np} isolates the pod: add an ingress (or egress) rule that admits {caller} on port {port}"
+            ),
+            None => format!("a NetworkPolicy drops the traffic: admit {caller} on port {port}"),
+        },
+        Outcome::Reset | Outcome::TlsFailure => {
+            format!("{server} rejects what {caller} sends on port {port}; see the explanation")
+        }
+    };
+    let _ = inv;
+    Some(fix)
 }

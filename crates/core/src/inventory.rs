@@ -525,7 +525,10 @@ impl Inventory {
                 if istio_version(o, &["v1", "v1beta1", "v1alpha3"]) =>
             {
                 if let Some(r) = self.typed::<DestinationRuleSpec>(o, Some("spec")) {
-                    self.destination_rules.entry(ns).or_default().push(r);
+                    let issues = validation::validate_destination_rule(&r);
+                    if self.record_validation(r.cite(), issues) {
+                        self.destination_rules.entry(ns).or_default().push(r);
+                    }
                 }
             }
             (ISTIO_NETWORKING, "Sidecar") if istio_version(o, &["v1", "v1beta1", "v1alpha3"]) => {
