@@ -681,9 +681,10 @@ fn evaluate_endpoint(
                 Transport::Plaintext
             };
             // A waypoint (L7) in front of the service, then the destination ztunnel (L4).
-            if let Destination::Service { service, .. } = destination {
-                if let Some(waypoint) = waypoint_of(inv, service) {
-                    steps.push(Step::new(
+            if let Destination::Service { service, .. } = destination
+                && let Some(waypoint) = waypoint_of(inv, service)
+            {
+                steps.push(Step::new(
                         "A6.4",
                         format!(
                             "traffic to Service {}/{} goes through waypoint {waypoint}; it enforces targetRefs policies with the client's identity",
@@ -691,48 +692,47 @@ fn evaluate_endpoint(
                             service.name()
                         ),
                     ));
-                    let (o, t) = authorize_at(
-                        inv,
-                        client,
-                        endpoint,
-                        Enforcer::Waypoint { service },
-                        port,
-                        chain,
-                        request,
-                        transport,
-                        steps,
-                    );
-                    if o != Outcome::Allow {
-                        return (o, t);
-                    }
-                    let waypoint_client = Client {
-                        workload: None,
-                        data_plane: DataPlane::Ambient,
-                        principal: Some(format!(
-                            "{}/ns/{}/sa/{waypoint}",
-                            inv.mesh.trust_domain,
-                            service.namespace()
-                        )),
-                        ip: None,
-                        has_sidecar: false,
-                        kubelet: false,
-                    };
-                    steps.push(Step::new(
-                        "A6.4",
-                        "the destination ztunnel sees the waypoint's identity as the source",
-                    ));
-                    return authorize_at(
-                        inv,
-                        &waypoint_client,
-                        endpoint,
-                        Enforcer::Ztunnel,
-                        port,
-                        Chain::Tcp,
-                        request,
-                        Transport::Mtls,
-                        steps,
-                    );
+                let (o, t) = authorize_at(
+                    inv,
+                    client,
+                    endpoint,
+                    Enforcer::Waypoint { service },
+                    port,
+                    chain,
+                    request,
+                    transport,
+                    steps,
+                );
+                if o != Outcome::Allow {
+                    return (o, t);
                 }
+                let waypoint_client = Client {
+                    workload: None,
+                    data_plane: DataPlane::Ambient,
+                    principal: Some(format!(
+                        "{}/ns/{}/sa/{waypoint}",
+                        inv.mesh.trust_domain,
+                        service.namespace()
+                    )),
+                    ip: None,
+                    has_sidecar: false,
+                    kubelet: false,
+                };
+                steps.push(Step::new(
+                    "A6.4",
+                    "the destination ztunnel sees the waypoint's identity as the source",
+                ));
+                return authorize_at(
+                    inv,
+                    &waypoint_client,
+                    endpoint,
+                    Enforcer::Ztunnel,
+                    port,
+                    Chain::Tcp,
+                    request,
+                    Transport::Mtls,
+                    steps,
+                );
             }
             authorize_at(
                 inv,

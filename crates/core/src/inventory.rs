@@ -111,8 +111,7 @@ fn split_yaml_documents(text: &str) -> Vec<(u32, &str)> {
     let mut start = 0usize;
     let mut start_line = 1u32;
     let mut offset = 0usize;
-    let mut line_no = 1u32;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
         let content = line.trim_end_matches(['\n', '\r']);
         let is_marker = content == "---"
             || content.starts_with("--- ")
@@ -131,7 +130,6 @@ fn split_yaml_documents(text: &str) -> Vec<(u32, &str)> {
             }
         }
         offset += line.len();
-        line_no += 1;
     }
     docs.push((start_line, &text[start..]));
     // Report the first line that holds content, not the marker or leading comments.
@@ -401,14 +399,14 @@ impl Inventory {
         // The same object twice: keep the first (by origin), report the others.
         let mut deduped: Vec<Object> = Vec::with_capacity(objects.len());
         for o in objects {
-            if let Some(prev) = deduped.last() {
-                if prev.kind == o.kind
-                    && prev.group() == o.group()
-                    && prev.meta.name == o.meta.name
-                    && prev.meta.namespace == o.meta.namespace
-                {
-                    if prev.body != o.body {
-                        errors.push(InputError {
+            if let Some(prev) = deduped.last()
+                && prev.kind == o.kind
+                && prev.group() == o.group()
+                && prev.meta.name == o.meta.name
+                && prev.meta.namespace == o.meta.namespace
+            {
+                if prev.body != o.body {
+                    errors.push(InputError {
                             origin: o.origin.clone(),
                             object: Some(o.object_ref()),
                             message: format!(
@@ -416,9 +414,8 @@ impl Inventory {
                                 prev.origin
                             ),
                         });
-                    }
-                    continue;
                 }
+                continue;
             }
             deduped.push(o);
         }

@@ -32,10 +32,10 @@ impl LabelSelector {
     /// Kubernetes semantics: an empty selector matches everything. An unknown operator
     /// matches nothing (the API server would have rejected it).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        if let Some(ml) = &self.match_labels {
-            if !ml.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                return false;
-            }
+        if let Some(ml) = &self.match_labels
+            && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
+        {
+            return false;
         }
         for req in self.match_expressions.iter().flatten() {
             let values = req.values.as_deref().unwrap_or_default();
