@@ -343,8 +343,7 @@ fn port_level_mtls_keys_are_read_from_integer_yaml_keys() {
 
 #[test]
 fn a_redefined_object_keeps_the_first_and_reports_the_second() {
-    let a =
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio-injection: enabled}}\n";
+    let a = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio-injection: enabled}}\n";
     let b = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
     let i = Inventory::from_sources([("a.yaml", a), ("b.yaml", b)]);
     assert_eq!(

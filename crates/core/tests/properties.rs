@@ -138,7 +138,12 @@ fn build(docs: &[String], files: usize) -> Inventory {
         s.push_str(d);
     }
     let names: Vec<String> = (0..files).map(|i| format!("f{i}.yaml")).collect();
-    Inventory::from_sources(names.iter().map(String::as_str).zip(streams.iter().map(String::as_str)))
+    Inventory::from_sources(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(streams.iter().map(String::as_str)),
+    )
 }
 
 fn input_strategy() -> impl Strategy<Value = Vec<String>> {
