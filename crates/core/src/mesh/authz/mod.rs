@@ -1,0 +1,1064 @@
+//! D: AuthorizationPolicy (with RequestAuthentication) evaluation for one request at one
+//! enforcement point.
+
+mod eval;
+mod matcher;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::explain::{Decision, Step};
+use crate::inventory::{AuthorizationPolicy, Inventory, RequestAuthentication, Service, Workload};
+use crate::model::{AuthzAction, PolicyTargetReference, WorkloadSelector};
+use crate::object::Cited;
+
+use eval::{Cx, Evaluation, Flavor, Notes, Point, RuleOutcome};
+use matcher::{Peer, normalize_path};
+
+/// Which proxy enforces the policies.
+#[derive(Clone, Copy, Debug)]
+pub enum Enforcer<'a> {
+    /// The server's sidecar (selector policies; targetRef policies ignored).
+    Sidecar,
+    /// The destination ztunnel (ambient, L4 only, A6.3).
+    Ztunnel,
+    /// A waypoint in front of `service` (targetRef policies only, L7).
+    Waypoint { service: &'a Service },
+}
+
+/// The filter chain the request lands in: HTTP (L7 attributes available) or TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chain {
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    /// Lower-case header names.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A JWT presented by the client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Jwt {
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    pub presenter: Option<String>,
+    /// Claim values by name; a nested claim (`request.auth.claims[a][b]`) is looked up as
+    /// `a.b`. A string claim is a one-element list.
+    pub claims: BTreeMap<String, Vec<String>>,
+    /// False for a token the proxy rejects (bad signature, expired).
+    pub valid: bool,
+}
+
+/// The attributes of one request as the enforcing proxy sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RequestContext {
+    /// mTLS peer identity without `spiffe://`: `<td>/ns/<ns>/sa/<sa>`; `None` for plaintext.
+    pub principal: Option<String>,
+    pub source_ip: Option<IpAddr>,
+    pub remote_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    /// The workload (container) port.
+    pub destination_port: u16,
+    pub sni: Option<String>,
+    pub chain: Chain,
+    /// The HTTP request (ignored on the TCP chain).
+    pub http: Option<HttpRequest>,
+    pub jwt: Option<Jwt>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthzVerdict {
+    Allow,
+    /// A DENY matched, or ALLOW policies exist and none matched.
+    Deny,
+    /// A CUSTOM rule matched and fails closed (provider unknown or several providers).
+    CustomDeny,
+    /// A CUSTOM rule matched and the named ext-authz provider decides; the rest of the
+    /// evaluation assumed it allows.
+    Custom {
+        provider: String,
+    },
+    /// 401: a JWT was presented and RequestAuthentication rejects it.
+    Unauthenticated,
+}
+
+/// The label Istio's deployment controller puts on Kubernetes Gateway API gateway pods.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The gateway class of a Gateway API gateway pod, when the pod carries it.
+pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// The GatewayClass of waypoints; a root-namespace policy naming it applies to every waypoint.
+pub const WAYPOINT_GATEWAY_CLASS: &str = "istio-waypoint";
+/// The annotation that puts an AuthorizationPolicy in shadow mode.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// `istio.io/dry-run` as istiod reads it (Go `strconv.ParseBool`: `1`, `t`, `T`, `true`,
+/// `TRUE`, `True`); anything else, or no annotation, is enforce mode.
+pub fn is_dry_run(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(DRY_RUN_ANNOTATION)
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
+/// D1: how a policy (AuthorizationPolicy or RequestAuthentication) relates to one
+/// enforcement point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "attachment", content = "reason")]
+pub enum Attachment {
+    /// The policy applies; how it attaches (mesh-wide, namespace-wide, selector, targetRefs).
+    Applies(String),
+    /// It is meant for other workloads (selector or targetRefs name something else).
+    NotSelected,
+    /// It names this workload in a way this enforcement point does not honour.
+    Ignored(String),
+}
+
+/// D1 (and A6.3, A6.4): the namespaces whose policies can apply: the root namespace, the
+/// workload's namespace and, for a waypoint, the namespace of the Service.
+pub fn candidate_namespaces<'a>(
+    inv: &'a Inventory,
+    server: &'a Workload,
+    enforcer: Enforcer<'a>,
+) -> Vec<&'a str> {
+    let mut out: Vec<&str> = vec![inv.mesh.root_namespace.as_str()];
+    let mut push = |ns: &'a str| {
+        if !out.contains(&ns) {
+            out.push(ns);
+        }
+    };
+    push(server.namespace.as_str());
+    if let Enforcer::Waypoint { service } = enforcer {
+        push(service.namespace());
+    }
+    out
+}
+
+/// D1: whether a policy in `policy_ns` with this selector / targetRefs applies at `enforcer`.
+pub fn attachment(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    policy_ns: &str,
+    selector: Option<&WorkloadSelector>,
+    target_refs: &[&PolicyTargetReference],
+) -> Attachment {
+    let root = inv.mesh.root_namespace.as_str();
+    // Cross-namespace references are rejected by validation; such a ref never matches.
+    let refs = || {
+        target_refs.iter().filter(|r| {
+            r.namespace
+                .as_deref()
+                .is_none_or(|n| n.is_empty() || n == policy_ns)
+        })
+    };
+    match enforcer {
+        Enforcer::Waypoint { service } => {
+            if target_refs.is_empty() {
+                return Attachment::Ignored(
+                    "waypoints only apply policies that name them with targetRefs (Service, Gateway or GatewayClass istio-waypoint); selector and namespace-wide policies are ignored (A6.4)"
+                        .to_string(),
+                );
+            }
+            for r in refs() {
+                match r.kind.as_str() {
+                    "Service" if r.name == service.name() && policy_ns == service.namespace() => {
+                        return Attachment::Applies(format!(
+                            "targetRefs Service {}/{}",
+                            policy_ns, r.name
+                        ));
+                    }
+                    "GatewayClass" if r.name == WAYPOINT_GATEWAY_CLASS && policy_ns == root => {
+                        return Attachment::Applies(format!(
+                            "targetRefs GatewayClass {WAYPOINT_GATEWAY_CLASS} in the root namespace (every waypoint)"
+                        ));
+                    }
+                    "Gateway"
+                        if server.label(GATEWAY_NAME_LABEL) == Some(r.name.as_str())
+                            && policy_ns == server.namespace =>
+                    {
+                        return Attachment::Applies(format!(
+                            "targetRefs Gateway {}/{}",
+                            policy_ns, r.name
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Attachment::NotSelected
+        }
+        Enforcer::Sidecar | Enforcer::Ztunnel => {
+            if !target_refs.is_empty() {
+                if let (Enforcer::Sidecar, Some(gateway)) =
+                    (enforcer, server.label(GATEWAY_NAME_LABEL))
+                {
+                    for r in refs() {
+                        if r.kind == "Gateway" && r.name == gateway && policy_ns == server.namespace
+                        {
+                            return Attachment::Applies(format!(
+                                "targetRefs Gateway {}/{}",
+                                policy_ns, r.name
+                            ));
+                        }
+                        if r.kind == "GatewayClass"
+                            && policy_ns == root
+                            && server.label(GATEWAY_CLASS_LABEL) == Some(r.name.as_str())
+                        {
+                            return Attachment::Applies(format!(
+                                "targetRefs GatewayClass {} in the root namespace",
+                                r.name
+                            ));
+                        }
+                    }
+                    return Attachment::NotSelected;
+                }
+                return Attachment::Ignored(match enforcer {
+                    Enforcer::Ztunnel => "policies with targetRef/targetRefs are not sent to ztunnel; they apply only at the waypoint or gateway they name (A6.3)".to_string(),
+                    _ => "a policy with targetRef/targetRefs applies only to the gateway or waypoint it names; sidecars ignore it (D1)".to_string(),
+                });
+            }
+            match selector.and_then(WorkloadSelector::labels) {
+                None if policy_ns == root => {
+                    Attachment::Applies("mesh-wide (root namespace, no selector)".to_string())
+                }
+                None => Attachment::Applies("namespace-wide (no selector)".to_string()),
+                Some(labels) => {
+                    if labels.iter().all(|(k, v)| server.labels.get(k) == Some(v)) {
+                        Attachment::Applies(format!("selector {}", fmt_labels(labels)))
+                    } else {
+                        Attachment::NotSelected
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fmt_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn target_refs_of<'a>(
+    one: &'a Option<PolicyTargetReference>,
+    many: &'a Option<Vec<PolicyTargetReference>>,
+) -> Vec<&'a PolicyTargetReference> {
+    one.iter().chain(many.iter().flatten()).collect()
+}
+
+/// D1 for an AuthorizationPolicy.
+pub fn policy_attachment(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    policy: &AuthorizationPolicy,
+) -> Attachment {
+    let refs = target_refs_of(&policy.spec.target_ref, &policy.spec.target_refs);
+    attachment(
+        inv,
+        server,
+        enforcer,
+        policy.namespace(),
+        policy.spec.selector.as_ref(),
+        &refs,
+    )
+}
+
+/// D1 for a RequestAuthentication (same rules as AuthorizationPolicy).
+pub fn request_authentication_attachment(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    ra: &RequestAuthentication,
+) -> Attachment {
+    let refs = target_refs_of(&ra.spec.target_ref, &ra.spec.target_refs);
+    attachment(
+        inv,
+        server,
+        enforcer,
+        ra.namespace(),
+        ra.spec.selector.as_ref(),
+        &refs,
+    )
+}
+
+fn describe_enforcer(server: &Workload, enforcer: Enforcer<'_>) -> String {
+    let w = format!("{} {}/{}", server.kind, server.namespace, server.name);
+    match enforcer {
+        Enforcer::Sidecar if server.label(GATEWAY_NAME_LABEL).is_some() => {
+            format!("gateway {w}")
+        }
+        Enforcer::Sidecar => format!("the sidecar of {w}"),
+        Enforcer::Ztunnel => format!("ztunnel in front of {w}"),
+        Enforcer::Waypoint { service } => format!(
+            "the waypoint for Service {}/{} ({w})",
+            service.namespace(),
+            service.name()
+        ),
+    }
+}
+
+fn policy_name(p: &AuthorizationPolicy) -> String {
+    format!("AuthorizationPolicy {}/{}", p.namespace(), p.name())
+}
+
+fn action_name(a: AuthzAction) -> &'static str {
+    match a {
+        AuthzAction::Allow => "ALLOW",
+        AuthzAction::Deny => "DENY",
+        AuthzAction::Audit => "AUDIT",
+        AuthzAction::Custom => "CUSTOM",
+    }
+}
+
+/// D1: the AuthorizationPolicies that apply, with steps for those that apply, are ignored
+/// here, or select other workloads.
+fn attached_policies<'a>(
+    inv: &'a Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    at: &str,
+    steps: &mut Vec<Step>,
+) -> Vec<&'a AuthorizationPolicy> {
+    let mut applies: Vec<(&AuthorizationPolicy, String)> = Vec::new();
+    let mut not_selected: Vec<&AuthorizationPolicy> = Vec::new();
+    let namespaces = candidate_namespaces(inv, server, enforcer);
+    for ns in &namespaces {
+        for p in inv.authorization_policies_in(ns) {
+            match policy_attachment(inv, server, enforcer, p) {
+                Attachment::Applies(how) => applies.push((p, how)),
+                Attachment::NotSelected => not_selected.push(p),
+                Attachment::Ignored(why) => steps.push(
+                    Step::new(
+                        "D1",
+                        format!("{} does not apply at {at}: {why}", policy_name(p)),
+                    )
+                    .by(p.cite()),
+                ),
+            }
+        }
+    }
+    if !not_selected.is_empty() {
+        steps.push(
+            Step::new(
+                "D1",
+                format!(
+                    "{} select{} other workloads (selector or targetRefs do not match {} {}/{})",
+                    not_selected
+                        .iter()
+                        .map(|p| policy_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if not_selected.len() == 1 { "s" } else { "" },
+                    server.kind,
+                    server.namespace,
+                    server.name
+                ),
+            )
+            .by_all(not_selected.iter().map(|p| p.cite())),
+        );
+    }
+    if applies.is_empty() {
+        steps.push(Step::new(
+            "D1",
+            format!(
+                "no AuthorizationPolicy applies at {at} (looked in namespaces {})",
+                namespaces.join(", ")
+            ),
+        ));
+    } else {
+        steps.push(
+            Step::new(
+                "D1",
+                format!(
+                    "{} AuthorizationPolic{} appl{} at {at}: {}",
+                    applies.len(),
+                    if applies.len() == 1 { "y" } else { "ies" },
+                    if applies.len() == 1 { "ies" } else { "y" },
+                    applies
+                        .iter()
+                        .map(|(p, how)| format!(
+                            "{}/{} ({}{}, {how})",
+                            p.namespace(),
+                            p.name(),
+                            action_name(p.spec.action),
+                            if is_dry_run(&p.meta.annotations) {
+                                ", dry-run"
+                            } else {
+                                ""
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )
+            .by_all(applies.iter().map(|(p, _)| p.cite())),
+        );
+    }
+    applies.into_iter().map(|(p, _)| p).collect()
+}
+
+/// RequestAuthentication: `Ok(Some(jwt))` when a token was accepted, `Ok(None)` when there is
+/// no token to use, `Err(())` for a 401.
+fn authenticate<'a>(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    request: &'a RequestContext,
+    at: &str,
+    steps: &mut Vec<Step>,
+) -> Result<Option<&'a Jwt>, ()> {
+    if matches!(enforcer, Enforcer::Ztunnel) {
+        if request.jwt.is_some() {
+            steps.push(Step::new(
+                "A6.3",
+                "ztunnel works at L4 and does not read JWTs: the token is neither validated nor used as a request principal",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut ras: Vec<&RequestAuthentication> = Vec::new();
+    for ns in candidate_namespaces(inv, server, enforcer) {
+        for ra in inv.request_authentications_in(ns) {
+            if let Attachment::Applies(_) =
+                request_authentication_attachment(inv, server, enforcer, ra)
+            {
+                ras.push(ra);
+            }
+        }
+    }
+    let cites = || ras.iter().map(|r| r.cite()).collect::<Vec<Cited>>();
+    let names = || {
+        ras.iter()
+            .map(|r| format!("{}/{}", r.namespace(), r.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(jwt) = request.jwt.as_ref() else {
+        if !ras.is_empty() {
+            steps.push(
+                Step::new(
+                    "D9",
+                    format!(
+                        "no JWT presented: RequestAuthentication {} accepts requests without a token; they get no request principal, so only an AuthorizationPolicy that requires requestPrincipals can reject them",
+                        names()
+                    ),
+                )
+                .by_all(cites()),
+            );
+        }
+        return Ok(None);
+    };
+    if request.chain == Chain::Tcp {
+        steps.push(Step::new(
+            "D7",
+            format!("the request is on the TCP filter chain at {at}: JWTs are HTTP, so the token is not read"),
+        ));
+        return Ok(None);
+    }
+    if ras.is_empty() {
+        steps.push(Step::new(
+            "D9",
+            format!(
+                "a JWT is presented but no RequestAuthentication applies at {at}: the token is not validated and gives no request principal"
+            ),
+        ));
+        return Ok(None);
+    }
+    if !jwt.valid {
+        steps.push(
+            Step::new(
+                "D9",
+                format!(
+                    "the JWT from issuer {} is invalid (bad signature or expired): RequestAuthentication {} rejects it → 401",
+                    jwt.issuer,
+                    names()
+                ),
+            )
+            .by_all(cites()),
+        );
+        return Err(());
+    }
+    let rules: Vec<_> = ras
+        .iter()
+        .flat_map(|r| r.spec.jwt_rules.iter().flatten().map(move |j| (*r, j)))
+        .filter(|(_, rule)| rule.issuer == jwt.issuer)
+        .collect();
+    if rules.is_empty() {
+        steps.push(
+            Step::new(
+                "D9",
+                format!(
+                    "the JWT issuer {} is not named by any jwtRules of RequestAuthentication {} (\"Jwt issuer is not configured\") → 401",
+                    jwt.issuer,
+                    names()
+                ),
+            )
+            .by_all(cites()),
+        );
+        return Err(());
+    }
+    let audience_ok = |aud: &Option<Vec<String>>| match aud.as_deref() {
+        None | Some([]) => true,
+        Some(allowed) => jwt.audiences.iter().any(|a| allowed.contains(a)),
+    };
+    let Some((ra, _)) = rules.iter().find(|(_, rule)| audience_ok(&rule.audiences)) else {
+        steps.push(
+            Step::new(
+                "D9",
+                format!(
+                    "the JWT audiences [{}] are not among the audiences the jwtRules for issuer {} allow (\"Audiences in Jwt are not allowed\") → 401",
+                    jwt.audiences.join(", "),
+                    jwt.issuer
+                ),
+            )
+            .by_all(rules.iter().map(|(r, _)| r.cite())),
+        );
+        return Err(());
+    };
+    steps.push(
+        Step::new(
+            "D3",
+            format!(
+                "RequestAuthentication {}/{} accepts the JWT: request principal {}/{}",
+                ra.namespace(),
+                ra.name(),
+                jwt.issuer,
+                jwt.subject
+            ),
+        )
+        .by(ra.cite()),
+    );
+    Ok(Some(jwt))
+}
+
+fn describe_request(cx: &Cx<'_>) -> String {
+    let mut s = match &cx.peer {
+        Some(p) => format!("principal {}", p.full),
+        None => "a plaintext peer (no mTLS identity)".to_string(),
+    };
+    s.push_str(&format!(" on port {}", cx.req.destination_port));
+    match (cx.point, cx.http) {
+        (Point::Envoy { tcp: false }, Some(h)) => {
+            s.push_str(&format!(" ({} {}, host {})", h.method, h.path, h.host));
+        }
+        (Point::Envoy { tcp: true }, _) => s.push_str(" (TCP filter chain)"),
+        (Point::Ztunnel, _) => s.push_str(" (L4 at ztunnel)"),
+        _ => {}
+    }
+    if let Some(j) = cx.jwt {
+        s.push_str(&format!(", request principal {}/{}", j.issuer, j.subject));
+    }
+    s
+}
+
+/// The result of one policy for the request.
+struct PolicyResult {
+    /// 1-based number of the first matching rule.
+    matched: Option<usize>,
+    reasons: Vec<String>,
+    notes: Notes,
+}
+
+impl PolicyResult {
+    fn why_not(&self) -> String {
+        const MAX: usize = 6;
+        let mut parts: Vec<&str> = self.reasons.iter().take(MAX).map(String::as_str).collect();
+        let more = self.reasons.len().saturating_sub(MAX);
+        let extra = format!("and {more} more rules");
+        if more > 0 {
+            parts.push(&extra);
+        }
+        parts.join("; ")
+    }
+}
+
+fn run_policy(p: &AuthorizationPolicy, flavor: Flavor, cx: &Cx<'_>) -> PolicyResult {
+    let mut ev = Evaluation {
+        cx,
+        policy_ns: p.namespace(),
+        flavor,
+        notes: Vec::new(),
+    };
+    let mut result = PolicyResult {
+        matched: None,
+        reasons: Vec::new(),
+        notes: Vec::new(),
+    };
+    match p.spec.rules.as_deref() {
+        None | Some([]) => result
+            .reasons
+            .push("it has no rules, so it never matches (D3)".to_string()),
+        Some(rules) => {
+            for (i, rule) in rules.iter().enumerate() {
+                match ev.rule(rule.as_ref(), i + 1) {
+                    RuleOutcome::Match => {
+                        result.matched = Some(i + 1);
+                        break;
+                    }
+                    RuleOutcome::Miss(r) | RuleOutcome::Skipped(r) => result.reasons.push(r),
+                }
+            }
+        }
+    }
+    result.notes = ev.notes;
+    result
+}
+
+/// Push the notes of a policy evaluation, each citing the policy.
+fn push_notes(steps: &mut Vec<Step>, p: &AuthorizationPolicy, notes: &Notes) {
+    for (rule, msg) in notes {
+        steps.push(Step::new(rule, format!("{}: {msg}", policy_name(p))).by(p.cite()));
+    }
+}
+
+/// D1–D9 (and A6.3 for ztunnel, A6.4 for waypoints): evaluate the policies that apply to
+/// `server` at `enforcer` for the request.
+pub fn authorize(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    request: &RequestContext,
+) -> Decision<AuthzVerdict> {
+    let mut steps = Vec::new();
+    let at = describe_enforcer(server, enforcer);
+    let point = match enforcer {
+        Enforcer::Ztunnel => Point::Ztunnel,
+        _ => Point::Envoy {
+            tcp: request.chain == Chain::Tcp,
+        },
+    };
+    let policies = attached_policies(inv, server, enforcer, &at, &mut steps);
+    let jwt = match authenticate(inv, server, enforcer, request, &at, &mut steps) {
+        Ok(jwt) => jwt,
+        Err(()) => return Decision::new(AuthzVerdict::Unauthenticated, steps),
+    };
+    let http = match point {
+        Point::Envoy { tcp: false } => request.http.as_ref(),
+        _ => None,
+    };
+    let cx = Cx {
+        req: request,
+        point,
+        peer: request
+            .principal
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(Peer::parse),
+        jwt,
+        http,
+        path: http.map(|h| normalize_path(&h.path)),
+        trust_domain: &inv.mesh.trust_domain,
+        aliases: &inv.mesh.trust_domain_aliases,
+    };
+    let req = describe_request(&cx);
+    let rule_id = if point == Point::Ztunnel {
+        "A6.3"
+    } else {
+        "D3"
+    };
+
+    // Partition by action and mode.
+    let mut custom = Vec::new();
+    let mut deny = Vec::new();
+    let mut allow = Vec::new();
+    let mut audit = Vec::new();
+    let mut shadow = Vec::new();
+    for p in policies {
+        let dry = is_dry_run(&p.meta.annotations);
+        if point == Point::Ztunnel {
+            if dry {
+                steps.push(
+                    Step::new(
+                        "A6.5",
+                        format!(
+                            "{} is dry-run: istiod does not send dry-run policies to ztunnel (unless AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY=true), so it has no effect here",
+                            policy_name(p)
+                        ),
+                    )
+                    .by(p.cite()),
+                );
+                continue;
+            }
+            if matches!(p.spec.action, AuthzAction::Audit | AuthzAction::Custom) {
+                steps.push(
+                    Step::new(
+                        "A6.3",
+                        format!(
+                            "{}: ztunnel does not support the {} action; the policy is ignored at ztunnel (use a waypoint)",
+                            policy_name(p),
+                            action_name(p.spec.action)
+                        ),
+                    )
+                    .by(p.cite()),
+                );
+                continue;
+            }
+        }
+        match (p.spec.action, dry) {
+            (AuthzAction::Custom, _) => custom.push(p),
+            (_, true) => shadow.push(p),
+            (AuthzAction::Deny, false) => deny.push(p),
+            (AuthzAction::Allow, false) => allow.push(p),
+            (AuthzAction::Audit, false) => audit.push(p),
+        }
+    }
+
+    // 1. CUSTOM.
+    let (custom_provider, custom_deny) = evaluate_custom(inv, &custom, &cx, &req, &mut steps);
+
+    let verdict = if custom_deny {
+        AuthzVerdict::CustomDeny
+    } else {
+        // AUDIT: evaluated like DENY, never decides.
+        for p in &audit {
+            let r = run_policy(p, Flavor::DenyLike, &cx);
+            push_notes(&mut steps, p, &r.notes);
+            let msg = match r.matched {
+                Some(n) => format!(
+                    "{} (AUDIT): rule {n} matches {req}; the request is marked for audit logging, which never changes the decision",
+                    policy_name(p)
+                ),
+                None => format!("{} (AUDIT): no rule matches {req}", policy_name(p)),
+            };
+            steps.push(Step::new("D2", msg).by(p.cite()));
+        }
+        // 2. DENY.
+        let mut denied_by = Vec::new();
+        for p in &deny {
+            let r = run_policy(p, Flavor::DenyLike, &cx);
+            push_notes(&mut steps, p, &r.notes);
+            match r.matched {
+                Some(n) => {
+                    steps.push(
+                        Step::new(
+                            rule_id,
+                            format!("{} (DENY): rule {n} matches {req} → deny", policy_name(p)),
+                        )
+                        .by(p.cite()),
+                    );
+                    denied_by.push(*p);
+                }
+                None => steps.push(
+                    Step::new(
+                        rule_id,
+                        format!(
+                            "{} (DENY): no rule matches {req} ({})",
+                            policy_name(p),
+                            r.why_not()
+                        ),
+                    )
+                    .by(p.cite()),
+                ),
+            }
+        }
+        if !denied_by.is_empty() {
+            steps.push(
+                Step::new(
+                    "D2",
+                    format!(
+                        "a DENY policy matches ({}) → deny; no ALLOW policy can override a DENY",
+                        denied_by
+                            .iter()
+                            .map(|p| format!("{}/{}", p.namespace(), p.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .by_all(denied_by.iter().map(|p| p.cite())),
+            );
+            AuthzVerdict::Deny
+        } else if allow.is_empty() {
+            // 3. No enforced ALLOW policy.
+            let dry_allows: Vec<_> = shadow
+                .iter()
+                .filter(|p| p.spec.action == AuthzAction::Allow)
+                .collect();
+            let msg = if dry_allows.is_empty() {
+                format!("no ALLOW policy applies at {at} → allow")
+            } else {
+                format!(
+                    "no enforced ALLOW policy applies at {at} (dry-run ALLOW policies do not count) → allow"
+                )
+            };
+            steps.push(Step::new("D2", msg).by_all(dry_allows.iter().map(|p| p.cite())));
+            AuthzVerdict::Allow
+        } else {
+            // 4./5. ALLOW.
+            let mut allowed_by = None;
+            let mut misses = Vec::new();
+            for p in &allow {
+                let r = run_policy(p, Flavor::Allow, &cx);
+                push_notes(&mut steps, p, &r.notes);
+                match r.matched {
+                    Some(n) => {
+                        steps.push(
+                            Step::new(
+                                rule_id,
+                                format!("{} (ALLOW): rule {n} matches {req}", policy_name(p)),
+                            )
+                            .by(p.cite()),
+                        );
+                        allowed_by = Some(*p);
+                        break;
+                    }
+                    None => {
+                        let why = r.why_not();
+                        steps.push(
+                            Step::new(
+                                rule_id,
+                                format!(
+                                    "{} (ALLOW): no rule matches {req} ({why})",
+                                    policy_name(p)
+                                ),
+                            )
+                            .by(p.cite()),
+                        );
+                        misses.push(*p);
+                    }
+                }
+            }
+            match allowed_by {
+                Some(p) => {
+                    steps.push(
+                        Step::new(
+                            "D2",
+                            format!("{} allows the request → allow", policy_name(p)),
+                        )
+                        .by(p.cite()),
+                    );
+                    AuthzVerdict::Allow
+                }
+                None => {
+                    steps.push(
+                        Step::new(
+                            "D2",
+                            format!(
+                                "ALLOW policies apply at {at} ({}) but none matches {req} → no ALLOW matched → deny",
+                                misses
+                                    .iter()
+                                    .map(|p| format!("{}/{}", p.namespace(), p.name()))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                        .by_all(misses.iter().map(|p| p.cite())),
+                    );
+                    AuthzVerdict::Deny
+                }
+            }
+        }
+    };
+
+    // Dry-run policies: what they would have done (shadow result).
+    shadow_results(&shadow, &cx, &req, &mut steps);
+
+    let value = match (verdict, custom_provider) {
+        (AuthzVerdict::Allow, Some(provider)) => {
+            steps.push(Step::new(
+                "D2",
+                format!(
+                    "the final decision belongs to ext-authz provider {provider}; kfp-mesh cannot know it and assumed it allows"
+                ),
+            ));
+            AuthzVerdict::Custom { provider }
+        }
+        (v, _) => v,
+    };
+    Decision::new(value, steps)
+}
+
+/// D2 CUSTOM: returns the provider a matching CUSTOM policy sends the request to, and
+/// whether a matching CUSTOM policy fails closed.
+fn evaluate_custom(
+    inv: &Inventory,
+    custom: &[&AuthorizationPolicy],
+    cx: &Cx<'_>,
+    req: &str,
+    steps: &mut Vec<Step>,
+) -> (Option<String>, bool) {
+    if custom.is_empty() {
+        return (None, false);
+    }
+    let provider_of = |p: &AuthorizationPolicy| {
+        p.spec
+            .provider
+            .as_ref()
+            .map(|x| x.name.clone())
+            .unwrap_or_default()
+    };
+    let providers: BTreeSet<String> = custom.iter().map(|p| provider_of(p)).collect();
+    let several = providers.len() > 1;
+    if several {
+        steps.push(
+            Step::new(
+                "D2",
+                format!(
+                    "{} CUSTOM providers on one workload ({}): without PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS (Istio < 1.30) every CUSTOM rule fails closed",
+                    providers.len(),
+                    providers.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .by_all(custom.iter().map(|p| p.cite())),
+        );
+    }
+    let tcp = cx.point == (Point::Envoy { tcp: true });
+    let mut sent_to = None;
+    let mut fail_closed = false;
+    for p in custom {
+        let provider = provider_of(p);
+        let known = inv.mesh.extension_providers.contains(&provider);
+        let dry = is_dry_run(&p.meta.annotations);
+        let r = run_policy(p, Flavor::DenyLike, cx);
+        push_notes(steps, p, &r.notes);
+        let name = policy_name(p);
+        let Some(n) = r.matched else {
+            steps.push(
+                Step::new(
+                    "D2",
+                    format!(
+                        "{name} (CUSTOM, provider {provider}): no rule matches {req}, so the request is not sent to ext-authz ({})",
+                        r.why_not()
+                    ),
+                )
+                .by(p.cite()),
+            );
+            continue;
+        };
+        if dry {
+            steps.push(
+                Step::new(
+                    "D2",
+                    format!(
+                        "{name} (CUSTOM, dry-run): rule {n} matches {req}; a dry-run policy does not decide"
+                    ),
+                )
+                .by(p.cite()),
+            );
+            continue;
+        }
+        if several || !known {
+            let why = if several {
+                "several CUSTOM providers apply to this workload".to_string()
+            } else if provider.is_empty() {
+                "it names no provider".to_string()
+            } else {
+                format!(
+                    "provider {provider} is not in meshConfig.extensionProviders{}",
+                    inv.mesh_source
+                        .as_ref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
+                )
+            };
+            steps.push(
+                Step::new(
+                    "D2",
+                    format!(
+                        "{name} (CUSTOM): rule {n} matches {req}, and {why}: Istio fails closed with a DENY for the requests this CUSTOM policy matches → deny"
+                    ),
+                )
+                .by(p.cite()),
+            );
+            fail_closed = true;
+            continue;
+        }
+        steps.push(
+            Step::new(
+                "D2",
+                format!(
+                    "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}; evaluation continues assuming it allows"
+                ),
+            )
+            .by(p.cite()),
+        );
+        if tcp {
+            steps.push(
+                Step::new(
+                    "D7",
+                    format!(
+                        "{name}: on the TCP filter chain Istio enforces CUSTOM only with an envoyExtAuthzGrpc provider; if {provider} is an envoyExtAuthzHttp provider, nothing is sent to it for TCP traffic"
+                    ),
+                )
+                .by(p.cite()),
+            );
+        }
+        sent_to.get_or_insert(provider);
+    }
+    (sent_to, fail_closed)
+}
+
+/// D2 dry-run: record what each dry-run policy would have done.
+fn shadow_results(shadow: &[&AuthorizationPolicy], cx: &Cx<'_>, req: &str, steps: &mut Vec<Step>) {
+    let mut allow_shadow: Vec<(&AuthorizationPolicy, Option<usize>)> = Vec::new();
+    for p in shadow {
+        let flavor = if p.spec.action == AuthzAction::Allow {
+            Flavor::Allow
+        } else {
+            Flavor::DenyLike
+        };
+        let r = run_policy(p, flavor, cx);
+        push_notes(steps, p, &r.notes);
+        let name = policy_name(p);
+        let msg = match (p.spec.action, r.matched) {
+            (AuthzAction::Deny, Some(n)) => format!(
+                "{name} is dry-run (istio.io/dry-run): rule {n} matches {req}, so in enforce mode it would deny this request; in dry-run it only records the shadow result and does not change the decision"
+            ),
+            (AuthzAction::Deny, None) => format!(
+                "{name} is dry-run: it would not deny this request ({})",
+                r.why_not()
+            ),
+            (AuthzAction::Allow, m) => {
+                allow_shadow.push((p, m));
+                match m {
+                    Some(n) => format!(
+                        "{name} is dry-run (ALLOW): rule {n} matches {req}; it does not count as an ALLOW policy and does not change the decision"
+                    ),
+                    None => format!(
+                        "{name} is dry-run (ALLOW): no rule matches {req} ({}); it does not count as an ALLOW policy and does not change the decision",
+                        r.why_not()
+                    ),
+                }
+            }
+            (AuthzAction::Audit, m) => format!(
+                "{name} is dry-run (AUDIT): {}; no effect",
+                if m.is_some() {
+                    "it would mark the request for audit"
+                } else {
+                    "it does not match"
+                }
+            ),
+            (AuthzAction::Custom, _) => continue,
+        };
+        steps.push(Step::new("D2", msg).by(p.cite()));
+    }
+    if !allow_shadow.is_empty() {
+        let would_allow = allow_shadow.iter().any(|(_, m)| m.is_some());
+        steps.push(
+            Step::new(
+                "D2",
+                format!(
+                    "shadow result of the dry-run ALLOW policies: in enforce mode they would {} this request",
+                    if would_allow {
+                        "allow"
+                    } else {
+                        "deny (no dry-run ALLOW rule matches)"
+                    }
+                ),
+            )
+            .by_all(allow_shadow.iter().map(|(p, _)| p.cite())),
+        );
+    }
+}
