@@ -1,14 +1,7 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! kfp-mesh KFP layer: what Kubeflow Pipelines puts in a cluster and on its run pods, and the
+//! mutation that puts run pods into the mesh. Pure: no IO, no async.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod catalog;
+pub mod detect;
+pub mod mutation;
+pub mod runpods;
