@@ -1,5 +1,6 @@
 //! `kfp-mesh`: Kubeflow Pipelines under Istio STRICT mTLS, predicted and fixed.
 
+mod check;
 mod input;
 mod tls_check;
 
@@ -54,15 +55,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Predict every Kubeflow Pipelines flow from manifests (run pods included) and report
+    /// findings; with no input, runs on a built-in example.
+    Check(check::CheckArgs),
     /// Explain one connection: sidecars, effective PeerAuthentication, the client's TLS,
     /// authorization (replaces the removed `istioctl authn tls-check`).
     TlsCheck(tls_check::TlsCheckArgs),
+    /// List the finding codes (`--markdown`: the text of docs/findings.md).
+    Findings(FindingsArgs),
+}
+
+#[derive(clap::Args)]
+struct FindingsArgs {
+    #[arg(long)]
+    markdown: bool,
+}
+
+fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
+    if args.markdown {
+        print!("{}", kfp_mesh_kfp::findings::markdown());
+    } else {
+        for k in kfp_mesh_kfp::findings::kinds() {
+            println!("{}  {:<8} {:<36} {}", k.code, k.severity.as_str(), k.name, k.summary);
+        }
+    }
+    Ok(ExitCode::Ok)
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(args) => check::run(args),
         Command::TlsCheck(args) => tls_check::run(args),
+        Command::Findings(args) => findings(args),
     };
     let code = match result {
         Ok(code) => code,

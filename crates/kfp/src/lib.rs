@@ -5,3 +5,5 @@ pub mod catalog;
 pub mod detect;
 pub mod mutation;
 pub mod runpods;
+pub mod check;
+pub mod findings;

@@ -1,0 +1,390 @@
+//! `kfp-mesh check`: every KFP flow predicted from manifests, with findings and an exit code.
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use kfp_mesh_core::connection::{Outcome, Transport};
+use kfp_mesh_kfp::check::{self, CheckOptions, Report, Suppression};
+use kfp_mesh_kfp::detect::DetectOptions;
+use kfp_mesh_kfp::findings::{self, Severity};
+
+use crate::ExitCode;
+use crate::input::{self, InputArgs};
+
+/// The built-in example: a miniature KFP 2.5.0 single-user install under mesh-wide STRICT.
+pub const EXAMPLE: &str = include_str!("../../../examples/kfp-2.5.0-single-user-strict.yaml");
+const EXAMPLE_NAME: &str = "<example: kfp-2.5.0-single-user-strict.yaml>";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Never,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  kfp-mesh check                                  # the built-in example (kubeflow/pipelines#12015)
+  kubectl kustomize my-kfp | kfp-mesh check -f -
+  kfp-mesh check -k manifests/kustomize/overlays/istio-strict-mtls -o sarif > kfp-mesh.sarif
+  kfp-mesh check -f render.yaml --explain driver-to-mlmd
+
+Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on (whatever the
+output format); 2 usage error; 3 unreadable input (missing file, malformed documents).")]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The namespace KFP is installed in (default: where the `ml-pipeline` Deployment is).
+    #[arg(long)]
+    pub kfp_namespace: Option<String>,
+    /// A profile namespace where runs execute (multi-user). Repeatable.
+    #[arg(long = "profile", value_name = "NS")]
+    pub profiles: Vec<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: CheckFormat,
+    /// Lowest severity that makes the exit code 1.
+    #[arg(long, value_enum, default_value = "error")]
+    pub fail_on: FailOn,
+    /// Print the full explanation of one flow (its catalog id, e.g. driver-to-mlmd).
+    #[arg(long, value_name = "FLOW_ID")]
+    pub explain: Option<String>,
+    /// Suppress a finding: CODE, or CODE=NAMESPACE/NAME for one object. Repeatable.
+    #[arg(long = "suppress", value_name = "CODE[=NS/NAME]")]
+    pub suppress: Vec<String>,
+}
+
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let example = args.input.is_empty();
+    let inventory = if example {
+        input::load_builtin(EXAMPLE_NAME, EXAMPLE)
+    } else {
+        input::load(&args.input)?
+    };
+    input::report_input_errors(&inventory.errors);
+    let suppress = args
+        .suppress
+        .iter()
+        .map(|s| s.parse::<Suppression>())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| crate::usage(&format!("--suppress {e}")))?;
+    let opts = CheckOptions {
+        detect: DetectOptions {
+            kfp_namespace: args.kfp_namespace.clone(),
+            profiles: args.profiles.clone(),
+        },
+        suppress,
+    };
+    let report = check::check(&inventory, &opts);
+    if !report.kfp.detected {
+        eprintln!(
+            "warning: no Kubeflow Pipelines install found in the input (no `ml-pipeline` Deployment or Service, no `pipeline-install-config`); only generic findings are reported"
+        );
+    }
+
+    if let Some(id) = &args.explain {
+        let matching: Vec<_> = report.flows_named(id).collect();
+        if matching.is_empty() {
+            let mut ids: Vec<&str> = report
+                .flows
+                .iter()
+                .map(|f| f.id.split(['@', '#']).next().unwrap_or(&f.id))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            return Err(crate::usage(&format!(
+                "no flow `{id}` in this install; flows: {}",
+                ids.join(", ")
+            )));
+        }
+        for f in matching {
+            print_explanation(f);
+        }
+    } else {
+        match args.output {
+            CheckFormat::Table => print_table(&report, example),
+            CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&report))?),
+            CheckFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif(&report))?),
+        }
+    }
+
+    if !inventory.errors.is_empty() {
+        return Ok(ExitCode::BadInput);
+    }
+    let fails = match (args.fail_on, report.worst()) {
+        (FailOn::Never, _) | (_, None) => false,
+        (FailOn::Error, Some(s)) => s == Severity::Error,
+        (FailOn::Warning, Some(_)) => true,
+    };
+    Ok(if fails {
+        ExitCode::Findings
+    } else {
+        ExitCode::Ok
+    })
+}
+
+fn transport_str(t: Option<Transport>) -> &'static str {
+    match t {
+        Some(Transport::Mtls) => "mTLS",
+        Some(Transport::Plaintext) => "plaintext",
+        None => "-",
+    }
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn outcome(&self, o: Outcome, t: Option<Transport>) -> String {
+        let text = o.as_str();
+        if !self.0 {
+            return text.to_string();
+        }
+        let code = match (o, t) {
+            (Outcome::Allow, Some(Transport::Mtls)) => "32",
+            (Outcome::Allow, _) => "33",
+            _ => "31;1",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+    fn severity(&self, s: Severity) -> String {
+        if !self.0 {
+            return s.as_str().to_string();
+        }
+        let code = match s {
+            Severity::Error => "31;1",
+            Severity::Warning => "33",
+        };
+        format!("\x1b[{code}m{}\x1b[0m", s.as_str())
+    }
+}
+
+fn print_table(report: &Report, example: bool) {
+    let paint = Paint(std::io::stdout().is_terminal());
+    let k = &report.kfp;
+    if example {
+        println!(
+            "Built-in example: a KFP 2.5.0 single-user install, `kubeflow` labelled for injection, mesh-wide STRICT mTLS (kubeflow/pipelines#12015).\n"
+        );
+    }
+    if k.detected {
+        println!(
+            "KFP {} in namespace {} ({}), {} flows checked",
+            k.version.display,
+            k.kfp_namespace(),
+            k.mode.value.as_str(),
+            report.flows.len()
+        );
+    }
+    let rows: Vec<[String; 6]> = report
+        .flows
+        .iter()
+        .map(|f| {
+            let from = match &f.from.namespace {
+                Some(ns) => format!("{ns}/{}", f.from.workload),
+                None => f.from.workload.clone(),
+            };
+            let cause = match f.outcome {
+                Outcome::Allow if f.transport == Some(Transport::Plaintext) => {
+                    "no sidecar on one side".to_string()
+                }
+                Outcome::Allow => String::new(),
+                _ => f
+                    .explanation
+                    .iter()
+                    .rev()
+                    .find(|s| s.rule != "H")
+                    .map(|s| s.message.clone())
+                    .unwrap_or_default(),
+            };
+            [
+                f.id.clone(),
+                from,
+                format!("{}/{}:{}", f.to.namespace, f.to.service, f.to.port),
+                f.outcome.as_str().to_string(),
+                transport_str(f.transport).to_string(),
+                cause,
+            ]
+        })
+        .collect();
+    let headers = ["FLOW", "FROM", "TO", "OUTCOME", "TRANSPORT", "CAUSE"];
+    let mut widths = headers.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate().take(5) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    println!();
+    println!(
+        "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {:w4$}  {}",
+        headers[0],
+        headers[1],
+        headers[2],
+        headers[3],
+        headers[4],
+        headers[5],
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2],
+        w3 = widths[3],
+        w4 = widths[4]
+    );
+    for (r, f) in rows.iter().zip(&report.flows) {
+        let outcome = paint.outcome(f.outcome, f.transport);
+        let pad = widths[3].saturating_sub(r[3].len());
+        println!(
+            "{:w0$}  {:w1$}  {:w2$}  {outcome}{}  {:w4$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            " ".repeat(pad),
+            r[4],
+            r[5],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w4 = widths[4]
+        );
+    }
+    println!();
+    if report.findings.is_empty() {
+        println!("No findings.");
+    } else {
+        println!("Findings ({}):", report.findings.len());
+        for f in &report.findings {
+            let place = match (&f.object, &f.file) {
+                (Some(o), Some(file)) => match f.line {
+                    Some(l) => format!(" [{o} at {file}:{l}]"),
+                    None => format!(" [{o} in {file}]"),
+                },
+                (Some(o), None) => format!(" [{o}]"),
+                (None, Some(file)) => format!(" [{file}:{}]", f.line.unwrap_or(0)),
+                (None, None) => String::new(),
+            };
+            println!(
+                "  {} {} {}{place}",
+                f.code,
+                paint.severity(f.severity),
+                f.message
+            );
+        }
+    }
+    if report.suppressed > 0 {
+        println!("({} findings suppressed)", report.suppressed);
+    }
+    if !report.unresolved.is_empty() {
+        println!(
+            "\nNot checked ({}): {}",
+            report.unresolved.len(),
+            report.unresolved.join("; ")
+        );
+    }
+    if example {
+        println!(
+            "\nEvery run pod flow is reset: the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on run pods.\n\
+             The fix: the kfp-mesh webhook (manifests/kustomize/components/driver-webhook) gives them a sidecar.\n\
+             Explain one flow: kfp-mesh check --explain driver-wait-to-object-store"
+        );
+    }
+}
+
+fn print_explanation(f: &check::FlowResult) {
+    let from = match &f.from.namespace {
+        Some(ns) => format!("{ns}/{}", f.from.workload),
+        None => f.from.workload.clone(),
+    };
+    println!(
+        "{}: {from} -> {}/{}:{} ({})",
+        f.id, f.to.namespace, f.to.service, f.to.port, f.protocol
+    );
+    println!("  why:       {}", f.why);
+    println!("  outcome:   {}", f.outcome);
+    println!("  transport: {}", transport_str(f.transport));
+    if let Some(fix) = &f.fix {
+        println!("  fix:       {fix}");
+    }
+    println!("Explanation:");
+    for (i, s) in f.explanation.iter().enumerate() {
+        println!("  {:>2}. [{}] {}", i + 1, s.rule, s.message);
+        for o in &s.objects {
+            println!("        by {o}");
+        }
+    }
+    println!();
+}
+
+/// The JSON report: `{kfp, flows, findings, access, unresolved, suppressed}`.
+fn json(report: &Report) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+}
+
+/// SARIF 2.1.0, as GitHub code scanning takes it.
+fn sarif(report: &Report) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = findings::kinds()
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.code,
+                "name": k.name,
+                "shortDescription": {"text": k.summary},
+                "fullDescription": {"text": k.description},
+                "help": {"text": format!("{}\n\nFix: {}", k.description, k.fix),
+                         "markdown": format!("{}\n\n**Fix.** {}", k.description, k.fix)},
+                "helpUri": format!("https://github.com/kfp-mesh/kfp-mesh/blob/main/docs/findings.md#{}", k.code.to_lowercase()),
+                "defaultConfiguration": {"level": sarif_level(k.severity)},
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let mut r = serde_json::json!({
+                "ruleId": f.code,
+                "level": sarif_level(f.severity),
+                "message": {"text": f.message},
+            });
+            if let (Some(file), Some(map)) = (&f.file, r.as_object_mut())
+                && !file.starts_with('<')
+            {
+                let uri = file.strip_prefix("./").unwrap_or(file);
+                map.insert(
+                    "locations".to_string(),
+                    serde_json::json!([{
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": uri},
+                            "region": {"startLine": f.line.unwrap_or(1).max(1)}
+                        }
+                    }]),
+                );
+            }
+            r
+        })
+        .collect();
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "kfp-mesh",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/kfp-mesh/kfp-mesh",
+                "rules": rules,
+            }},
+            "results": results,
+        }]
+    })
+}
+
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}

@@ -1,0 +1,824 @@
+//! `kfp-mesh check`, the pure part: every flow of the catalog evaluated by the mesh engine,
+//! the findings only KFP knowledge can give, the access view per KFP server, suppressions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kfp_mesh_core::connection::{
+    self, Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport,
+};
+use kfp_mesh_core::explain::Step;
+use kfp_mesh_core::inventory::{Inventory, Workload};
+use kfp_mesh_core::mesh::membership::{self, DataPlane};
+use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
+use kfp_mesh_core::model::{AuthzAction, TlsMode};
+use kfp_mesh_core::object::{Cited, ObjectRef};
+use serde::Serialize;
+
+use crate::catalog::{self, Catalog, Protocol, ResolvedFlow, RoleKind};
+use crate::detect::{self, DetectOptions, KfpFacts};
+use crate::findings::{Finding, Severity};
+use crate::runpods::{self, RunPod};
+
+/// Annotation listing finding codes to suppress on the object it is set on.
+pub const SUPPRESS_ANNOTATION: &str = "kfp-mesh.io/suppress";
+const KILL_CMD_ANNOTATION: &str = "workflows.argoproj.io/kill-cmd-istio-proxy";
+
+/// `--suppress CODE` or `--suppress CODE=NAMESPACE/NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppression {
+    pub code: String,
+    pub object: Option<(String, String)>,
+}
+
+impl std::str::FromStr for Suppression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (code, object) = match s.split_once('=') {
+            None => (s, None),
+            Some((code, obj)) => match obj.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    (code, Some((ns.to_string(), name.to_string())))
+                }
+                _ => return Err(format!("`{s}`: the object must be NAMESPACE/NAME")),
+            },
+        };
+        if crate::findings::kind(code).is_none() {
+            return Err(format!(
+                "`{code}` is not a finding code (see docs/findings.md)"
+            ));
+        }
+        Ok(Suppression {
+            code: code.to_string(),
+            object,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    pub detect: DetectOptions,
+    pub suppress: Vec<Suppression>,
+}
+
+/// One side of a flow instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub workload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// A run pod kfp-mesh models (it does not exist until a run starts).
+    pub synthetic: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowDestination {
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
+}
+
+/// The verdict for one flow instance.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowResult {
+    /// Catalog id, with the profile namespace for per-profile instances (`id@profile`).
+    pub id: String,
+    pub from: FlowSource,
+    pub to: FlowDestination,
+    pub protocol: &'static str,
+    pub required: bool,
+    pub why: String,
+    pub outcome: Outcome,
+    pub transport: Option<Transport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub findings: Vec<&'static str>,
+    pub explanation: Vec<Step>,
+}
+
+/// Who may reach one KFP server, and whether they need to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerAccess {
+    pub namespace: String,
+    pub service: String,
+    pub workload: String,
+    /// Identities of the flow catalog's callers (principals).
+    pub required: Vec<String>,
+    /// What the ALLOW policies admit: principals, `ns:<namespace>`, `any-authenticated`,
+    /// `any-plaintext`, `anyone` (no ALLOW policy).
+    pub allowed: Vec<String>,
+    /// Allowed entries no required caller needs.
+    pub excess: Vec<String>,
+}
+
+/// Everything `kfp-mesh check` reports.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub kfp: KfpFacts,
+    pub flows: Vec<FlowResult>,
+    pub findings: Vec<Finding>,
+    pub access: Vec<ServerAccess>,
+    /// Catalog flows that apply but could not be placed in the input, with the reason.
+    pub unresolved: Vec<String>,
+    pub suppressed: usize,
+}
+
+impl Report {
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).min()
+    }
+    /// The flows whose id (with or without the `@profile` suffix) is `id`.
+    pub fn flows_named<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a FlowResult> + 'a {
+        self.flows
+            .iter()
+            .filter(move |f| f.id == id || f.id.split('@').next() == Some(id))
+    }
+}
+
+/// Run the whole check over an inventory.
+pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
+    let facts = detect::detect(inv, &opts.detect);
+    let mut findings = Vec::new();
+    input_findings(inv, &mut findings);
+    let mut flows = Vec::new();
+    let mut unresolved = Vec::new();
+    let mut access = Vec::new();
+
+    let catalog = match catalog::load() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            unresolved.push(format!("the flow catalog does not load: {e}"));
+            None
+        }
+    };
+    let (full, run_pods) = if facts.detected {
+        runpods::with_run_pods(inv, &facts)
+    } else {
+        (inv.clone(), Vec::new())
+    };
+    if let Some(catalog) = catalog
+        && facts.detected
+    {
+        for flow in catalog::applicable_flows(&catalog.flows, &facts) {
+            for resolved in catalog::resolve(catalog, flow, &full, &facts) {
+                match resolved {
+                    Ok(r) => evaluate_flow(&full, catalog, &r, &mut flows),
+                    Err(why) => unresolved.push(why),
+                }
+            }
+        }
+        flow_findings(&full, &facts, &mut flows, &mut findings);
+        run_pod_findings(&full, &facts, &run_pods, &mut findings);
+        access = server_access(&full, catalog, &facts, &flows);
+        policy_findings(&full, &facts, &access, &mut findings);
+    }
+    static_findings(&full, &mut findings);
+
+    let before = findings.len();
+    findings.retain(|f| !suppressed(inv, &opts.suppress, f));
+    let suppressed_count = before - findings.len();
+    let kept: BTreeSet<(&'static str, Option<String>)> = findings
+        .iter()
+        .map(|f| (f.code, f.flow.clone()))
+        .collect();
+    for flow in &mut flows {
+        flow.findings
+            .retain(|c| kept.contains(&(*c, Some(flow.id.clone()))));
+    }
+    findings.sort_by(|a, b| {
+        (a.severity, a.code, &a.object, &a.flow, &a.message)
+            .cmp(&(b.severity, b.code, &b.object, &b.flow, &b.message))
+    });
+    findings.dedup();
+    Report {
+        kfp: facts,
+        flows,
+        findings,
+        access,
+        unresolved,
+        suppressed: suppressed_count,
+    }
+}
+
+fn input_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
+    for e in &inv.errors {
+        let about = e.object.clone().map(|object| Cited {
+            object,
+            origin: e.origin.clone(),
+        });
+        let mut f = Finding::new("KM050", e.message.clone(), about.as_ref());
+        if about.is_none() {
+            f.file = Some(e.origin.source.to_string());
+            f.line = Some(e.origin.line);
+        }
+        findings.push(f);
+    }
+    for r in &inv.rejected {
+        for i in &r.issues {
+            findings.push(Finding::new(
+                "KM040",
+                format!("Istio rejects it ({}): {}", i.code, i.message),
+                Some(&r.object),
+            ));
+        }
+    }
+    for r in &inv.warnings {
+        for i in &r.issues {
+            findings.push(Finding::new(
+                "KM041",
+                format!("Istio warns ({}): {}", i.code, i.message),
+                Some(&r.object),
+            ));
+        }
+    }
+}
+
+fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
+    let req = r.flow.request.clone().unwrap_or_default();
+    let mut headers = req.headers.clone();
+    headers.extend(r.headers.clone());
+    let (protocol, app_tls) = match r.flow.protocol {
+        Protocol::Http | Protocol::Grpc => (Some(RequestProtocol::Http), false),
+        Protocol::Tcp => (Some(RequestProtocol::Tcp), false),
+        Protocol::HttpsAppTls | Protocol::Https => (Some(RequestProtocol::Tcp), true),
+    };
+    let method = req.method.clone().or_else(|| {
+        (r.flow.protocol == Protocol::Grpc).then(|| "POST".to_string())
+    });
+    RequestSpec {
+        protocol,
+        method,
+        path: req.path.clone(),
+        host: Some(format!(
+            "{}.{}.svc.cluster.local:{}",
+            r.destination.service, r.destination.namespace, r.destination.port
+        )),
+        headers,
+        app_tls,
+        ..RequestSpec::default()
+    }
+}
+
+fn evaluate_flow(
+    inv: &Inventory,
+    catalog: &Catalog,
+    r: &ResolvedFlow<'_>,
+    out: &mut Vec<FlowResult>,
+) {
+    if r.destination.external {
+        // Calls to kube-apiserver leave the mesh; they are not modelled as flows.
+        return;
+    }
+    let Some(service) = inv.service(&r.destination.namespace, &r.destination.service) else {
+        return;
+    };
+    let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
+    let request = request_for(r);
+    let id = match &r.profile {
+        Some(p) => format!("{}@{p}", r.id),
+        None => r.id.to_string(),
+    };
+    for source in &r.sources {
+        let caller = if source.external {
+            match source.workload.as_str() {
+                "kube-apiserver" => Caller::KubeApiserver,
+                "kubelet" => Caller::Kubelet,
+                _ => Caller::External,
+            }
+        } else {
+            match source
+                .namespace
+                .as_deref()
+                .and_then(|ns| inv.workload(ns, &source.workload))
+            {
+                Some(w) => Caller::Workload(w),
+                None => continue,
+            }
+        };
+        let from = FlowSource {
+            namespace: source.namespace.clone(),
+            workload: source.workload.clone(),
+            service_account: source.service_account.clone(),
+            container: source.container.clone(),
+            synthetic: source.synthetic || role_kind == Some(RoleKind::RunPod),
+        };
+        let to = FlowDestination {
+            namespace: r.destination.namespace.clone(),
+            service: r.destination.service.clone(),
+            port: r.destination.port,
+        };
+        let result = connection::evaluate(
+            inv,
+            caller,
+            Target::Service {
+                service,
+                port: r.destination.port,
+            },
+            &request,
+        );
+        let (outcome, transport, fix, explanation) = match result {
+            Ok(v) => (v.outcome, v.transport, v.fix, v.explanation),
+            Err(e) => {
+                // The destination has no endpoint in the input: nothing to predict.
+                let _ = e;
+                continue;
+            }
+        };
+        let instance_id = if r.sources.len() > 1 {
+            format!("{id}#{}", short_role(&source.workload))
+        } else {
+            id.clone()
+        };
+        out.push(FlowResult {
+            id: instance_id,
+            from,
+            to,
+            protocol: r.flow.protocol.as_str(),
+            required: r.flow.required,
+            why: r.flow.why.trim().to_string(),
+            outcome,
+            transport,
+            fix,
+            findings: Vec::new(),
+            explanation,
+        });
+    }
+}
+
+/// `system-dag-driver` for a run pod named `<wf>-system-dag-driver-<hash>`, else the name.
+fn short_role(workload: &str) -> String {
+    for t in [
+        "system-dag-driver",
+        "system-container-driver",
+        "system-container-impl",
+        "system-importer",
+    ] {
+        if workload.contains(t) {
+            return t.to_string();
+        }
+    }
+    workload.to_string()
+}
+
+fn flow_findings(
+    inv: &Inventory,
+    facts: &KfpFacts,
+    flows: &mut [FlowResult],
+    findings: &mut Vec<Finding>,
+) {
+    for flow in flows.iter_mut() {
+        if !flow.required {
+            continue;
+        }
+        let from_desc = match &flow.from.namespace {
+            Some(ns) => format!("{ns}/{}", flow.from.workload),
+            None => flow.from.workload.clone(),
+        };
+        let what = format!(
+            "{} -> {}/{}:{} is {}",
+            from_desc, flow.to.namespace, flow.to.service, flow.to.port, flow.outcome
+        );
+        let service = inv.service(&flow.to.namespace, &flow.to.service);
+        let service_cite = service.map(|s| s.cite());
+        let apiserver = flow.from.workload == "kube-apiserver" && flow.from.namespace.is_none();
+        let code = match flow.outcome {
+            Outcome::Allow if flow.transport == Some(Transport::Plaintext) => "KM006",
+            Outcome::Allow => continue,
+            Outcome::Reset | Outcome::TlsFailure if apiserver => "KM020",
+            Outcome::Reset => "KM001",
+            Outcome::UpstreamFailure => "KM002",
+            Outcome::Deny | Outcome::CustomDeny | Outcome::Unauthenticated => "KM003",
+            Outcome::Blocked => "KM004",
+            Outcome::TlsFailure => "KM005",
+        };
+        let mut message = what;
+        if code == "KM006" {
+            message.push_str(" (one side has no sidecar; STRICT would break it)");
+        } else if let Some(fix) = &flow.fix {
+            message.push_str(&format!("; fix: {fix}"));
+        }
+        let about = if code == "KM001" && flow.from.synthetic {
+            facts.api_server.clone().or(service_cite)
+        } else {
+            service_cite
+        };
+        flow.findings.push(code);
+        findings.push(Finding::new(code, message, about.as_ref()).for_flow(&flow.id));
+    }
+}
+
+fn run_pod_findings(
+    inv: &Inventory,
+    facts: &KfpFacts,
+    run_pods: &[RunPod],
+    findings: &mut Vec<Finding>,
+) {
+    let native_default = istiod_native_sidecars(inv);
+    let mut no_sidecar_ns: BTreeSet<String> = BTreeSet::new();
+    for pod in run_pods {
+        let w = &pod.workload;
+        let dp = membership::data_plane(inv, w).value;
+        if dp != DataPlane::Sidecar {
+            // KM010 when a server that run pods call enforces STRICT.
+            if strict_kfp_server(inv, facts) {
+                no_sidecar_ns.insert(w.namespace.clone());
+            }
+            continue;
+        }
+        for m in &pod.mutations {
+            if m.after_istio_injector {
+                findings.push(Finding::new(
+                    "KM011",
+                    format!(
+                        "{} (pod mode) sorts after Istio's injector, so the labels it adds to {} pods never lead to injection",
+                        m.configuration.object, pod.kind.template()
+                    ),
+                    Some(&m.configuration),
+                ));
+            }
+        }
+        let native = w.annotation("sidecar.istio.io/nativeSidecar") == Some("true")
+            || (w.annotation("sidecar.istio.io/nativeSidecar").is_none() && native_default);
+        if native {
+            continue;
+        }
+        if w.annotation(KILL_CMD_ANNOTATION).is_none() {
+            findings.push(Finding::new(
+                "KM012",
+                format!(
+                    "{} pods in {} get a classic istio-proxy sidecar and no `{KILL_CMD_ANNOTATION}` annotation: Argo cannot stop the proxy and the run hangs",
+                    pod.kind.template(),
+                    w.namespace
+                ),
+                facts.api_server.as_ref(),
+            ));
+        }
+        let hold = w
+            .annotation("proxy.istio.io/config")
+            .is_some_and(|c| c.contains("holdApplicationUntilProxyStarts") && c.contains("true"))
+            || inv.mesh.hold_application_until_proxy_starts;
+        if !hold {
+            findings.push(Finding::new(
+                "KM013",
+                format!(
+                    "{} pods in {} connect at start but their classic sidecar may not be ready (no holdApplicationUntilProxyStarts)",
+                    pod.kind.template(),
+                    w.namespace
+                ),
+                facts.api_server.as_ref(),
+            ));
+        }
+    }
+    for ns in no_sidecar_ns {
+        findings.push(Finding::new(
+            "KM010",
+            format!(
+                "KFP run pods in {ns} start without a sidecar (the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on every workflow template) while KFP servers they call enforce STRICT mTLS"
+            ),
+            facts.api_server.as_ref(),
+        ));
+    }
+}
+
+/// istiod runs with `ENABLE_NATIVE_SIDECARS=true` in the input.
+fn istiod_native_sidecars(inv: &Inventory) -> bool {
+    inv.mesh.native_sidecars.unwrap_or(false)
+        || inv.workloads.iter().any(|w| {
+            w.name.starts_with("istiod")
+                && w.spec.containers.iter().any(|c| {
+                    c.env.iter().flatten().any(|e| {
+                        e.name == "ENABLE_NATIVE_SIDECARS" && e.value.as_deref() == Some("true")
+                    })
+                })
+        })
+}
+
+/// Some KFP server in the KFP namespace enforces STRICT on a port.
+fn strict_kfp_server(inv: &Inventory, facts: &KfpFacts) -> bool {
+    let ns = facts.kfp_namespace();
+    inv.workloads_in(ns).any(|w| {
+        membership::data_plane(inv, w).value == DataPlane::Sidecar
+            && container_ports(w)
+                .into_iter()
+                .any(|p| peer_authn::effective_mode(inv, w, p).value == MtlsMode::Strict)
+    })
+}
+
+fn container_ports(w: &Workload) -> Vec<u16> {
+    let mut ports: Vec<u16> = w
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    if ports.is_empty() {
+        ports.push(80);
+    }
+    ports
+}
+
+/// The principal of a flow source, when it has a mesh identity.
+fn source_principal(inv: &Inventory, f: &FlowResult) -> Option<String> {
+    let ns = f.from.namespace.as_deref()?;
+    let w = inv.workload(ns, &f.from.workload)?;
+    Some(connection::principal_of(inv, w))
+}
+
+fn server_access(
+    inv: &Inventory,
+    catalog: &Catalog,
+    facts: &KfpFacts,
+    flows: &[FlowResult],
+) -> Vec<ServerAccess> {
+    let _ = catalog;
+    let mut by_server: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for f in flows {
+        let entry = by_server
+            .entry((f.to.namespace.clone(), f.to.service.clone()))
+            .or_default();
+        if let Some(p) = source_principal(inv, f) {
+            entry.insert(p);
+        } else if f.from.namespace.is_none() {
+            entry.insert(f.from.workload.clone());
+        }
+    }
+    let kfp_ns = facts.kfp_namespace();
+    let mut out = Vec::new();
+    for ((ns, svc), required) in by_server {
+        if ns != kfp_ns {
+            continue;
+        }
+        let Some(service) = inv.service(&ns, &svc) else {
+            continue;
+        };
+        let Some(server) = inv.service_endpoints(service).into_iter().next() else {
+            continue;
+        };
+        if membership::data_plane(inv, server).value != DataPlane::Sidecar {
+            continue;
+        }
+        let allowed = allowed_identities(inv, server);
+        let excess = allowed
+            .iter()
+            .filter(|a| {
+                !required.contains(*a)
+                    && !(a.starts_with("ns:")
+                        && required
+                            .iter()
+                            .all(|r| r.contains(&format!("/ns/{}/", &a[3..]))))
+            })
+            .cloned()
+            .collect();
+        out.push(ServerAccess {
+            namespace: ns,
+            service: svc,
+            workload: server.name.clone(),
+            required: required.into_iter().collect(),
+            allowed,
+            excess,
+        });
+    }
+    out
+}
+
+/// What the enforced ALLOW policies of a workload admit, as identity descriptions.
+pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
+    let mut allowed = BTreeSet::new();
+    let mut any_allow = false;
+    let root = inv.mesh.root_namespace.as_str();
+    for ns in [root, server.namespace.as_str()] {
+        for p in inv.authorization_policies_in(ns) {
+            let spec = &p.spec;
+            if spec.action != AuthzAction::Allow
+                || spec.target_ref.is_some()
+                || spec.target_refs.is_some()
+                || p.meta.annotation("istio.io/dry-run") == Some("true")
+            {
+                continue;
+            }
+            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
+                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            any_allow = true;
+            for rule in spec.rules.iter().flatten().flatten() {
+                let sources: Vec<_> = rule
+                    .from
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|f| f.source.as_ref())
+                    .collect();
+                if sources.is_empty() {
+                    allowed.insert("any-plaintext".to_string());
+                    continue;
+                }
+                for s in sources {
+                    let mut identity = false;
+                    for pr in s.principals.iter().flatten() {
+                        identity = true;
+                        if pr == "*" {
+                            allowed.insert("any-authenticated".to_string());
+                        } else {
+                            allowed.insert(pr.replacen("cluster.local/", &format!("{}/", inv.mesh.trust_domain), 1));
+                        }
+                    }
+                    for n in s.namespaces.iter().flatten() {
+                        identity = true;
+                        allowed.insert(format!("ns:{n}"));
+                    }
+                    for sa in s.service_accounts.iter().flatten() {
+                        identity = true;
+                        let (sns, sname) = sa.split_once('/').unwrap_or((p.namespace(), sa));
+                        allowed.insert(format!("{}/ns/{sns}/sa/{sname}", inv.mesh.trust_domain));
+                    }
+                    if !identity {
+                        allowed.insert("any-plaintext".to_string());
+                    }
+                }
+            }
+        }
+    }
+    if !any_allow {
+        allowed.insert("anyone".to_string());
+    }
+    allowed.into_iter().collect()
+}
+
+fn policy_findings(
+    inv: &Inventory,
+    facts: &KfpFacts,
+    access: &[ServerAccess],
+    findings: &mut Vec<Finding>,
+) {
+    let ns = facts.kfp_namespace();
+    for a in access {
+        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
+            continue;
+        };
+        let strict = container_ports(server)
+            .into_iter()
+            .all(|p| peer_authn::effective_mode(inv, server, p).value == MtlsMode::Strict);
+        // KM030: allow-all / plaintext-permitting rules that STRICT makes unnecessary.
+        if strict {
+            for p in inv.authorization_policies_in(ns) {
+                let applies = p
+                    .spec
+                    .selector
+                    .as_ref()
+                    .and_then(|s| s.labels())
+                    .is_none_or(|sel| sel.iter().all(|(k, v)| server.labels.get(k) == Some(v)));
+                if !applies || p.spec.action != AuthzAction::Allow {
+                    continue;
+                }
+                let allow_all = p.spec.rules.iter().flatten().flatten().any(|r| {
+                    r.from.is_none() && r.to.is_none() && r.when.is_none()
+                });
+                if allow_all {
+                    findings.push(Finding::new(
+                        "KM030",
+                        format!(
+                            "{} allows every caller of {} (`rules: [{{}}]`) although every port of it enforces STRICT mTLS",
+                            p.object_ref(),
+                            a.service
+                        ),
+                        Some(&p.cite()),
+                    ));
+                }
+            }
+        }
+        let excess: Vec<&String> = a
+            .excess
+            .iter()
+            .filter(|e| !a.required.iter().any(|r| r == *e))
+            .collect();
+        if !excess.is_empty() {
+            let list: Vec<&str> = excess.iter().map(|s| s.as_str()).collect();
+            findings.push(Finding::new(
+                "KM031",
+                format!(
+                    "{}/{} admits identities no KFP flow needs: {}",
+                    a.namespace,
+                    a.service,
+                    list.join(", ")
+                ),
+                inv.service(&a.namespace, &a.service).map(|s| s.cite()).as_ref(),
+            ));
+        }
+    }
+}
+
+/// Findings that need no flow: DestinationRule DISABLE toward STRICT, ineffective
+/// root-namespace PeerAuthentications.
+fn static_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
+    let root = inv.mesh.root_namespace.clone();
+    for pa in inv.peer_authentications_in(&root) {
+        if pa.spec.selector.as_ref().and_then(|s| s.labels()).is_some() {
+            findings.push(Finding::new(
+                "KM042",
+                format!(
+                    "{} is in the root namespace {root} and has a selector: Istio applies it to no workload",
+                    pa.object_ref()
+                ),
+                Some(&pa.cite()),
+            ));
+        }
+    }
+    for (ns, drs) in &inv.destination_rules {
+        for dr in drs {
+            let Some(tp) = &dr.spec.traffic_policy else {
+                continue;
+            };
+            let disabled_top = tp.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Disable);
+            let Some(service) = dr_service(inv, ns, &dr.spec.host) else {
+                continue;
+            };
+            for port in &service.spec.ports {
+                let port_level = tp
+                    .port_level_settings
+                    .iter()
+                    .flatten()
+                    .find(|p| p.port.as_ref().and_then(|p| p.number) == u32::try_from(port.port).ok());
+                let disabled = match port_level {
+                    Some(pl) => pl.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Disable),
+                    None => disabled_top,
+                };
+                if !disabled {
+                    continue;
+                }
+                for ep in inv.service_endpoints(service) {
+                    let Some(target) = connection::target_port(port, ep) else {
+                        continue;
+                    };
+                    if membership::data_plane(inv, ep).value == DataPlane::Sidecar
+                        && peer_authn::effective_mode(inv, ep, target).value == MtlsMode::Strict
+                    {
+                        findings.push(Finding::new(
+                            "KM021",
+                            format!(
+                                "{} sends plaintext to {}/{} port {} whose server {} enforces STRICT: sidecar clients get 503",
+                                dr.object_ref(),
+                                service.namespace(),
+                                service.name(),
+                                port.port,
+                                ep.object_ref()
+                            ),
+                            Some(&dr.cite()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Service a DestinationRule host names (short name relative to the rule's namespace, or
+/// the full `name.ns.svc.cluster.local`).
+fn dr_service<'a>(
+    inv: &'a Inventory,
+    dr_ns: &str,
+    host: &str,
+) -> Option<&'a kfp_mesh_core::inventory::Service> {
+    if !host.contains('.') {
+        return inv.service(dr_ns, host);
+    }
+    let trimmed = host.strip_suffix(".svc.cluster.local")?;
+    let (name, ns) = trimmed.split_once('.')?;
+    inv.service(ns, name)
+}
+
+fn suppressed(inv: &Inventory, rules: &[Suppression], f: &Finding) -> bool {
+    let on_object = |o: &ObjectRef| {
+        inv.objects.iter().any(|obj| {
+            obj.kind == o.kind
+                && obj.meta.name == o.name
+                && obj.meta.namespace == o.namespace
+                && obj
+                    .meta
+                    .annotation(SUPPRESS_ANNOTATION)
+                    .is_some_and(|codes| codes.split(',').any(|c| c.trim() == f.code))
+        })
+    };
+    if f.object.as_ref().is_some_and(on_object) {
+        return true;
+    }
+    rules.iter().any(|s| {
+        s.code == f.code
+            && match &s.object {
+                None => true,
+                Some((ns, name)) => f.object.as_ref().is_some_and(|o| {
+                    o.namespace.as_deref() == Some(ns.as_str()) && &o.name == name
+                }),
+            }
+    })
+}
