@@ -567,8 +567,14 @@ fn evaluate_endpoint(
     request: &RequestSpec,
     steps: &mut Vec<Step>,
 ) -> (Outcome, Option<Transport>) {
-    // 1. NetworkPolicy: the first gate.
-    if inv.has_network_policies() {
+    // 1. NetworkPolicy: the first gate (kubelet probes come from the node, which
+    // NetworkPolicy does not restrict).
+    if inv.has_network_policies() && client.kubelet {
+        steps.push(Step::new(
+            "NP",
+            "kubelet probes come from the node: NetworkPolicies do not apply to them",
+        ));
+    } else if inv.has_network_policies() {
         let peer = match client.workload {
             Some(w) => NetPeer::Pod(w),
             None => NetPeer::External(client.ip),

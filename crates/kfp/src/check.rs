@@ -135,11 +135,12 @@ impl Report {
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).min()
     }
-    /// The flows whose id (with or without the `@profile` suffix) is `id`.
+    /// The flows whose catalog id is `id`, or whose full instance id (`id@profile#source`)
+    /// is `id`.
     pub fn flows_named<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a FlowResult> + 'a {
         self.flows
             .iter()
-            .filter(move |f| f.id == id || f.id.split('@').next() == Some(id))
+            .filter(move |f| f.id == id || f.id.split(['@', '#']).next() == Some(id))
     }
 }
 
@@ -185,10 +186,8 @@ pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
     let before = findings.len();
     findings.retain(|f| !suppressed(inv, &opts.suppress, f));
     let suppressed_count = before - findings.len();
-    let kept: BTreeSet<(&'static str, Option<String>)> = findings
-        .iter()
-        .map(|f| (f.code, f.flow.clone()))
-        .collect();
+    let kept: BTreeSet<(&'static str, Option<String>)> =
+        findings.iter().map(|f| (f.code, f.flow.clone())).collect();
     for flow in &mut flows {
         flow.findings
             .retain(|c| kept.contains(&(*c, Some(flow.id.clone()))));
@@ -250,9 +249,10 @@ fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
         Protocol::Tcp => (Some(RequestProtocol::Tcp), false),
         Protocol::HttpsAppTls | Protocol::Https => (Some(RequestProtocol::Tcp), true),
     };
-    let method = req.method.clone().or_else(|| {
-        (r.flow.protocol == Protocol::Grpc).then(|| "POST".to_string())
-    });
+    let method = req
+        .method
+        .clone()
+        .or_else(|| (r.flow.protocol == Protocol::Grpc).then(|| "POST".to_string()));
     RequestSpec {
         protocol,
         method,
@@ -383,14 +383,16 @@ fn flow_findings(
             None => flow.from.workload.clone(),
         };
         let what = format!(
-            "{} -> {}/{}:{} is {}",
-            from_desc, flow.to.namespace, flow.to.service, flow.to.port, flow.outcome
+            "{}: {} -> {}/{}:{} is {}",
+            flow.id, from_desc, flow.to.namespace, flow.to.service, flow.to.port, flow.outcome
         );
+        let kubelet = flow.from.workload == "kubelet" && flow.from.namespace.is_none();
         let service = inv.service(&flow.to.namespace, &flow.to.service);
         let service_cite = service.map(|s| s.cite());
         let apiserver = flow.from.workload == "kube-apiserver" && flow.from.namespace.is_none();
         let code = match flow.outcome {
-            Outcome::Allow if flow.transport == Some(Transport::Plaintext) => "KM006",
+            // Kubelet probes are rewritten by the injector: plaintext is expected.
+            Outcome::Allow if flow.transport == Some(Transport::Plaintext) && !kubelet => "KM006",
             Outcome::Allow => continue,
             Outcome::Reset | Outcome::TlsFailure if apiserver => "KM020",
             Outcome::Reset => "KM001",
@@ -399,9 +401,16 @@ fn flow_findings(
             Outcome::Blocked => "KM004",
             Outcome::TlsFailure => "KM005",
         };
+        let run_pod_without_sidecar = flow.from.synthetic
+            && flow
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.contains("KFP run pod without a sidecar"));
         let mut message = what;
         if code == "KM006" {
-            message.push_str(" (one side has no sidecar; STRICT would break it)");
+            message.push_str(" in plaintext (one side has no sidecar; STRICT would break it)");
+        } else if run_pod_without_sidecar {
+            message.push_str(": the run pod has no sidecar (see KM010)");
         } else if let Some(fix) = &flow.fix {
             message.push_str(&format!("; fix: {fix}"));
         }
@@ -630,7 +639,11 @@ pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
                         if pr == "*" {
                             allowed.insert("any-authenticated".to_string());
                         } else {
-                            allowed.insert(pr.replacen("cluster.local/", &format!("{}/", inv.mesh.trust_domain), 1));
+                            allowed.insert(pr.replacen(
+                                "cluster.local/",
+                                &format!("{}/", inv.mesh.trust_domain),
+                                1,
+                            ));
                         }
                     }
                     for n in s.namespaces.iter().flatten() {
@@ -681,9 +694,13 @@ fn policy_findings(
                 if !applies || p.spec.action != AuthzAction::Allow {
                     continue;
                 }
-                let allow_all = p.spec.rules.iter().flatten().flatten().any(|r| {
-                    r.from.is_none() && r.to.is_none() && r.when.is_none()
-                });
+                let allow_all = p
+                    .spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .any(|r| r.from.is_none() && r.to.is_none() && r.when.is_none());
                 if allow_all {
                     findings.push(Finding::new(
                         "KM030",
@@ -712,7 +729,9 @@ fn policy_findings(
                     a.service,
                     list.join(", ")
                 ),
-                inv.service(&a.namespace, &a.service).map(|s| s.cite()).as_ref(),
+                inv.service(&a.namespace, &a.service)
+                    .map(|s| s.cite())
+                    .as_ref(),
             ));
         }
     }
@@ -744,11 +763,9 @@ fn static_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
                 continue;
             };
             for port in &service.spec.ports {
-                let port_level = tp
-                    .port_level_settings
-                    .iter()
-                    .flatten()
-                    .find(|p| p.port.as_ref().and_then(|p| p.number) == u32::try_from(port.port).ok());
+                let port_level = tp.port_level_settings.iter().flatten().find(|p| {
+                    p.port.as_ref().and_then(|p| p.number) == u32::try_from(port.port).ok()
+                });
                 let disabled = match port_level {
                     Some(pl) => pl.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Disable),
                     None => disabled_top,

@@ -1,0 +1,397 @@
+//! `kfp-mesh check` over the real upstream renders in ../shared/upstream.
+
+use std::path::PathBuf;
+
+use kfp_mesh_core::connection::{Outcome, Transport};
+use kfp_mesh_core::inventory::{Inventory, parse_stream};
+use kfp_mesh_core::object::Object;
+use kfp_mesh_kfp::check::{CheckOptions, Report, Suppression, check};
+use kfp_mesh_kfp::findings::Severity;
+
+fn upstream(name: &str) -> (String, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is needed (the upstream renders in ../shared): {e}",
+            path.display()
+        )
+    });
+    (path.display().to_string(), text)
+}
+
+const MESH_STRICT: &str = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+";
+
+/// Objects of the given renders plus extra YAML; `inject` labels these namespaces
+/// `istio-injection: enabled` the way `kubectl label` would.
+fn inventory(files: &[&str], extra: &str, inject: &[&str]) -> Inventory {
+    let mut objects: Vec<Object> = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let (name, text) = upstream(f);
+        let (o, e) = parse_stream(&name, &text);
+        objects.extend(o);
+        errors.extend(e);
+    }
+    let (o, e) = parse_stream("extra.yaml", extra);
+    objects.extend(o);
+    errors.extend(e);
+    for ns in inject {
+        let found = objects
+            .iter_mut()
+            .find(|o| o.kind == "Namespace" && o.meta.name == *ns);
+        match found {
+            Some(o) => {
+                o.meta
+                    .labels
+                    .insert("istio-injection".to_string(), "enabled".to_string());
+            }
+            None => {
+                let (o, _) = parse_stream(
+                    "label.yaml",
+                    &format!(
+                        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{istio-injection: enabled}}}}\n"
+                    ),
+                );
+                objects.extend(o);
+            }
+        }
+    }
+    let inv = Inventory::from_objects(objects, errors);
+    assert!(inv.errors.is_empty(), "{:?}", inv.errors);
+    inv
+}
+
+fn flows<'a>(r: &'a Report, id: &'a str) -> Vec<&'a kfp_mesh_kfp::check::FlowResult> {
+    let found: Vec<_> = r.flows_named(id).collect();
+    assert!(
+        !found.is_empty(),
+        "no flow {id}; flows: {:?}",
+        r.flows.iter().map(|f| &f.id).collect::<Vec<_>>()
+    );
+    found
+}
+
+fn assert_all(r: &Report, id: &str, outcome: Outcome) {
+    for f in flows(r, id) {
+        assert_eq!(
+            f.outcome,
+            outcome,
+            "{}: {:#?}",
+            f.id,
+            f.explanation.iter().map(|s| &s.message).collect::<Vec<_>>()
+        );
+    }
+}
+
+fn codes(r: &Report) -> Vec<&'static str> {
+    r.findings.iter().map(|f| f.code).collect()
+}
+
+const KFM_V1_10_1: &[&str] = &[
+    "kubeflow-manifests-v1.10.1-pipeline.yaml",
+    "kubeflow-manifests-v1.10.1-istio-1-24-install-oauth2-proxy.yaml",
+    "kubeflow-manifests-v1.10.1-istio-1-24-namespace.yaml",
+    "kubeflow-manifests-v1.10.1-kubeflow-istio-resources.yaml",
+    "kubeflow-manifests-v1.10.1-kubeflow-namespace.yaml",
+    "kubeflow-manifests-v1.10.1-networkpolicies.yaml",
+    "kubeflow-manifests-v1.10.1-profiles-kubeflow.yaml",
+];
+
+#[test]
+fn kfp_2_5_0_under_strict_is_issue_12015() {
+    let inv = inventory(
+        &["kfp-2.5.0-platform-agnostic.yaml"],
+        MESH_STRICT,
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    // The driver's `wait` container uploads main.log to MinIO: reset.
+    for f in flows(&r, "driver-wait-to-object-store") {
+        assert_eq!(f.to.service, "minio-service");
+        assert_eq!(f.to.port, 9000);
+        assert_eq!(f.from.container.as_deref(), Some("wait"));
+    }
+    assert_all(&r, "driver-wait-to-object-store", Outcome::Reset);
+    assert_all(&r, "driver-to-mlmd", Outcome::Reset);
+    assert_all(&r, "driver-to-api-server", Outcome::Reset);
+    for id in [
+        "executor-to-mlmd",
+        "executor-to-api-server",
+        "executor-to-object-store",
+        "executor-wait-to-object-store",
+    ] {
+        assert_all(&r, id, Outcome::Reset);
+    }
+    for f in flows(&r, "driver-to-mlmd") {
+        assert_eq!(f.to.port, 8080);
+        assert_eq!(f.from.service_account.as_deref(), Some("pipeline-runner"));
+        assert!(f.findings.contains(&"KM001"), "{:?}", f.findings);
+    }
+    // The finding names the cause and cites the API server Deployment in the render.
+    let km010 = r
+        .findings
+        .iter()
+        .find(|f| f.code == "KM010")
+        .expect("KM010 reported");
+    assert!(
+        km010.message.contains("sidecar.istio.io/inject: \"false\""),
+        "{}",
+        km010.message
+    );
+    assert_eq!(
+        km010.object.as_ref().map(|o| o.to_string()).as_deref(),
+        Some("Deployment kubeflow/ml-pipeline")
+    );
+    assert!(
+        km010
+            .file
+            .as_deref()
+            .is_some_and(|f| f.ends_with("kfp-2.5.0-platform-agnostic.yaml"))
+    );
+    assert!(km010.line.is_some_and(|l| l > 1));
+    // Control-plane flows between injected pods keep working over mTLS.
+    for id in ["persistence-agent-to-api-server", "api-server-to-database"] {
+        for f in flows(&r, id) {
+            assert_eq!(
+                (f.outcome, f.transport),
+                (Outcome::Allow, Some(Transport::Mtls)),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(r.worst(), Some(Severity::Error));
+}
+
+#[test]
+fn kfp_2_5_0_without_strict_works_in_plaintext_with_warnings() {
+    let inv = inventory(&["kfp-2.5.0-platform-agnostic.yaml"], "", &["kubeflow"]);
+    let r = check(&inv, &CheckOptions::default());
+    assert!(!r.flows.is_empty());
+    for f in r.flows.iter().filter(|f| f.required) {
+        assert_eq!(f.outcome, Outcome::Allow, "{} is {}", f.id, f.outcome);
+    }
+    // Run pods have no sidecar: their flows are plaintext and reported as warnings.
+    let driver = flows(&r, "driver-to-mlmd");
+    for f in driver {
+        assert_eq!(f.transport, Some(Transport::Plaintext));
+        assert!(f.findings.contains(&"KM006"), "{:?}", f.findings);
+    }
+    assert!(codes(&r).contains(&"KM006"));
+    assert!(
+        r.findings
+            .iter()
+            .filter(|f| f.code == "KM006")
+            .all(|f| f.severity == Severity::Warning)
+    );
+    assert!(
+        !r.findings.iter().any(|f| f.severity == Severity::Error),
+        "{:#?}",
+        r.findings
+    );
+}
+
+#[test]
+fn kubeflow_1_10_1_under_strict_reports_every_known_breakage_and_nothing_else() {
+    let inv = inventory(KFM_V1_10_1, MESH_STRICT, &[]);
+    let r = check(&inv, &CheckOptions::default());
+    assert_eq!(r.kfp.mode.value.as_str(), "platform");
+    // kfp-topology.md §6: what breaks.
+    assert_all(&r, "metadata-envoy-to-mlmd", Outcome::Reset);
+    for id in [
+        "driver-to-mlmd",
+        "driver-to-api-server",
+        "driver-wait-to-object-store",
+        "executor-to-mlmd",
+        "executor-to-object-store",
+        "importer-to-mlmd",
+    ] {
+        for f in flows(&r, id) {
+            assert_eq!(f.outcome, Outcome::Reset, "{}", f.id);
+            assert_eq!(
+                f.from.namespace.as_deref(),
+                Some("kubeflow-user-example-com")
+            );
+            assert_eq!(f.from.service_account.as_deref(), Some("default-editor"));
+        }
+    }
+    let webhook = flows(&r, "kube-apiserver-to-cache-webhook");
+    assert!(
+        webhook
+            .iter()
+            .all(|f| f.outcome == Outcome::TlsFailure && f.findings.contains(&"KM020"))
+    );
+    assert!(codes(&r).contains(&"KM010"));
+    // §6: unaffected: flows whose server has no sidecar, in-mesh control-plane traffic.
+    for id in [
+        "ui-to-metadata-envoy",
+        "metacontroller-to-kfp-profile-controller",
+        "ingress-gateway-to-ui",
+        "ui-to-api-server",
+        "persistence-agent-to-api-server",
+        "scheduled-workflow-to-api-server",
+        "mlmd-to-database",
+        "kubelet-probe-mlmd",
+    ] {
+        assert_all(&r, id, Outcome::Allow);
+    }
+    let broken: Vec<&str> = r
+        .flows
+        .iter()
+        .filter(|f| f.outcome != Outcome::Allow)
+        .map(|f| f.id.split(['@', '#']).next().unwrap_or(&f.id))
+        .collect();
+    for id in broken {
+        assert!(
+            id == "metadata-envoy-to-mlmd"
+                || id == "kube-apiserver-to-cache-webhook"
+                || id.starts_with("driver-")
+                || id.starts_with("executor-")
+                || id.starts_with("importer-"),
+            "{id} is reported broken but kfp-topology.md §6 does not list it"
+        );
+    }
+}
+
+#[test]
+fn kfp_master_multi_user_has_seaweedfs_and_profile_controller_flows() {
+    let inv = inventory(
+        &["kfp-master-platform-agnostic-multi-user.yaml"],
+        MESH_STRICT,
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    let s3 = flows(&r, "driver-wait-to-object-store");
+    assert!(
+        s3.iter()
+            .all(|f| f.to.service == "seaweedfs" && f.to.port == 9000)
+    );
+    let iam = flows(&r, "kfp-profile-controller-to-object-store-iam");
+    assert!(iam.iter().all(|f| f.to.port == 8111));
+    // The KFP profile controller has no sidecar: under STRICT its calls are reset.
+    assert_all(
+        &r,
+        "kfp-profile-controller-to-object-store-iam",
+        Outcome::Reset,
+    );
+    assert_all(
+        &r,
+        "kfp-profile-controller-to-object-store-s3",
+        Outcome::Reset,
+    );
+}
+
+#[test]
+fn k8s_native_render_has_the_pipelineversion_webhook_flow() {
+    let inv = inventory(
+        &["kfp-master-cert-manager-platform-agnostic-multi-user-k8s-native.yaml"],
+        MESH_STRICT,
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    let webhook = flows(&r, "kube-apiserver-to-pipelineversion-webhook");
+    for f in webhook {
+        assert_eq!((f.to.service.as_str(), f.to.port), ("ml-pipeline", 8443));
+        assert_ne!(f.outcome, Outcome::Allow, "STRICT breaks the webhook");
+        assert!(f.findings.contains(&"KM020"), "{:?}", f.findings);
+    }
+}
+
+#[test]
+fn suppressions_by_flag_and_annotation() {
+    let inv = inventory(
+        &["kfp-2.5.0-platform-agnostic.yaml"],
+        MESH_STRICT,
+        &["kubeflow"],
+    );
+    let all = check(&inv, &CheckOptions::default());
+    let opts = CheckOptions {
+        suppress: vec![
+            "KM001".parse::<Suppression>().expect("code"),
+            "KM010=kubeflow/ml-pipeline".parse().expect("code=object"),
+        ],
+        ..CheckOptions::default()
+    };
+    let some = check(&inv, &opts);
+    assert!(!codes(&some).contains(&"KM001"));
+    assert!(!codes(&some).contains(&"KM010"));
+    assert_eq!(
+        some.suppressed,
+        all.findings.len() - some.findings.len(),
+        "the count of suppressed findings"
+    );
+    assert!(
+        some.flows.iter().all(|f| !f.findings.contains(&"KM001")),
+        "flows no longer list suppressed codes"
+    );
+    assert!("KM999".parse::<Suppression>().is_err());
+    assert!("KM001=nonamespace".parse::<Suppression>().is_err());
+
+    // The annotation on the object suppresses it too.
+    let annotated = inventory(
+        &["kfp-2.5.0-platform-agnostic.yaml"],
+        &format!(
+            "{MESH_STRICT}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: plaintext-mlmd\n  namespace: kubeflow\n  annotations: {{kfp-mesh.io/suppress: KM021}}\nspec:\n  host: metadata-grpc-service\n  trafficPolicy: {{tls: {{mode: DISABLE}}}}\n"
+        ),
+        &["kubeflow"],
+    );
+    let r = check(&annotated, &CheckOptions::default());
+    assert!(!codes(&r).contains(&"KM021"), "{:?}", codes(&r));
+    assert!(r.suppressed >= 1);
+}
+
+#[test]
+fn destination_rule_disable_toward_strict_is_reported() {
+    let inv = inventory(
+        &["kfp-2.5.0-platform-agnostic.yaml"],
+        &format!(
+            "{MESH_STRICT}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: plaintext-mlmd, namespace: kubeflow}}\nspec:\n  host: metadata-grpc-service\n  trafficPolicy: {{tls: {{mode: DISABLE}}}}\n"
+        ),
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    let km021: Vec<_> = r.findings.iter().filter(|f| f.code == "KM021").collect();
+    assert_eq!(km021.len(), 1, "{:#?}", r.findings);
+    assert_eq!(km021[0].file.as_deref(), Some("extra.yaml"));
+    // And the flows through it fail in the client sidecar.
+    assert_all(&r, "metadata-writer-to-mlmd", Outcome::UpstreamFailure);
+}
+
+#[test]
+fn rejected_and_malformed_input_is_reported_and_the_rest_analysed() {
+    let (name, text) = upstream("kfp-2.5.0-platform-agnostic.yaml");
+    let bad = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: kubeflow}
+spec:
+  action: DENY
+---
+this: is: not: yaml
+---
+- a
+- list
+";
+    let inv = Inventory::from_sources([(name.as_str(), text.as_str()), ("bad.yaml", bad)]);
+    let r = check(&inv, &CheckOptions::default());
+    let km040 = r
+        .findings
+        .iter()
+        .find(|f| f.code == "KM040")
+        .expect("rejected policy");
+    assert_eq!(
+        (km040.file.as_deref(), km040.line),
+        (Some("bad.yaml"), Some(1))
+    );
+    assert!(km040.message.contains("A7"), "{}", km040.message);
+    let km050: Vec<_> = r.findings.iter().filter(|f| f.code == "KM050").collect();
+    assert_eq!(km050.len(), 2, "{km050:#?}");
+    assert_eq!(km050[0].file.as_deref(), Some("bad.yaml"));
+    assert!(r.flows.len() > 20, "the rest is still analysed");
+}
