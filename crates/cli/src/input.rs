@@ -9,8 +9,8 @@ use kfp_mesh_core::inventory::{InputError, Inventory, parse_stream};
 /// Where to read Kubernetes objects from.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct InputArgs {
-    /// Manifests to read: files, directories (recursively, *.yaml, *.yml, *.json), or `-` for
-    /// stdin. Multi-document YAML, JSON and `kind: List` are understood. Repeatable.
+    /// Manifests to read: files, directories (recursively, *.yaml, *.yml, *.json, except
+    /// kustomization files), or `-` for stdin. Multi-document YAML, JSON and `kind: List` are understood. Repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
     /// Kustomize directories, rendered with `kubectl kustomize DIR`. Repeatable.
@@ -64,7 +64,14 @@ fn read_path(path: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-            if entry.is_dir() || is_manifest {
+            // Kustomize files describe a build, not objects: render those with -k.
+            let is_kustomization = entry.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                matches!(
+                    n,
+                    "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+                )
+            });
+            if entry.is_dir() || (is_manifest && !is_kustomization) {
                 read_path(&entry, out)?;
             }
         }

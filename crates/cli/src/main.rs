@@ -60,7 +60,7 @@ enum Command {
     Check(check::CheckArgs),
     /// Explain one connection: sidecars, effective PeerAuthentication, the client's TLS,
     /// authorization (replaces the removed `istioctl authn tls-check`).
-    TlsCheck(tls_check::TlsCheckArgs),
+    TlsCheck(Box<tls_check::TlsCheckArgs>),
     /// List the finding codes (`--markdown`: the text of docs/findings.md).
     Findings(FindingsArgs),
 }
@@ -76,17 +76,29 @@ fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
         print!("{}", kfp_mesh_kfp::findings::markdown());
     } else {
         for k in kfp_mesh_kfp::findings::kinds() {
-            println!("{}  {:<8} {:<36} {}", k.code, k.severity.as_str(), k.name, k.summary);
+            println!(
+                "{}  {:<8} {:<36} {}",
+                k.code,
+                k.severity.as_str(),
+                k.name,
+                k.summary
+            );
         }
     }
     Ok(ExitCode::Ok)
 }
 
 fn main() {
+    // Behave like other Unix tools when the reader of stdout goes away (`| head`): end quietly
+    // instead of failing on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
-        Command::TlsCheck(args) => tls_check::run(args),
+        Command::TlsCheck(args) => tls_check::run(*args),
         Command::Findings(args) => findings(args),
     };
     let code = match result {

@@ -576,15 +576,11 @@ fn server_access(
             continue;
         }
         let allowed = allowed_identities(inv, server);
+        // A whole namespace, any principal or any plaintext caller is always wider than the
+        // principals the catalog needs.
         let excess = allowed
             .iter()
-            .filter(|a| {
-                !required.contains(*a)
-                    && !(a.starts_with("ns:")
-                        && required
-                            .iter()
-                            .all(|r| r.contains(&format!("/ns/{}/", &a[3..]))))
-            })
+            .filter(|a| !required.contains(*a))
             .cloned()
             .collect();
         out.push(ServerAccess {
