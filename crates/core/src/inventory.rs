@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::mesh::validation::{self, Severity, ValidationIssue};
 use crate::model::*;
@@ -233,7 +233,7 @@ fn push_value(
     }
     let meta: Meta = match map.get("metadata") {
         None => Meta::default(),
-        Some(m) => match serde_json::from_value(m.clone()) {
+        Some(m) => match Meta::deserialize(m) {
             Ok(meta) => meta,
             Err(e) => {
                 errors.push(InputError {
@@ -564,13 +564,13 @@ impl Inventory {
         field: Option<&str>,
     ) -> Option<Resource<S>> {
         let value = match field {
-            Some(f) => o.body.get(f).cloned().unwrap_or(serde_json::Value::Null),
-            None => o.body.clone(),
+            Some(f) => o.body.get(f).unwrap_or(&serde_json::Value::Null),
+            None => &o.body,
         };
         let spec = if value.is_null() {
             Ok(S::default())
         } else {
-            serde_json::from_value::<S>(value)
+            S::deserialize(value)
         };
         match spec {
             Ok(spec) => Some(Resource {
@@ -601,7 +601,7 @@ impl Inventory {
         } else {
             (template.get("metadata"), template.get("spec"))
         };
-        let meta: Meta = match meta_value.cloned().map(serde_json::from_value) {
+        let meta: Meta = match meta_value.map(Meta::deserialize) {
             None => Meta::default(),
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -613,7 +613,7 @@ impl Inventory {
                 return;
             }
         };
-        let spec: PodSpec = match spec_value.cloned().map(serde_json::from_value) {
+        let spec: PodSpec = match spec_value.map(PodSpec::deserialize) {
             None => PodSpec::default(),
             Some(Ok(s)) => s,
             Some(Err(e)) => {
