@@ -381,6 +381,9 @@ pub struct Inventory {
     pub request_authentications: BTreeMap<String, Vec<RequestAuthentication>>,
     pub sidecars: BTreeMap<String, Vec<Sidecar>>,
     pub network_policies: BTreeMap<String, Vec<NetworkPolicy>>,
+    /// Istio's injector webhooks (A1), computed once from `mutating_webhooks`; `true` when the
+    /// input has none and the default install's are assumed.
+    pub injector_webhooks: (Vec<crate::mesh::membership::InjectorWebhook>, bool),
     /// Istio objects validation rejects (not in the lists above).
     pub rejected: Vec<Rejected>,
     /// Validation warnings on objects that do take effect.
@@ -395,7 +398,7 @@ impl Inventory {
     /// Type and index objects. Objects of unknown kinds are kept in `objects` and otherwise
     /// ignored; objects whose spec cannot be read become errors.
     pub fn from_objects(mut objects: Vec<Object>, mut errors: Vec<InputError>) -> Inventory {
-        objects.sort_by(|a, b| (a.object_ref(), &a.origin).cmp(&(b.object_ref(), &b.origin)));
+        objects.sort_by(|a, b| object_order(a).cmp(&object_order(b)));
         // The same object twice: keep the first (by origin), report the others.
         let mut deduped: Vec<Object> = Vec::with_capacity(objects.len());
         for o in objects {
@@ -441,6 +444,37 @@ impl Inventory {
             errors.extend(e);
         }
         Inventory::from_objects(objects, errors)
+    }
+
+    /// Add objects to a built inventory: typed, indexed and validated like the input. There is
+    /// no de-duplication: callers add only objects the inventory lacks.
+    pub fn extend(&mut self, objects: Vec<Object>) {
+        for o in &objects {
+            self.add(o);
+        }
+        self.objects.extend(objects);
+        self.objects
+            .sort_by(|a, b| object_order(a).cmp(&object_order(b)));
+        self.finish();
+    }
+
+    /// The object of this kind, namespace and name (a namespaced object read without
+    /// `metadata.namespace` is found in `default`). `objects` is sorted by kind, namespace and
+    /// name, so this is a binary search.
+    pub fn find(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<&Object> {
+        let lookup = |ns: Option<&str>| {
+            let key = (kind, ns, name);
+            let at = self.objects.partition_point(|o| {
+                (o.kind.as_str(), o.meta.namespace.as_deref(), o.meta.name.as_str()) < key
+            });
+            self.objects.get(at).filter(|o| {
+                (o.kind.as_str(), o.meta.namespace.as_deref(), o.meta.name.as_str()) == key
+            })
+        };
+        lookup(namespace).or_else(|| match namespace {
+            Some("default") => lookup(None),
+            _ => None,
+        })
     }
 
     /// Add a workload the input does not contain (a synthesised KFP run pod).
@@ -691,6 +725,7 @@ impl Inventory {
         canonical(&mut self.network_policies);
         self.mutating_webhooks
             .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        self.injector_webhooks = crate::mesh::membership::compute_injector_webhooks(self);
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
@@ -800,6 +835,16 @@ impl Inventory {
     pub fn has_network_policies(&self) -> bool {
         self.network_policies.values().any(|v| !v.is_empty())
     }
+}
+
+/// The order of `Inventory::objects`: kind, namespace, name, then origin (no allocation).
+fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
+    (
+        o.kind.as_str(),
+        o.meta.namespace.as_deref(),
+        o.meta.name.as_str(),
+        &o.origin,
+    )
 }
 
 fn istio_version(o: &Object, versions: &[&str]) -> bool {

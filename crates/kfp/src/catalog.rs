@@ -597,9 +597,16 @@ fn resolve_source(
                 .map(str::to_string)
                 .unwrap_or_else(|| facts.kfp_namespace().to_string());
             let expected = vec![facts.run_service_account.value.clone()];
-            let mut found: Vec<Endpoint> = inv
+            // The modelled run pods stand for every run; pods of past runs in the input are
+            // only used when no model exists (they would repeat the same verdicts).
+            let pods: Vec<&Workload> = inv
                 .workloads_in(&ns)
                 .filter(|w| w.kind == "Pod" && run_pod_template(&w.name, &r.run_pods).is_some())
+                .collect();
+            let modelled = pods.iter().any(|w| w.synthetic);
+            let mut found: Vec<Endpoint> = pods
+                .into_iter()
+                .filter(|w| w.synthetic || !modelled)
                 .map(|w| endpoint_of(w, &expected, container))
                 .collect();
             found.sort_by(|a, b| a.workload.cmp(&b.workload));

@@ -146,9 +146,14 @@ impl Report {
 
 /// Run the whole check over an inventory.
 pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
-    let facts = detect::detect(inv, &opts.detect);
+    check_owned(inv.clone(), opts)
+}
+
+/// [`check`] on an inventory it may extend in place (saves a copy of a large input).
+pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
+    let facts = detect::detect(&full, &opts.detect);
     let mut findings = Vec::new();
-    input_findings(inv, &mut findings);
+    input_findings(&full, &mut findings);
     let mut flows = Vec::new();
     let mut unresolved = Vec::new();
     let mut access = Vec::new();
@@ -160,10 +165,10 @@ pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
             None
         }
     };
-    let (full, run_pods) = if facts.detected {
-        runpods::with_run_pods(inv, &facts)
+    let run_pods = if facts.detected {
+        runpods::add_run_pods(&mut full, &facts)
     } else {
-        (inv.clone(), Vec::new())
+        Vec::new()
     };
     if let Some(catalog) = catalog
         && facts.detected
@@ -184,7 +189,8 @@ pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
     static_findings(&full, &mut findings);
 
     let before = findings.len();
-    findings.retain(|f| !suppressed(inv, &opts.suppress, f));
+    let annotated = suppress_annotations(&full);
+    findings.retain(|f| !suppressed(&annotated, &opts.suppress, f));
     let suppressed_count = before - findings.len();
     let kept: BTreeSet<(&'static str, Option<String>)> =
         findings.iter().map(|f| (f.code, f.flow.clone())).collect();
@@ -431,13 +437,14 @@ fn run_pod_findings(
     findings: &mut Vec<Finding>,
 ) {
     let native_default = istiod_native_sidecars(inv);
+    let strict_server = strict_kfp_server(inv, facts);
     let mut no_sidecar_ns: BTreeSet<String> = BTreeSet::new();
     for pod in run_pods {
         let w = &pod.workload;
         let dp = membership::data_plane(inv, w).value;
         if dp != DataPlane::Sidecar {
             // KM010 when a server that run pods call enforces STRICT.
-            if strict_kfp_server(inv, facts) {
+            if strict_server {
                 no_sidecar_ns.insert(w.namespace.clone());
             }
             continue;
@@ -810,19 +817,36 @@ fn dr_service<'a>(
     inv.service(ns, name)
 }
 
-fn suppressed(inv: &Inventory, rules: &[Suppression], f: &Finding) -> bool {
-    let on_object = |o: &ObjectRef| {
-        inv.objects.iter().any(|obj| {
-            obj.kind == o.kind
-                && obj.meta.name == o.name
-                && obj.meta.namespace == o.namespace
-                && obj
-                    .meta
-                    .annotation(SUPPRESS_ANNOTATION)
-                    .is_some_and(|codes| codes.split(',').any(|c| c.trim() == f.code))
+/// Objects carrying the suppression annotation: (kind, namespace, name) → codes.
+fn suppress_annotations(
+    inv: &Inventory,
+) -> BTreeMap<(String, Option<String>, String), Vec<String>> {
+    inv.objects
+        .iter()
+        .filter_map(|o| {
+            let codes = o.meta.annotation(SUPPRESS_ANNOTATION)?;
+            Some((
+                (
+                    o.kind.clone(),
+                    o.meta.namespace.clone(),
+                    o.meta.name.clone(),
+                ),
+                codes.split(',').map(|c| c.trim().to_string()).collect(),
+            ))
         })
-    };
-    if f.object.as_ref().is_some_and(on_object) {
+        .collect()
+}
+
+fn suppressed(
+    annotated: &BTreeMap<(String, Option<String>, String), Vec<String>>,
+    rules: &[Suppression],
+    f: &Finding,
+) -> bool {
+    if let Some(o) = &f.object
+        && annotated
+            .get(&(o.kind.clone(), o.namespace.clone(), o.name.clone()))
+            .is_some_and(|codes| codes.iter().any(|c| c == f.code))
+    {
         return true;
     }
     rules.iter().any(|s| {

@@ -378,9 +378,8 @@ pub(crate) fn find_object<'a>(
     ns: &str,
     name: &str,
 ) -> Option<&'a Object> {
-    inv.objects
-        .iter()
-        .find(|o| o.kind == kind && o.meta.name == name && o.meta.namespace_or_default() == ns)
+    inv.find(kind, Some(ns), name)
+        .or_else(|| inv.find(kind, None, name))
 }
 
 /// The raw object a workload was read from.

@@ -2,8 +2,8 @@
 //! mutation that puts run pods into the mesh. Pure: no IO, no async.
 
 pub mod catalog;
+pub mod check;
 pub mod detect;
+pub mod findings;
 pub mod mutation;
 pub mod runpods;
-pub mod check;
-pub mod findings;

@@ -946,22 +946,20 @@ pub fn synthetic_profile_objects(inv: &Inventory, facts: &KfpFacts) -> Vec<Objec
 /// The inventory with the modelled profile objects and run pods added: what `kfp-mesh check`
 /// analyses. Returns the detailed run pods too.
 pub fn with_run_pods(inv: &Inventory, facts: &KfpFacts) -> (Inventory, Vec<RunPod>) {
-    let extra = synthetic_profile_objects(inv, facts);
-    let mut full = if extra.is_empty() {
-        inv.clone()
-    } else {
-        let mut objects = inv.objects.clone();
-        objects.extend(extra);
-        let mut rebuilt = Inventory::from_objects(objects, Vec::new());
-        // Keep the input's errors once; add only those about the modelled objects.
-        let mut errors = inv.errors.clone();
-        errors.extend(rebuilt.errors.drain(..).filter(|e| e.origin.line == 0));
-        rebuilt.errors = errors;
-        rebuilt
-    };
-    let pods = run_pods_detailed(&full, facts);
-    for p in &pods {
-        full.add_workload(p.workload.clone());
-    }
+    let mut full = inv.clone();
+    let pods = add_run_pods(&mut full, facts);
     (full, pods)
+}
+
+/// [`with_run_pods`] in place: add the modelled profile objects and the run pods to `inv`.
+pub fn add_run_pods(inv: &mut Inventory, facts: &KfpFacts) -> Vec<RunPod> {
+    let extra = synthetic_profile_objects(inv, facts);
+    if !extra.is_empty() {
+        inv.extend(extra);
+    }
+    let pods = run_pods_detailed(inv, facts);
+    for p in &pods {
+        inv.add_workload(p.workload.clone());
+    }
+    pods
 }

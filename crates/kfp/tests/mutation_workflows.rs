@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use kfp_mesh_kfp::mutation::{
     Change, MutationConfig, ReadError, Role, apply_to_pod_parts, mutate_pod, mutate_workflow,
-    pod_role, template_role,
+    parse_workflow_view, pod_role, template_role,
 };
 use serde_json::{Map, Value, json};
 
@@ -780,5 +780,35 @@ fn parts_function_creates_missing_metadata() {
         apply_to_pod_parts(Role::Executor, &mut m2, None, &MutationConfig::default())
             .expect("readable")
             .is_empty()
+    );
+}
+
+#[test]
+fn the_parsing_view_gives_the_same_plan_as_the_whole_object() {
+    for f in FILES {
+        for config in [MutationConfig::default(), all_roles()] {
+            let wf = submitted(f, "team-a", "default-editor");
+            let view = parse_workflow_view(&wf.to_string()).expect("parses");
+            assert!(
+                view.to_string().len() < wf.to_string().len(),
+                "{f}: the view is smaller"
+            );
+            let full = mutate_workflow(&wf, &config).expect("readable");
+            let from_view = mutate_workflow(&view, &config).expect("readable");
+            assert_eq!(full, from_view, "{f}");
+            // And once mutated, the view of the result needs nothing.
+            let patched = apply(&wf, &full.patch);
+            let view = parse_workflow_view(&patched.to_string()).expect("parses");
+            assert!(
+                mutate_workflow(&view, &config)
+                    .expect("readable")
+                    .is_empty()
+            );
+        }
+    }
+    assert!(parse_workflow_view(r#"{"spec": {"templates": {}}}"#).is_err());
+    assert_eq!(
+        parse_workflow_view(r#"{"kind": "Workflow", "spec": null}"#).expect("parses"),
+        json!({"kind": "Workflow"})
     );
 }

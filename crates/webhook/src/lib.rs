@@ -1,14 +1,16 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! kfp-mesh webhook: the HTTPS admission server around the pure KFP run-pod mutation
+//! ([`kfp_mesh_kfp::mutation`]).
+//!
+//! Entry point for the binary: [`WebhookArgs`] (a `clap::Args`) and [`run`] /
+//! [`run_async`].
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod admission;
+pub mod cli;
+pub mod metrics;
+pub mod server;
+#[doc(hidden)]
+pub mod testing;
+pub mod tls;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use cli::{LogFormat, WebhookArgs, run, run_async};
+pub use server::{RunningServer, Settings, start};

@@ -172,7 +172,14 @@ pub fn default_injector_webhooks(
 /// The injector webhook entries of the input (entries whose name ends in
 /// `sidecar-injector.istio.io`, revision tags included). When the input has none, the default
 /// install's entries for revision `default` are returned and the flag is true.
-pub fn injector_webhooks(inv: &Inventory) -> (Vec<InjectorWebhook>, bool) {
+pub fn injector_webhooks(inv: &Inventory) -> (&[InjectorWebhook], bool) {
+    let (hooks, assumed) = &inv.injector_webhooks;
+    (hooks, *assumed)
+}
+
+/// Compute the injector webhooks of an inventory (done once, when the inventory is built; see
+/// [`injector_webhooks`]).
+pub(crate) fn compute_injector_webhooks(inv: &Inventory) -> (Vec<InjectorWebhook>, bool) {
     let hooks: Vec<InjectorWebhook> = inv
         .mutating_webhooks
         .iter()

@@ -202,8 +202,9 @@ pub fn mutate_workflow(
     let obj = workflow.as_object().ok_or(ReadError::NotAnObject)?;
     check_kind(obj, "Workflow")?;
     let mut plan = MutationPlan::default();
-    let Some(spec) = obj.get("spec") else {
-        return Ok(plan);
+    let spec = match obj.get("spec") {
+        None | Some(Value::Null) => return Ok(plan),
+        Some(spec) => spec,
     };
     let spec = spec
         .as_object()
@@ -262,6 +263,63 @@ pub fn mutate_workflow(
         plan.targets.push(target);
     }
     Ok(plan)
+}
+
+/// Parses a Workflow from JSON keeping only what [`mutate_workflow`] reads (`kind`, and of
+/// each template `name`, `metadata`, `container`, `script`, `initContainers`), skipping the
+/// rest (DAGs, arguments, ...) without building it. `mutate_workflow` gives the same plan on
+/// this view as on the whole object; the webhook uses it because parsing is most of a
+/// review's cost.
+pub fn parse_workflow_view(json: &str) -> Result<Value, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct WorkflowView {
+        kind: Option<Value>,
+        spec: Option<SpecView>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SpecView {
+        templates: Option<Vec<TemplateView>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TemplateView {
+        name: Option<Value>,
+        metadata: Option<Value>,
+        container: Option<Value>,
+        script: Option<Value>,
+        init_containers: Option<Value>,
+    }
+    let view: WorkflowView = serde_json::from_str(json)?;
+    let mut out = Map::new();
+    if let Some(kind) = view.kind {
+        out.insert("kind".into(), kind);
+    }
+    if let Some(spec) = view.spec {
+        let mut s = Map::new();
+        if let Some(templates) = spec.templates {
+            let list = templates
+                .into_iter()
+                .map(|t| {
+                    let mut m = Map::new();
+                    for (k, v) in [
+                        ("name", t.name),
+                        ("metadata", t.metadata),
+                        ("container", t.container),
+                        ("script", t.script),
+                        ("initContainers", t.init_containers),
+                    ] {
+                        if let Some(v) = v {
+                            m.insert(k.to_string(), v);
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            s.insert("templates".into(), Value::Array(list));
+        }
+        out.insert("spec".into(), Value::Object(s));
+    }
+    Ok(Value::Object(out))
 }
 
 /// Pod mode: the patch for a KFP run Pod (its `metadata` and its `main` container).
