@@ -58,12 +58,15 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         parse_json_stream(&source, text, &mut objects, &mut errors);
     } else {
-        for (line, doc) in split_yaml_documents(text) {
+        let docs = split_yaml_documents(text);
+        // Parsing is most of the cost of a large input: spread it over the cores.
+        let parsed = crate::par::map(&docs, |(_, doc)| parse_yaml_document(doc));
+        for ((line, _), result) in docs.into_iter().zip(parsed) {
             let origin = Origin {
                 source: source.clone(),
                 line,
             };
-            match parse_yaml_document(doc) {
+            match result {
                 Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
                 Ok(None) => {}
                 Err(message) => errors.push(InputError {

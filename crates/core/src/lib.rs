@@ -7,3 +7,4 @@ pub mod inventory;
 pub mod mesh;
 pub mod model;
 pub mod object;
+pub mod par;

@@ -164,15 +164,26 @@ kind: VirtualService
 metadata: {{name: notebook-{ns}-notebook, namespace: {ns}}}
 spec: {{hosts: ["*"], gateways: [kubeflow/kubeflow-gateway], http: [{{match: [{{uri: {{prefix: /notebook/{ns}/notebook/}}}}], route: [{{destination: {{host: notebook.{ns}.svc.cluster.local, port: {{number: 80}}}}}}]}}]}}
 ---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: default-viewer, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubeflow-view}}
+subjects: [{{kind: ServiceAccount, name: default-viewer, namespace: {ns}}}]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {{name: kf-resource-quota, namespace: {ns}}}
+spec: {{hard: {{cpu: "64", memory: 256Gi}}}}
+---
 apiVersion: kubeflow.org/v1alpha1
 kind: PodDefault
 metadata: {{name: access-ml-pipeline, namespace: {ns}}}
 spec: {{selector: {{matchLabels: {{access-ml-pipeline: "true"}}}}}}
 "#
     );
-    // The pods of three recent runs (a DAG driver, a container driver, an executor and an
+    // The pods of five recent runs (a DAG driver, a container driver, an executor and an
     // importer each) and their Workflows.
-    for run in 0..3 {
+    for run in 0..5 {
         let wf = format!("run-{i}-{run}");
         s.push_str(&format!(
             "---\napiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {{name: {wf}, namespace: {ns}}}\nspec: {{serviceAccountName: default-editor}}\n"

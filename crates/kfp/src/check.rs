@@ -11,7 +11,7 @@ use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::model::{AuthzAction, TlsMode};
-use kfp_mesh_core::object::{Cited, ObjectRef};
+use kfp_mesh_core::object::Cited;
 use serde::Serialize;
 
 use crate::catalog::{self, Catalog, Protocol, ResolvedFlow, RoleKind};
@@ -173,14 +173,21 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
     if let Some(catalog) = catalog
         && facts.detected
     {
+        let mut resolved_flows = Vec::new();
         for flow in catalog::applicable_flows(&catalog.flows, &facts) {
             for resolved in catalog::resolve(catalog, flow, &full, &facts) {
                 match resolved {
-                    Ok(r) => evaluate_flow(&full, catalog, &r, &mut flows),
+                    Ok(r) => resolved_flows.push(r),
                     Err(why) => unresolved.push(why),
                 }
             }
         }
+        // One evaluation per flow instance and source, spread over the cores (a Kubeflow
+        // cluster with many profiles has tens of thousands).
+        flows = kfp_mesh_core::par::map(&resolved_flows, |r| evaluate_flow(&full, catalog, r))
+            .into_iter()
+            .flatten()
+            .collect();
         flow_findings(&full, &facts, &mut flows, &mut findings);
         run_pod_findings(&full, &facts, &run_pods, &mut findings);
         access = server_access(&full, catalog, &facts, &flows);
@@ -273,18 +280,14 @@ fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
     }
 }
 
-fn evaluate_flow(
-    inv: &Inventory,
-    catalog: &Catalog,
-    r: &ResolvedFlow<'_>,
-    out: &mut Vec<FlowResult>,
-) {
+fn evaluate_flow(inv: &Inventory, catalog: &Catalog, r: &ResolvedFlow<'_>) -> Vec<FlowResult> {
+    let mut out = Vec::new();
     if r.destination.external {
         // Calls to kube-apiserver leave the mesh; they are not modelled as flows.
-        return;
+        return out;
     }
     let Some(service) = inv.service(&r.destination.namespace, &r.destination.service) else {
-        return;
+        return out;
     };
     let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
     let request = request_for(r);
@@ -357,6 +360,7 @@ fn evaluate_flow(
             explanation,
         });
     }
+    out
 }
 
 /// `system-dag-driver` for a run pod named `<wf>-system-dag-driver-<hash>`, else the name.
