@@ -20,6 +20,9 @@ pub enum CheckFormat {
     Table,
     Json,
     Sarif,
+    Html,
+    Dot,
+    Mermaid,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,7 +85,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         },
         suppress,
     };
-    let report = check::check(&inventory, &opts);
+    let input_errors = !inventory.errors.is_empty();
+    let report = check::check_owned(inventory, &opts);
     if !report.kfp.detected {
         eprintln!(
             "warning: no Kubeflow Pipelines install found in the input (no `ml-pipeline` Deployment or Service, no `pipeline-install-config`); only generic findings are reported"
@@ -112,10 +116,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             CheckFormat::Table => print_table(&report, example),
             CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&report))?),
             CheckFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif(&report))?),
+            CheckFormat::Html => print!("{}", kfp_mesh_report::html(&report)),
+            CheckFormat::Dot => print!("{}", kfp_mesh_report::dot(&report)),
+            CheckFormat::Mermaid => print!("{}", kfp_mesh_report::mermaid(&report)),
         }
     }
 
-    if !inventory.errors.is_empty() {
+    if input_errors {
         return Ok(ExitCode::BadInput);
     }
     let fails = match (args.fail_on, report.worst()) {
@@ -165,7 +172,7 @@ impl Paint {
     }
 }
 
-fn print_table(report: &Report, example: bool) {
+pub(crate) fn print_table(report: &Report, example: bool) {
     let paint = Paint(std::io::stdout().is_terminal());
     let k = &report.kfp;
     if example {
@@ -320,12 +327,12 @@ fn print_explanation(f: &check::FlowResult) {
 }
 
 /// The JSON report: `{kfp, flows, findings, access, unresolved, suppressed}`.
-fn json(report: &Report) -> serde_json::Value {
+pub(crate) fn json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
 }
 
 /// SARIF 2.1.0, as GitHub code scanning takes it.
-fn sarif(report: &Report) -> serde_json::Value {
+pub(crate) fn sarif(report: &Report) -> serde_json::Value {
     let rules: Vec<serde_json::Value> = findings::kinds()
         .iter()
         .map(|k| {

@@ -3,6 +3,7 @@
 mod check;
 mod input;
 mod tls_check;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +62,12 @@ enum Command {
     /// Explain one connection: sidecars, effective PeerAuthentication, the client's TLS,
     /// authorization (replaces the removed `istioctl authn tls-check`).
     TlsCheck(Box<tls_check::TlsCheckArgs>),
+    /// `check` on the live cluster of the current kube context, plus live facts: run pods with
+    /// and without istio-proxy, pods stuck on their sidecar, the kfp-mesh webhook's health.
+    Verify(Box<verify::VerifyCmd>),
+    /// Run the KFP run-pod admission webhook (HTTPS): puts driver (and, when configured,
+    /// executor and importer) pods into the mesh on every KFP release.
+    Webhook(Box<kfp_mesh_webhook::WebhookArgs>),
     /// List the finding codes (`--markdown`: the text of docs/findings.md).
     Findings(FindingsArgs),
 }
@@ -99,7 +106,9 @@ fn main() {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::TlsCheck(args) => tls_check::run(*args),
+        Command::Verify(args) => verify::run(*args),
         Command::Findings(args) => findings(args),
+        Command::Webhook(args) => kfp_mesh_webhook::run(*args).map(|()| ExitCode::Ok),
     };
     let code = match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::authz::Jwt;
 
 use crate::input::{self, InputArgs};
+use kfp_mesh_cluster::KubeArgs;
 use crate::{ExitCode, OutputFormat};
 
 /// The built-in scenario of `--example`.
@@ -35,6 +36,12 @@ pub struct TlsCheckArgs {
     /// mesh-wide STRICT mTLS (kubeflow/pipelines#12015). --from/--to/--port default to it.
     #[arg(long)]
     pub example: bool,
+    /// Read the objects from the live cluster of the current kube context instead of files;
+    /// --from / --to-pod also take live Pod names (a run pod, a pod of a Deployment).
+    #[arg(long, conflicts_with = "example")]
+    pub live: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// The caller: NS/WORKLOAD (a Deployment, StatefulSet, DaemonSet, Job, CronJob, Pod ... of
     /// the input, by name), `external` (no identity) or `kube-apiserver`, or `kubelet`.
     #[arg(long, value_name = "NS/WORKLOAD|external|kube-apiserver|kubelet")]
@@ -119,9 +126,16 @@ fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
 pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
     let inventory = if args.example {
         input::load_builtin("<example: driver-to-minio-strict.yaml>", EXAMPLE)
+    } else if args.live {
+        let names: Vec<(String, String)> = [args.from.as_deref(), args.to_pod.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| split_ns("", s).ok())
+            .collect();
+        kfp_mesh_cluster::live_inventory_blocking(&args.kube, &names)?
     } else if args.input.is_empty() {
         return Err(crate::usage(
-            "tls-check needs input: -f FILE/DIR, -k KUSTOMIZE_DIR, or --example",
+            "tls-check needs input: -f FILE/DIR, -k KUSTOMIZE_DIR, --live, or --example",
         ));
     } else {
         input::load(&args.input)?
