@@ -120,3 +120,15 @@ pub fn report_input_errors(errors: &[InputError]) {
         eprintln!("error: {e}");
     }
 }
+
+/// Warn about Istio objects validation rejects: they take no effect on any verdict.
+pub fn report_rejected(inventory: &kfp_mesh_core::inventory::Inventory) {
+    for r in &inventory.rejected {
+        for i in &r.issues {
+            eprintln!(
+                "warning: {} takes no effect: Istio rejects it ({}): {}",
+                r.object, i.code, i.message
+            );
+        }
+    }
+}

@@ -9,8 +9,8 @@ use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::authz::Jwt;
 
 use crate::input::{self, InputArgs};
-use kfp_mesh_cluster::KubeArgs;
 use crate::{ExitCode, OutputFormat};
+use kfp_mesh_cluster::KubeArgs;
 
 /// The built-in scenario of `--example`.
 pub const EXAMPLE: &str = include_str!("../../../examples/driver-to-minio-strict.yaml");
@@ -141,6 +141,7 @@ pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
         input::load(&args.input)?
     };
     input::report_input_errors(&inventory.errors);
+    input::report_rejected(&inventory);
 
     let (from, to, port) = if args.example {
         (
@@ -177,6 +178,13 @@ pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::BadInput);
         }
     };
+    // What to call the caller in the output: a synthetic identity is named by it.
+    let from_label = match (&args.from, &args.source_principal, &args.source_namespace) {
+        (None, Some(p), _) => format!("principal {p}"),
+        (None, None, Some(ns)) => format!("namespace {ns} (sa default)"),
+        _ => from.clone(),
+    };
+    let from = from_label;
     match args.output {
         OutputFormat::Json => {
             let mut value = serde_json::to_value(&verdict)?;
