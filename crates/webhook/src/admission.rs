@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use kfp_mesh_kfp::mutation::{
-    MutationConfig, MutationPlan, mutate_pod, mutate_workflow, parse_workflow_view,
+    MutationConfig, MutationPlan, WorkflowView, mutate_pod, mutate_workflow, parse_workflow_view,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,6 +57,25 @@ struct RequestIn<'a> {
     /// Kept raw so that an object we cannot read is a fail-open case, not a bad request.
     #[serde(borrow)]
     object: Option<&'a RawValue>,
+}
+
+/// The same envelope with the object parsed in the same pass (the common, fast path).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewTyped<O> {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<RequestTyped<O>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestTyped<O> {
+    uid: Option<String>,
+    operation: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    object: Option<O>,
 }
 
 #[derive(Serialize)]
@@ -131,7 +150,59 @@ pub enum BadRequest {
 }
 
 /// Reviews one AdmissionReview body for `endpoint` under `config`.
+///
+/// Most of a review's cost is parsing the object, so the common case parses envelope and
+/// object in one pass; any failure there falls back to [`review_two_pass`], which tells a bad
+/// envelope (400) from an unreadable object (allowed, fail-open).
 pub fn review(
+    endpoint: Endpoint,
+    body: &[u8],
+    config: &MutationConfig,
+) -> Result<Reviewed, BadRequest> {
+    let fast = match endpoint {
+        Endpoint::Workflows => serde_json::from_slice::<ReviewTyped<WorkflowView>>(body)
+            .ok()
+            .map(|r| map_object(r, WorkflowView::into_value)),
+        Endpoint::Pods => serde_json::from_slice::<ReviewTyped<Value>>(body).ok(),
+    };
+    let Some(input) = fast else {
+        return review_two_pass(endpoint, body, config);
+    };
+    if input.api_version.as_deref() != Some(API_VERSION) || input.kind.as_deref() != Some(KIND) {
+        return review_two_pass(endpoint, body, config);
+    }
+    // Anything but a CREATE with an object and a uid takes the careful path.
+    let Some(request) = input.request else {
+        return review_two_pass(endpoint, body, config);
+    };
+    let (Some(uid), Some("CREATE"), Some(object)) = (
+        request.uid.filter(|u| !u.is_empty()),
+        request.operation.as_deref(),
+        request.object.filter(|o| !o.is_null()),
+    ) else {
+        return review_two_pass(endpoint, body, config);
+    };
+    let outcome = mutate(endpoint, &object, config);
+    Ok(respond(uid, request.namespace, request.name, outcome))
+}
+
+fn map_object<A, B>(r: ReviewTyped<A>, f: impl Fn(A) -> B) -> ReviewTyped<B> {
+    ReviewTyped {
+        api_version: r.api_version,
+        kind: r.kind,
+        request: r.request.map(|q| RequestTyped {
+            uid: q.uid,
+            operation: q.operation,
+            namespace: q.namespace,
+            name: q.name,
+            object: q.object.map(f),
+        }),
+    }
+}
+
+/// The careful path: the object kept raw, so that an object we cannot read is a fail-open case
+/// and only a broken envelope is a bad request.
+fn review_two_pass(
     endpoint: Endpoint,
     body: &[u8],
     config: &MutationConfig,
@@ -155,6 +226,16 @@ pub fn review(
         request.object,
         config,
     );
+    Ok(respond(uid, request.namespace, request.name, outcome))
+}
+
+/// The AdmissionReview answer for an outcome (always `allowed: true`).
+fn respond(
+    uid: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    outcome: Outcome,
+) -> Reviewed {
     let (patch_type, patch, warnings) = match &outcome {
         Outcome::Patched(plan) => {
             let json = serde_json::to_vec(&plan.patch).unwrap_or_default();
@@ -186,13 +267,13 @@ pub fn review(
     };
     // Serialising these plain structs cannot fail.
     let body = serde_json::to_vec(&out).unwrap_or_default();
-    Ok(Reviewed {
+    Reviewed {
         uid,
-        namespace: request.namespace,
-        name: request.name,
+        namespace,
+        name,
         outcome,
         body,
-    })
+    }
 }
 
 fn decide(
@@ -215,13 +296,17 @@ fn decide(
         Endpoint::Workflows => parse_workflow_view(raw.get()),
         Endpoint::Pods => serde_json::from_str::<Value>(raw.get()),
     };
-    let value = match parsed {
-        Ok(v) => v,
-        Err(e) => return Outcome::FailOpen(format!("request.object: {e}")),
-    };
+    match parsed {
+        Ok(v) => mutate(endpoint, &v, config),
+        Err(e) => Outcome::FailOpen(format!("request.object: {e}")),
+    }
+}
+
+/// The mutation of a parsed object.
+fn mutate(endpoint: Endpoint, object: &Value, config: &MutationConfig) -> Outcome {
     let result = match endpoint {
-        Endpoint::Workflows => mutate_workflow(&value, config),
-        Endpoint::Pods => mutate_pod(&value, config),
+        Endpoint::Workflows => mutate_workflow(object, config),
+        Endpoint::Pods => mutate_pod(object, config),
     };
     match result {
         Ok(plan) if plan.is_empty() => Outcome::Unchanged(plan),
@@ -243,6 +328,54 @@ mod tests {
         body(json!({"apiVersion": API_VERSION, "kind": KIND, "request": {
             "uid": "u-1", "operation": op, "object": object,
             "kind": {"group": "", "version": "v1", "kind": "Pod"}}}))
+    }
+
+    /// The one-pass fast path answers exactly as the careful path, for every kind of body.
+    #[test]
+    fn fast_path_equals_the_careful_path() {
+        let c = MutationConfig::default();
+        let driver = json!({"name": "system-container-driver",
+            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+            "container": {"name": "main", "image": "ghcr.io/kubeflow/kfp-driver:2.5.0", "command": ["driver"]}});
+        let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": "wf"}, "spec": {"templates": [driver, {"name": "dag", "dag": {}}]}});
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "wf-system-container-driver-1",
+            "annotations": {"sidecar.istio.io/inject": "false", "workflows.argoproj.io/node-name": "x"}},
+            "spec": {"containers": [{"name": "main", "image": "ghcr.io/kubeflow/kfp-driver:2.5.0", "command": ["driver"]}]}});
+        let bodies: Vec<Vec<u8>> = vec![
+            envelope("CREATE", workflow.clone()),
+            envelope("UPDATE", workflow.clone()),
+            envelope("CREATE", pod.clone()),
+            envelope("CREATE", json!({"spec": {"templates": {"not": "a list"}}})),
+            envelope("CREATE", Value::Null),
+            envelope("CREATE", json!(42)),
+            body(
+                json!({"apiVersion": API_VERSION, "kind": KIND, "request": {"operation": "CREATE", "object": workflow}}),
+            ),
+            body(
+                json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": KIND, "request": {"uid": "u"}}),
+            ),
+            body(json!({"apiVersion": API_VERSION, "kind": KIND})),
+            b"garbage".to_vec(),
+        ];
+        for (i, b) in bodies.iter().enumerate() {
+            for ep in [Endpoint::Workflows, Endpoint::Pods] {
+                let fast = review(ep, b, &c);
+                let careful = review_two_pass(ep, b, &c);
+                match (fast, careful) {
+                    (Ok(f), Ok(k)) => {
+                        assert_eq!(f.body, k.body, "body {i} at {ep:?}");
+                        assert_eq!(f.outcome.label(), k.outcome.label(), "body {i} at {ep:?}");
+                    }
+                    (Err(f), Err(k)) => assert_eq!(f.to_string(), k.to_string(), "body {i}"),
+                    (f, k) => panic!(
+                        "body {i} at {ep:?}: fast {:?} careful {:?}",
+                        f.map(|r| r.outcome),
+                        k.map(|r| r.outcome)
+                    ),
+                }
+            }
+        }
     }
 
     #[test]

@@ -271,55 +271,68 @@ pub fn mutate_workflow(
 /// this view as on the whole object; the webhook uses it because parsing is most of a
 /// review's cost.
 pub fn parse_workflow_view(json: &str) -> Result<Value, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct WorkflowView {
-        kind: Option<Value>,
-        spec: Option<SpecView>,
-    }
-    #[derive(serde::Deserialize)]
-    struct SpecView {
-        templates: Option<Vec<TemplateView>>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct TemplateView {
-        name: Option<Value>,
-        metadata: Option<Value>,
-        container: Option<Value>,
-        script: Option<Value>,
-        init_containers: Option<Value>,
-    }
     let view: WorkflowView = serde_json::from_str(json)?;
-    let mut out = Map::new();
-    if let Some(kind) = view.kind {
-        out.insert("kind".into(), kind);
-    }
-    if let Some(spec) = view.spec {
-        let mut s = Map::new();
-        if let Some(templates) = spec.templates {
-            let list = templates
-                .into_iter()
-                .map(|t| {
-                    let mut m = Map::new();
-                    for (k, v) in [
-                        ("name", t.name),
-                        ("metadata", t.metadata),
-                        ("container", t.container),
-                        ("script", t.script),
-                        ("initContainers", t.init_containers),
-                    ] {
-                        if let Some(v) = v {
-                            m.insert(k.to_string(), v);
-                        }
-                    }
-                    Value::Object(m)
-                })
-                .collect();
-            s.insert("templates".into(), Value::Array(list));
+    Ok(view.into_value())
+}
+
+/// The parts of a Workflow [`mutate_workflow`] reads; deserialize it in place of the whole
+/// object (the webhook parses it inside the AdmissionReview in one pass), then
+/// [`WorkflowView::into_value`].
+#[derive(Debug, serde::Deserialize)]
+pub struct WorkflowView {
+    kind: Option<Value>,
+    spec: Option<SpecView>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SpecView {
+    templates: Option<Vec<TemplateView>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateView {
+    name: Option<Value>,
+    metadata: Option<Value>,
+    container: Option<Value>,
+    script: Option<Value>,
+    init_containers: Option<Value>,
+}
+
+impl WorkflowView {
+    /// The view as a JSON object of the Workflow's shape, for [`mutate_workflow`].
+    pub fn into_value(self) -> Value {
+        let mut out = Map::new();
+        if let Some(kind) = self.kind {
+            out.insert("kind".into(), kind);
         }
-        out.insert("spec".into(), Value::Object(s));
+        if let Some(spec) = self.spec {
+            let mut s = Map::new();
+            if let Some(templates) = spec.templates {
+                let list = templates
+                    .into_iter()
+                    .map(|t| {
+                        let mut m = Map::new();
+                        for (k, v) in [
+                            ("name", t.name),
+                            ("metadata", t.metadata),
+                            ("container", t.container),
+                            ("script", t.script),
+                            ("initContainers", t.init_containers),
+                        ] {
+                            if let Some(v) = v {
+                                m.insert(k.to_string(), v);
+                            }
+                        }
+                        Value::Object(m)
+                    })
+                    .collect();
+                s.insert("templates".into(), Value::Array(list));
+            }
+            out.insert("spec".into(), Value::Object(s));
+        }
+        Value::Object(out)
     }
-    Ok(Value::Object(out))
 }
 
 /// Pod mode: the patch for a KFP run Pod (its `metadata` and its `main` container).
