@@ -468,10 +468,18 @@ impl Inventory {
         let lookup = |ns: Option<&str>| {
             let key = (kind, ns, name);
             let at = self.objects.partition_point(|o| {
-                (o.kind.as_str(), o.meta.namespace.as_deref(), o.meta.name.as_str()) < key
+                (
+                    o.kind.as_str(),
+                    o.meta.namespace.as_deref(),
+                    o.meta.name.as_str(),
+                ) < key
             });
             self.objects.get(at).filter(|o| {
-                (o.kind.as_str(), o.meta.namespace.as_deref(), o.meta.name.as_str()) == key
+                (
+                    o.kind.as_str(),
+                    o.meta.namespace.as_deref(),
+                    o.meta.name.as_str(),
+                ) == key
             })
         };
         lookup(namespace).or_else(|| match namespace {

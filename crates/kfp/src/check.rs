@@ -400,9 +400,18 @@ fn flow_findings(
         let service = inv.service(&flow.to.namespace, &flow.to.service);
         let service_cite = service.map(|s| s.cite());
         let apiserver = flow.from.workload == "kube-apiserver" && flow.from.namespace.is_none();
+        // Kubelet probes are rewritten by the injector: plaintext is expected. kube-apiserver
+        // never has a mesh identity: its plaintext (own TLS) is expected where a port-level
+        // exception keeps the port open whatever the mesh or namespace mode.
+        let plaintext_expected = kubelet
+            || (apiserver
+                && service.is_some_and(|s| apiserver_port_exception(inv, s, flow.to.port)));
         let code = match flow.outcome {
-            // Kubelet probes are rewritten by the injector: plaintext is expected.
-            Outcome::Allow if flow.transport == Some(Transport::Plaintext) && !kubelet => "KM006",
+            Outcome::Allow
+                if flow.transport == Some(Transport::Plaintext) && !plaintext_expected =>
+            {
+                "KM006"
+            }
             Outcome::Allow => continue,
             Outcome::Reset | Outcome::TlsFailure if apiserver => "KM020",
             Outcome::Reset => "KM001",
@@ -508,6 +517,52 @@ fn run_pod_findings(
     }
 }
 
+/// Every sidecar endpoint of `service` behind `service_port` has a workload-level
+/// PeerAuthentication whose `portLevelMtls` sets the target port PERMISSIVE or DISABLE, so no
+/// mesh-wide or namespace-wide STRICT can close it (B2, B3, B4). Vacuously true when no
+/// endpoint has a sidecar.
+fn apiserver_port_exception(
+    inv: &Inventory,
+    service: &kfp_mesh_core::inventory::Service,
+    service_port: u16,
+) -> bool {
+    let Some(port) = service
+        .spec
+        .ports
+        .iter()
+        .find(|p| i64::from(service_port) == p.port)
+    else {
+        return false;
+    };
+    inv.service_endpoints(service).into_iter().all(|ep| {
+        if membership::data_plane(inv, ep).value != DataPlane::Sidecar {
+            return true;
+        }
+        connection::target_port(port, ep).is_some_and(|target| port_level_open(inv, ep, target))
+    })
+}
+
+/// The winning workload-level PeerAuthentication of `w` (the oldest whose selector matches, in
+/// the inventory's canonical order; root-namespace selectors never apply) sets `port` to
+/// PERMISSIVE or DISABLE.
+fn port_level_open(inv: &Inventory, w: &Workload, port: u16) -> bool {
+    if w.namespace == inv.mesh.root_namespace {
+        return false;
+    }
+    let winner = inv.peer_authentications_in(&w.namespace).iter().find(|pa| {
+        pa.spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.labels())
+            .is_some_and(|sel| sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+    });
+    winner
+        .and_then(|pa| pa.spec.port_level_mtls.as_ref())
+        .and_then(|ports| ports.get(&port.to_string()))
+        .and_then(|m| peer_authn::declared_mode(m.mode))
+        .is_some_and(|m| matches!(m, MtlsMode::Permissive | MtlsMode::Disable))
+}
+
 /// istiod runs with `ENABLE_NATIVE_SIDECARS=true` in the input.
 fn istiod_native_sidecars(inv: &Inventory) -> bool {
     inv.mesh.native_sidecars.unwrap_or(false)
@@ -561,14 +616,19 @@ fn server_access(
 ) -> Vec<ServerAccess> {
     let _ = catalog;
     let mut by_server: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    // Service ports that required callers without any mesh identity (kube-apiserver) call;
+    // kubelet probes are left out (the injector rewrites them past the proxy).
+    let mut identityless: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
     for f in flows {
-        let entry = by_server
-            .entry((f.to.namespace.clone(), f.to.service.clone()))
-            .or_default();
+        let key = (f.to.namespace.clone(), f.to.service.clone());
+        let entry = by_server.entry(key.clone()).or_default();
         if let Some(p) = source_principal(inv, f) {
             entry.insert(p);
         } else if f.from.namespace.is_none() {
             entry.insert(f.from.workload.clone());
+            if f.required && f.from.workload != "kubelet" {
+                identityless.entry(key).or_default().insert(f.to.port);
+            }
         }
     }
     let kfp_ns = facts.kfp_namespace();
@@ -587,11 +647,35 @@ fn server_access(
             continue;
         }
         let allowed = allowed_identities(inv, server);
+        // Target ports that callers without a mesh identity need open to any source.
+        let needs_open: BTreeSet<u16> = identityless
+            .get(&(ns.clone(), svc.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|sp| {
+                let port = service
+                    .spec
+                    .ports
+                    .iter()
+                    .find(|p| p.port == i64::from(*sp))?;
+                connection::target_port(port, server)
+            })
+            .collect();
         // A whole namespace, any principal or any plaintext caller is always wider than the
-        // principals the catalog needs.
+        // principals the catalog needs, except: `any-plaintext` from rules restricted to the
+        // ports identity-less callers need (kube-apiserver → a webhook port), and a principal
+        // pattern that the catalog's callers need (reported as KM032 instead).
         let excess = allowed
             .iter()
             .filter(|a| !required.contains(*a))
+            .filter(|a| {
+                !(a.as_str() == "any-plaintext"
+                    && !needs_open.is_empty()
+                    && open_rule_ports(inv, server).is_some_and(|p| p.is_subset(&needs_open)))
+            })
+            .filter(|a| {
+                !(is_principal_pattern(a) && required.iter().any(|r| principal_matches(a, r)))
+            })
             .cloned()
             .collect();
         out.push(ServerAccess {
@@ -675,6 +759,87 @@ pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
     allowed.into_iter().collect()
 }
 
+/// A principal with Istio's prefix or suffix wildcard (`*/sa/default-editor`,
+/// `cluster.local/ns/team-*`), other than `*` alone.
+fn is_principal_pattern(p: &str) -> bool {
+    p != "*" && (p.starts_with('*') || p.ends_with('*'))
+}
+
+/// Istio's string match for principals (D4): exact, `prefix*`, `*suffix`, `*`.
+fn principal_matches(pattern: &str, principal: &str) -> bool {
+    if pattern == "*" {
+        return !principal.is_empty();
+    }
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        return principal.ends_with(suffix);
+    }
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        return principal.starts_with(prefix);
+    }
+    pattern == principal
+}
+
+/// The ports that the ALLOW rules admitting callers without an identity (`any-plaintext`)
+/// are restricted to; `None` when one of them is not restricted to ports.
+fn open_rule_ports(inv: &Inventory, server: &Workload) -> Option<BTreeSet<u16>> {
+    let mut ports = BTreeSet::new();
+    let root = inv.mesh.root_namespace.as_str();
+    for ns in [root, server.namespace.as_str()] {
+        for p in inv.authorization_policies_in(ns) {
+            let spec = &p.spec;
+            if spec.action != AuthzAction::Allow
+                || spec.target_ref.is_some()
+                || spec.target_refs.is_some()
+                || p.meta.annotation("istio.io/dry-run") == Some("true")
+            {
+                continue;
+            }
+            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
+                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            for rule in spec.rules.iter().flatten().flatten() {
+                let sources: Vec<_> = rule
+                    .from
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|f| f.source.as_ref())
+                    .collect();
+                let open = sources.is_empty()
+                    || sources.iter().any(|s| {
+                        s.principals.as_ref().is_none_or(Vec::is_empty)
+                            && s.namespaces.as_ref().is_none_or(Vec::is_empty)
+                            && s.service_accounts.as_ref().is_none_or(Vec::is_empty)
+                    });
+                if !open {
+                    continue;
+                }
+                let ops: Vec<_> = rule
+                    .to
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|t| t.operation.as_ref())
+                    .collect();
+                if ops.is_empty() {
+                    return None;
+                }
+                for op in ops {
+                    let listed = op
+                        .and_then(|o| o.ports.as_ref())
+                        .filter(|p| !p.is_empty())?;
+                    for port in listed {
+                        ports.insert(port.parse::<u16>().ok()?);
+                    }
+                }
+            }
+        }
+    }
+    Some(ports)
+}
+
 fn policy_findings(
     inv: &Inventory,
     facts: &KfpFacts,
@@ -741,7 +906,89 @@ fn policy_findings(
                     .as_ref(),
             ));
         }
+        // KM032: a principal pattern the catalog's callers need (multi-user run pods in
+        // profile namespaces that cannot be listed), which admits more than them.
+        for pattern in a.allowed.iter().filter(|e| is_principal_pattern(e)) {
+            let served: Vec<&str> = a
+                .required
+                .iter()
+                .filter(|r| principal_matches(pattern, r))
+                .map(String::as_str)
+                .collect();
+            if served.is_empty() {
+                continue;
+            }
+            let policies = policies_naming(inv, server, pattern);
+            let message = format!(
+                "{}/{} admits the principal pattern `{pattern}` ({}): every identity that matches it reaches the server, not only the {} the flow catalog needs ({})",
+                a.namespace,
+                a.service,
+                pattern_scope(pattern),
+                served.len(),
+                served.join(", ")
+            );
+            if policies.is_empty() {
+                findings.push(Finding::new(
+                    "KM032",
+                    message.clone(),
+                    inv.service(&a.namespace, &a.service)
+                        .map(|s| s.cite())
+                        .as_ref(),
+                ));
+            }
+            for p in policies {
+                findings.push(Finding::new("KM032", message.clone(), Some(&p)));
+            }
+        }
     }
+}
+
+/// What a principal pattern admits, in words.
+fn pattern_scope(pattern: &str) -> String {
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        if let Some(sa) = suffix.strip_prefix("/sa/") {
+            return format!("the ServiceAccount `{sa}` of every namespace, in any trust domain");
+        }
+        return format!("every principal ending in `{suffix}`");
+    }
+    let prefix = pattern.trim_end_matches('*');
+    format!("every principal starting with `{prefix}`")
+}
+
+/// The enforced ALLOW policies of `server` that name `principal` in a source.
+fn policies_naming(inv: &Inventory, server: &Workload, principal: &str) -> Vec<Cited> {
+    let mut out = Vec::new();
+    let root = inv.mesh.root_namespace.as_str();
+    for ns in [root, server.namespace.as_str()] {
+        for p in inv.authorization_policies_in(ns) {
+            let spec = &p.spec;
+            if spec.action != AuthzAction::Allow
+                || spec.target_ref.is_some()
+                || spec.target_refs.is_some()
+                || p.meta.annotation("istio.io/dry-run") == Some("true")
+            {
+                continue;
+            }
+            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
+                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            let names = spec
+                .rules
+                .iter()
+                .flatten()
+                .flatten()
+                .flat_map(|r| r.from.iter().flatten().flatten())
+                .filter_map(|f| f.source.as_ref())
+                .flat_map(|s| s.principals.iter().flatten())
+                .any(|pr| pr == principal);
+            if names {
+                out.push(p.cite());
+            }
+        }
+    }
+    out
 }
 
 /// Findings that need no flow: DestinationRule DISABLE toward STRICT, ineffective
