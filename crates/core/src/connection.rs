@@ -908,22 +908,14 @@ fn sidecar_transport(
                 "B5",
                 "STRICT has no plaintext filter chain: Envoy finds no filter chain (`filter_chain_not_found`) and resets the connection",
             ));
-            Err(if client.has_sidecar {
-                Outcome::UpstreamFailure
-            } else {
-                Outcome::Reset
-            })
+            Err(failure(client, Outcome::Reset))
         }
         (MtlsMode::Strict, Wire::OtherTls) => {
             steps.push(Step::new(
                 "B5",
                 "STRICT: the TLS chain matches, the server sidecar terminates TLS and demands an Istio client certificate the client cannot present: the handshake fails",
             ));
-            Err(if client.has_sidecar {
-                Outcome::UpstreamFailure
-            } else {
-                Outcome::TlsFailure
-            })
+            Err(failure(client, Outcome::TlsFailure))
         }
         (MtlsMode::Permissive, Wire::Plain) => {
             steps.push(Step::new(
@@ -938,11 +930,7 @@ fn sidecar_transport(
                     "B5",
                     "PERMISSIVE on a port declared HTTP has no chain for non-Istio TLS: the connection is reset (name the port `https`/`tcp` or leave it unnamed)",
                 ));
-                Err(if client.has_sidecar {
-                    Outcome::UpstreamFailure
-                } else {
-                    Outcome::Reset
-                })
+                Err(failure(client, Outcome::Reset))
             } else {
                 steps.push(Step::new(
                     "B5",
@@ -967,12 +955,18 @@ fn sidecar_transport(
                 "B5",
                 "DISABLE has no chain for TLS traffic: the connection is reset",
             ));
-            Err(if client.has_sidecar {
-                Outcome::UpstreamFailure
-            } else {
-                Outcome::Reset
-            })
+            Err(failure(client, Outcome::Reset))
         }
+    }
+}
+
+/// How a rejected connection shows: a client sidecar turns every failure toward the server into
+/// its own 503; without one the client sees `plain` (a reset, a TLS failure).
+fn failure(client: &Client<'_>, plain: Outcome) -> Outcome {
+    if client.has_sidecar {
+        Outcome::UpstreamFailure
+    } else {
+        plain
     }
 }
 
