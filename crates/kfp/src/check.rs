@@ -192,6 +192,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         run_pod_findings(&full, &facts, &run_pods, &mut findings);
         access = server_access(&full, catalog, &facts, &flows);
         policy_findings(&full, &facts, &access, &mut findings);
+        plaintext_findings(&full, &flows, &access, &mut findings);
     }
     static_findings(&full, &mut findings);
 
@@ -939,6 +940,63 @@ fn policy_findings(
             for p in policies {
                 findings.push(Finding::new("KM032", message.clone(), Some(&p)));
             }
+        }
+    }
+}
+
+/// KM033: a KFP server port that still accepts plaintext (PERMISSIVE) although every caller
+/// the flow catalog lists for it arrives over mTLS and none lacks a mesh identity, so STRICT
+/// would cost nothing. Kubelet probes do not count (the injector rewrites them).
+fn plaintext_findings(
+    inv: &Inventory,
+    flows: &[FlowResult],
+    access: &[ServerAccess],
+    findings: &mut Vec<Finding>,
+) {
+    for a in access {
+        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
+            continue;
+        };
+        let Some(service) = inv.service(&a.namespace, &a.service) else {
+            continue;
+        };
+        // target port → (every caller over mTLS, service ports)
+        let mut ports: BTreeMap<u16, (bool, BTreeSet<u16>)> = BTreeMap::new();
+        for f in flows.iter().filter(|f| {
+            f.to.namespace == a.namespace
+                && f.to.service == a.service
+                && !(f.from.workload == "kubelet" && f.from.namespace.is_none())
+        }) {
+            let Some(target) = service
+                .spec
+                .ports
+                .iter()
+                .find(|p| p.port == i64::from(f.to.port))
+                .and_then(|p| connection::target_port(p, server))
+            else {
+                continue;
+            };
+            let entry = ports.entry(target).or_insert((true, BTreeSet::new()));
+            entry.0 &= f.outcome == Outcome::Allow && f.transport == Some(Transport::Mtls);
+            entry.1.insert(f.to.port);
+        }
+        for (target, (all_mtls, service_ports)) in ports {
+            if !all_mtls
+                || peer_authn::effective_mode(inv, server, target).value != MtlsMode::Permissive
+            {
+                continue;
+            }
+            let listed: Vec<String> = service_ports.iter().map(u16::to_string).collect();
+            findings.push(Finding::new(
+                "KM033",
+                format!(
+                    "{}/{} accepts plaintext on port {} (container port {target}: PERMISSIVE) although every caller the flow catalog lists for it uses mTLS",
+                    a.namespace,
+                    a.service,
+                    listed.join(", ")
+                ),
+                Some(&service.cite()),
+            ));
         }
     }
 }
