@@ -1069,7 +1069,7 @@ fn suggest_fix(
             || w.label("workflows.argoproj.io/workflow").is_some()
     });
     let permissive_port = format!(
-        "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{{port}: {{mode: PERMISSIVE}}}}` (and an AuthorizationPolicy that still names who may call)",
+        "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{\"{port}\": {{mode: PERMISSIVE}}}}` (the port quoted: kustomize refuses integer keys), and an AuthorizationPolicy that still names who may call",
         endpoint.namespace
     );
     let fix = match outcome {

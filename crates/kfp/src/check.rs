@@ -8,6 +8,7 @@ use kfp_mesh_core::connection::{
 };
 use kfp_mesh_core::explain::Step;
 use kfp_mesh_core::inventory::{Inventory, Workload};
+use kfp_mesh_core::mesh::authz;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::model::{AuthzAction, TlsMode};
@@ -695,61 +696,46 @@ fn server_access(
 pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
     let mut allowed = BTreeSet::new();
     let mut any_allow = false;
-    let root = inv.mesh.root_namespace.as_str();
-    for ns in [root, server.namespace.as_str()] {
-        for p in inv.authorization_policies_in(ns) {
-            let spec = &p.spec;
-            if spec.action != AuthzAction::Allow
-                || spec.target_ref.is_some()
-                || spec.target_refs.is_some()
-                || p.meta.annotation("istio.io/dry-run") == Some("true")
-            {
+    for p in authz::enforced_allow_policies(inv, server) {
+        let spec = &p.spec;
+        any_allow = true;
+        for rule in spec.rules.iter().flatten().flatten() {
+            let sources: Vec<_> = rule
+                .from
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.source.as_ref())
+                .collect();
+            if sources.is_empty() {
+                allowed.insert("any-plaintext".to_string());
                 continue;
             }
-            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
-                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
-            {
-                continue;
-            }
-            any_allow = true;
-            for rule in spec.rules.iter().flatten().flatten() {
-                let sources: Vec<_> = rule
-                    .from
-                    .iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|f| f.source.as_ref())
-                    .collect();
-                if sources.is_empty() {
-                    allowed.insert("any-plaintext".to_string());
-                    continue;
+            for s in sources {
+                let mut identity = false;
+                for pr in s.principals.iter().flatten() {
+                    identity = true;
+                    if pr == "*" {
+                        allowed.insert("any-authenticated".to_string());
+                    } else {
+                        allowed.insert(pr.replacen(
+                            "cluster.local/",
+                            &format!("{}/", inv.mesh.trust_domain),
+                            1,
+                        ));
+                    }
                 }
-                for s in sources {
-                    let mut identity = false;
-                    for pr in s.principals.iter().flatten() {
-                        identity = true;
-                        if pr == "*" {
-                            allowed.insert("any-authenticated".to_string());
-                        } else {
-                            allowed.insert(pr.replacen(
-                                "cluster.local/",
-                                &format!("{}/", inv.mesh.trust_domain),
-                                1,
-                            ));
-                        }
-                    }
-                    for n in s.namespaces.iter().flatten() {
-                        identity = true;
-                        allowed.insert(format!("ns:{n}"));
-                    }
-                    for sa in s.service_accounts.iter().flatten() {
-                        identity = true;
-                        let (sns, sname) = sa.split_once('/').unwrap_or((p.namespace(), sa));
-                        allowed.insert(format!("{}/ns/{sns}/sa/{sname}", inv.mesh.trust_domain));
-                    }
-                    if !identity {
-                        allowed.insert("any-plaintext".to_string());
-                    }
+                for n in s.namespaces.iter().flatten() {
+                    identity = true;
+                    allowed.insert(format!("ns:{n}"));
+                }
+                for sa in s.service_accounts.iter().flatten() {
+                    identity = true;
+                    let (sns, sname) = sa.split_once('/').unwrap_or((p.namespace(), sa));
+                    allowed.insert(format!("{}/ns/{sns}/sa/{sname}", inv.mesh.trust_domain));
+                }
+                if !identity {
+                    allowed.insert("any-plaintext".to_string());
                 }
             }
         }
@@ -784,56 +770,41 @@ fn principal_matches(pattern: &str, principal: &str) -> bool {
 /// are restricted to; `None` when one of them is not restricted to ports.
 fn open_rule_ports(inv: &Inventory, server: &Workload) -> Option<BTreeSet<u16>> {
     let mut ports = BTreeSet::new();
-    let root = inv.mesh.root_namespace.as_str();
-    for ns in [root, server.namespace.as_str()] {
-        for p in inv.authorization_policies_in(ns) {
-            let spec = &p.spec;
-            if spec.action != AuthzAction::Allow
-                || spec.target_ref.is_some()
-                || spec.target_refs.is_some()
-                || p.meta.annotation("istio.io/dry-run") == Some("true")
-            {
+    for p in authz::enforced_allow_policies(inv, server) {
+        let spec = &p.spec;
+        for rule in spec.rules.iter().flatten().flatten() {
+            let sources: Vec<_> = rule
+                .from
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.source.as_ref())
+                .collect();
+            let open = sources.is_empty()
+                || sources.iter().any(|s| {
+                    s.principals.as_ref().is_none_or(Vec::is_empty)
+                        && s.namespaces.as_ref().is_none_or(Vec::is_empty)
+                        && s.service_accounts.as_ref().is_none_or(Vec::is_empty)
+                });
+            if !open {
                 continue;
             }
-            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
-                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
-            {
-                continue;
+            let ops: Vec<_> = rule
+                .to
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|t| t.operation.as_ref())
+                .collect();
+            if ops.is_empty() {
+                return None;
             }
-            for rule in spec.rules.iter().flatten().flatten() {
-                let sources: Vec<_> = rule
-                    .from
-                    .iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|f| f.source.as_ref())
-                    .collect();
-                let open = sources.is_empty()
-                    || sources.iter().any(|s| {
-                        s.principals.as_ref().is_none_or(Vec::is_empty)
-                            && s.namespaces.as_ref().is_none_or(Vec::is_empty)
-                            && s.service_accounts.as_ref().is_none_or(Vec::is_empty)
-                    });
-                if !open {
-                    continue;
-                }
-                let ops: Vec<_> = rule
-                    .to
-                    .iter()
-                    .flatten()
-                    .flatten()
-                    .map(|t| t.operation.as_ref())
-                    .collect();
-                if ops.is_empty() {
-                    return None;
-                }
-                for op in ops {
-                    let listed = op
-                        .and_then(|o| o.ports.as_ref())
-                        .filter(|p| !p.is_empty())?;
-                    for port in listed {
-                        ports.insert(port.parse::<u16>().ok()?);
-                    }
+            for op in ops {
+                let listed = op
+                    .and_then(|o| o.ports.as_ref())
+                    .filter(|p| !p.is_empty())?;
+                for port in listed {
+                    ports.insert(port.parse::<u16>().ok()?);
                 }
             }
         }
@@ -1016,34 +987,19 @@ fn pattern_scope(pattern: &str) -> String {
 /// The enforced ALLOW policies of `server` that name `principal` in a source.
 fn policies_naming(inv: &Inventory, server: &Workload, principal: &str) -> Vec<Cited> {
     let mut out = Vec::new();
-    let root = inv.mesh.root_namespace.as_str();
-    for ns in [root, server.namespace.as_str()] {
-        for p in inv.authorization_policies_in(ns) {
-            let spec = &p.spec;
-            if spec.action != AuthzAction::Allow
-                || spec.target_ref.is_some()
-                || spec.target_refs.is_some()
-                || p.meta.annotation("istio.io/dry-run") == Some("true")
-            {
-                continue;
-            }
-            if let Some(sel) = spec.selector.as_ref().and_then(|s| s.labels())
-                && !sel.iter().all(|(k, v)| server.labels.get(k) == Some(v))
-            {
-                continue;
-            }
-            let names = spec
-                .rules
-                .iter()
-                .flatten()
-                .flatten()
-                .flat_map(|r| r.from.iter().flatten().flatten())
-                .filter_map(|f| f.source.as_ref())
-                .flat_map(|s| s.principals.iter().flatten())
-                .any(|pr| pr == principal);
-            if names {
-                out.push(p.cite());
-            }
+    for p in authz::enforced_allow_policies(inv, server) {
+        let spec = &p.spec;
+        let names = spec
+            .rules
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|r| r.from.iter().flatten().flatten())
+            .filter_map(|f| f.source.as_ref())
+            .flat_map(|s| s.principals.iter().flatten())
+            .any(|pr| pr == principal);
+        if names {
+            out.push(p.cite());
         }
     }
     out

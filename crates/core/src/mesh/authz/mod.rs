@@ -258,6 +258,25 @@ fn target_refs_of<'a>(
     one.iter().chain(many.iter().flatten()).collect()
 }
 
+/// The AuthorizationPolicies that enforce ALLOW at the sidecar of `server` (D1, D2): attached
+/// to it, action ALLOW, not dry-run. What "who may reach this workload" is computed from.
+pub fn enforced_allow_policies<'a>(
+    inv: &'a Inventory,
+    server: &'a Workload,
+) -> impl Iterator<Item = &'a AuthorizationPolicy> + 'a {
+    candidate_namespaces(inv, server, Enforcer::Sidecar)
+        .into_iter()
+        .flat_map(move |ns| inv.authorization_policies_in(ns))
+        .filter(move |p| {
+            p.spec.action == AuthzAction::Allow
+                && !is_dry_run(&p.meta.annotations)
+                && matches!(
+                    policy_attachment(inv, server, Enforcer::Sidecar, p),
+                    Attachment::Applies(_)
+                )
+        })
+}
+
 /// D1 for an AuthorizationPolicy.
 pub fn policy_attachment(
     inv: &Inventory,
