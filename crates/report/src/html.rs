@@ -600,6 +600,13 @@ fn allowed_via(allowed: &[String], identity: &str) -> Option<String> {
             {
                 return Some(format!("via {a}"));
             }
+            // A principal pattern (`*/sa/default-editor`, `cluster.local/ns/team-*`).
+            if a.contains('*')
+                && !a.starts_with("ns:")
+                && kfp_mesh_core::mesh::authz::principal_pattern_matches(a, identity)
+            {
+                return Some(format!("via {a}"));
+            }
         }
     }
     None
@@ -906,4 +913,36 @@ fn findings_section(out: &mut String, report: &Report, g: &Graph<'_>, folded: &B
         out.push_str("</tbody>\n</table>\n");
     }
     out.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_via;
+
+    #[test]
+    fn allowed_via_knows_every_kind_of_entry() {
+        let allowed = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let runner = "cluster.local/ns/team-a/sa/default-editor";
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[runner], Some("yes")),
+            (&["anyone"], Some("via anyone")),
+            (&["any-authenticated"], Some("via any-authenticated")),
+            (&["ns:team-a"], Some("via ns:team-a")),
+            (&["ns:team-b"], None),
+            (&["*/sa/default-editor"], Some("via */sa/default-editor")),
+            (
+                &["cluster.local/ns/team-*"],
+                Some("via cluster.local/ns/team-*"),
+            ),
+            (&["*/sa/default-viewer"], None),
+            (&["cluster.local/ns/kubeflow/sa/ml-pipeline"], None),
+        ];
+        for (entries, want) in cases {
+            assert_eq!(
+                allowed_via(&allowed(entries), runner).as_deref(),
+                *want,
+                "{entries:?}"
+            );
+        }
+    }
 }

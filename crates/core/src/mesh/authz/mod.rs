@@ -258,6 +258,12 @@ fn target_refs_of<'a>(
     one.iter().chain(many.iter().flatten()).collect()
 }
 
+/// D4: whether a value of a `principals` field (exact, `prefix*`, `*suffix`, or `*`) matches a
+/// principal. Trust-domain aliases are not expanded here.
+pub fn principal_pattern_matches(pattern: &str, principal: &str) -> bool {
+    matcher::string_match(pattern, principal)
+}
+
 /// The AuthorizationPolicies that enforce ALLOW at the sidecar of `server` (D1, D2): attached
 /// to it, action ALLOW, not dry-run. What "who may reach this workload" is computed from.
 pub fn enforced_allow_policies<'a>(
