@@ -12,8 +12,12 @@ use crate::ExitCode;
 use crate::input::{self, InputArgs};
 
 /// The built-in example: a miniature KFP 2.5.0 single-user install under mesh-wide STRICT.
-pub const EXAMPLE: &str = include_str!("../../../examples/kfp-2.5.0-single-user-strict.yaml");
-const EXAMPLE_NAME: &str = "<example: kfp-2.5.0-single-user-strict.yaml>";
+pub const EXAMPLE: &str = include_str!("../../../examples/kfp-2.5.0-single-user/strict.yaml");
+const EXAMPLE_NAME: &str = "<example: kfp-2.5.0-single-user/strict.yaml>";
+/// The same install with the kfp-mesh components (`kubectl kustomize
+/// examples/kfp-2.5.0-single-user`).
+pub const EXAMPLE_FIXED: &str = include_str!("../../../examples/kfp-2.5.0-single-user/fixed.yaml");
+const EXAMPLE_FIXED_NAME: &str = "<example: kfp-2.5.0-single-user/fixed.yaml>";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
@@ -53,9 +57,10 @@ pub struct CheckArgs {
     pub profiles: Vec<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: CheckFormat,
-    /// Lowest severity that makes the exit code 1.
-    #[arg(long, value_enum, default_value = "error")]
-    pub fail_on: FailOn,
+    /// Lowest severity that makes the exit code 1 (default: error; for the built-in example,
+    /// whose findings are the point, never).
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
     /// Print the full explanation of one flow (its catalog id, e.g. driver-to-mlmd).
     #[arg(long, value_name = "FLOW_ID")]
     pub explain: Option<String>,
@@ -125,16 +130,59 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     if input_errors {
         return Ok(ExitCode::BadInput);
     }
-    let fails = match (args.fail_on, report.worst()) {
+    let default = if example {
+        FailOn::Never
+    } else {
+        FailOn::Error
+    };
+    Ok(exit_code(args.fail_on.unwrap_or(default), &report))
+}
+
+/// The exit code for a report under `--fail-on` (shared with `verify`).
+pub(crate) fn exit_code(fail_on: FailOn, report: &Report) -> ExitCode {
+    let fails = match (fail_on, report.worst()) {
         (FailOn::Never, _) | (_, None) => false,
         (FailOn::Error, Some(s)) => s == Severity::Error,
         (FailOn::Warning, Some(_)) => true,
     };
-    Ok(if fails {
+    if fails {
         ExitCode::Findings
     } else {
         ExitCode::Ok
-    })
+    }
+}
+
+/// The built-in example after the fix, in two lines.
+fn print_example_after() {
+    let fixed = input::load_builtin(EXAMPLE_FIXED_NAME, EXAMPLE_FIXED);
+    let report = check::check_owned(fixed, &CheckOptions::default());
+    let mtls = report
+        .flows
+        .iter()
+        .filter(|f| f.outcome == Outcome::Allow && f.transport == Some(Transport::Mtls))
+        .count();
+    let outside: Vec<&str> = report
+        .flows
+        .iter()
+        .filter(|f| f.outcome == Outcome::Allow && f.transport == Some(Transport::Plaintext))
+        .map(|f| f.from.workload.as_str())
+        .collect();
+    let failing = report.flows.len() - mtls - outside.len();
+    println!(
+        "\nAfter the fix (the same install with the kfp-mesh components: driver-webhook, istio-strict-mtls,\n\
+         istio-strict-mtls/single-user; `kubectl kustomize examples/kfp-2.5.0-single-user`):\n  \
+         {} flows: {mtls} over mTLS, {} in plaintext from callers outside the mesh ({}), {failing} failing; {} findings.\n  \
+         Install it: kubectl apply -k manifests/kustomize/overlays/istio-strict-mtls",
+        report.flows.len(),
+        outside.len(),
+        {
+            let mut o = outside.clone();
+            o.sort_unstable();
+            o.dedup();
+            o.join(", ")
+        },
+        report.findings.len()
+    );
 }
 
 fn transport_str(t: Option<Transport>) -> &'static str {
@@ -198,6 +246,11 @@ pub(crate) fn print_table(report: &Report, example: bool) {
                 None => f.from.workload.clone(),
             };
             let cause = match f.outcome {
+                Outcome::Allow
+                    if f.transport == Some(Transport::Plaintext) && f.from.namespace.is_none() =>
+                {
+                    "caller outside the mesh".to_string()
+                }
                 Outcome::Allow if f.transport == Some(Transport::Plaintext) => {
                     "no sidecar on one side".to_string()
                 }
@@ -295,9 +348,9 @@ pub(crate) fn print_table(report: &Report, example: bool) {
     if example {
         println!(
             "\nEvery run pod flow is reset: the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on run pods.\n\
-             The fix: the kfp-mesh webhook (manifests/kustomize/components/driver-webhook) gives them a sidecar.\n\
              Explain one flow: kfp-mesh check --explain driver-wait-to-object-store"
         );
+        print_example_after();
     }
 }
 

@@ -4,7 +4,6 @@ use anyhow::Result;
 use kfp_mesh_cluster::facts::LiveFacts;
 use kfp_mesh_cluster::{VerifyArgs, verify_blocking};
 use kfp_mesh_kfp::check::Suppression;
-use kfp_mesh_kfp::findings::Severity;
 
 use crate::ExitCode;
 use crate::check::{self, CheckFormat, FailOn};
@@ -68,16 +67,7 @@ pub fn run(cmd: VerifyCmd) -> Result<ExitCode> {
         CheckFormat::Dot => print!("{}", kfp_mesh_report::dot(report)),
         CheckFormat::Mermaid => print!("{}", kfp_mesh_report::mermaid(report)),
     }
-    let fails = match (cmd.fail_on, report.worst()) {
-        (FailOn::Never, _) | (_, None) => false,
-        (FailOn::Error, Some(s)) => s == Severity::Error,
-        (FailOn::Warning, Some(_)) => true,
-    };
-    Ok(if fails {
-        ExitCode::Findings
-    } else {
-        ExitCode::Ok
-    })
+    Ok(check::exit_code(cmd.fail_on, report))
 }
 
 /// Objects read from a cluster have no file: their SARIF location is logical

@@ -105,7 +105,7 @@ fn tls_check_json_has_outcome_transport_and_explanation() {
 
 #[test]
 fn tls_check_allowed_connection_exits_zero() {
-    let example = repo().join("examples/kfp-2.5.0-single-user-strict.yaml");
+    let example = repo().join("examples/kfp-2.5.0-single-user/strict.yaml");
     let o = run(&[
         "tls-check",
         "-f",
@@ -129,7 +129,7 @@ fn tls_check_allowed_connection_exits_zero() {
 
 #[test]
 fn tls_check_unknown_names_list_what_exists() {
-    let example = repo().join("examples/kfp-2.5.0-single-user-strict.yaml");
+    let example = repo().join("examples/kfp-2.5.0-single-user/strict.yaml");
     let path = example.to_str().expect("path");
     let o = run(&[
         "tls-check",
@@ -186,16 +186,26 @@ fn tls_check_unknown_names_list_what_exists() {
 #[test]
 fn check_example_table_json_and_sarif() {
     let o = run(&["check"]);
-    assert_eq!(o.status.code(), Some(1), "findings make the exit code 1");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the built-in example is a demonstration: exit 0 unless --fail-on is given"
+    );
     let table = stdout(&o);
     assert!(table.contains("driver-wait-to-object-store"), "{table}");
+    assert!(
+        table.contains("26 flows: 24 over mTLS, 2 in plaintext from callers outside the mesh (kube-apiserver, kubelet), 0 failing; 0 findings."),
+        "the example shows how the kfp-mesh components fix it: {table}"
+    );
+    let o = run(&["check", "--fail-on", "error"]);
+    assert_eq!(o.status.code(), Some(1), "findings make the exit code 1");
     assert!(
         !table.contains("\x1b["),
         "no colour when stdout is not a terminal"
     );
     golden("check-example.txt", &table);
 
-    let o = run(&["check", "-o", "json"]);
+    let o = run(&["check", "-o", "json", "--fail-on", "error"]);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -224,7 +234,7 @@ fn check_example_table_json_and_sarif() {
     }
     golden("check-example.json", &json);
 
-    let o = run(&["check", "-o", "sarif"]);
+    let o = run(&["check", "-o", "sarif", "--fail-on", "warning"]);
     assert_eq!(o.status.code(), Some(1));
     let sarif: serde_json::Value = serde_json::from_slice(&o.stdout).expect("sarif json");
     assert_sarif_2_1_0(&sarif);
@@ -273,6 +283,27 @@ fn assert_sarif_2_1_0(s: &serde_json::Value) {
     }
 }
 
+/// The embedded "after" example is the real render of the example with the components.
+#[test]
+fn the_fixed_example_is_the_render_of_the_components() {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo().join("examples/kfp-2.5.0-single-user"))
+        .output()
+        .expect("kubectl is required (kubectl kustomize)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fixed = std::fs::read_to_string(repo().join("examples/kfp-2.5.0-single-user/fixed.yaml"))
+        .expect("fixed.yaml");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == fixed,
+        "examples/kfp-2.5.0-single-user/fixed.yaml is stale: run `kubectl kustomize examples/kfp-2.5.0-single-user > examples/kfp-2.5.0-single-user/fixed.yaml`"
+    );
+}
+
 #[test]
 fn check_explain_prints_one_flow() {
     let o = run(&["check", "--explain", "executor-to-mlmd"]);
@@ -293,7 +324,7 @@ fn check_explain_prints_one_flow() {
 
 #[test]
 fn check_reads_stdin_directories_and_kustomize() {
-    let example = repo().join("examples/kfp-2.5.0-single-user-strict.yaml");
+    let example = repo().join("examples/kfp-2.5.0-single-user/strict.yaml");
     let text = std::fs::read_to_string(&example).expect("example");
     let o = run_stdin(&["check", "-f", "-", "-o", "json"], &text);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -334,7 +365,7 @@ fn bad_input_names_file_line_and_reason() {
         stderr(&o)
     );
 
-    let example = repo().join("examples/kfp-2.5.0-single-user-strict.yaml");
+    let example = repo().join("examples/kfp-2.5.0-single-user/strict.yaml");
     let text = std::fs::read_to_string(&example).expect("example");
     let input = format!("{text}---\nkind: [broken\n---\njust a string\n");
     let o = run_stdin(&["check", "-f", "-", "-o", "json"], &input);

@@ -98,12 +98,12 @@ pub fn report_12015() -> Report {
     check(&inv, &CheckOptions::default())
 }
 
-/// The CLI's built-in example (`examples/kfp-2.5.0-single-user-strict.yaml`).
+/// The CLI's built-in example (`examples/kfp-2.5.0-single-user/strict.yaml`).
 pub fn example_report() -> Report {
-    let path = repo_dir().join("examples/kfp-2.5.0-single-user-strict.yaml");
+    let path = repo_dir().join("examples/kfp-2.5.0-single-user/strict.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let (objects, errors) = parse_stream("<example: kfp-2.5.0-single-user-strict.yaml>", &text);
+    let (objects, errors) = parse_stream("<example: kfp-2.5.0-single-user/strict.yaml>", &text);
     check(
         &Inventory::from_objects(objects, errors),
         &CheckOptions::default(),
