@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anyhow::Result;
 use kfp_mesh_core::connection::{Outcome, Transport};
-use kfp_mesh_kfp::check::{self, CheckOptions, Report, Suppression};
+use kfp_mesh_kfp::check::{self, CheckOptions, Explanations, Report, Suppression};
 use kfp_mesh_kfp::detect::DetectOptions;
 use kfp_mesh_kfp::findings::{self, Severity};
 
@@ -89,6 +89,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             profiles: args.profiles.clone(),
         },
         suppress,
+        // The table shows each flow's cause only; every other output carries the whole
+        // explanation.
+        explanations: if args.output == CheckFormat::Table && args.explain.is_none() {
+            Explanations::Cause
+        } else {
+            Explanations::Full
+        },
     };
     let input_errors = !inventory.errors.is_empty();
     let report = check::check_owned(inventory, &opts);

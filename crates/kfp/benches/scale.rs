@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use kfp_mesh_core::inventory::{Inventory, parse_stream};
-use kfp_mesh_kfp::check::{CheckOptions, check_owned};
+use kfp_mesh_kfp::check::{CheckOptions, Explanations, check_owned};
 
 const KFM_V1_10_1: &[&str] = &[
     "kubeflow-manifests-v1.10.1-pipeline.yaml",
@@ -229,6 +229,16 @@ fn main() {
             .unwrap_or_else(|e| panic!("{}: {e} (../shared/upstream is needed)", path.display()));
         base.push((path.display().to_string(), text));
     }
+    // `KFP_MESH_EXPLANATIONS=cause` keeps only each flow's cause, as `kfp-mesh check`'s table
+    // output does; the default keeps every step (JSON, SARIF, HTML).
+    let options = CheckOptions {
+        explanations: match std::env::var("KFP_MESH_EXPLANATIONS").as_deref() {
+            Ok("cause") => Explanations::Cause,
+            _ => Explanations::Full,
+        },
+        ..CheckOptions::default()
+    };
+    println!("explanations: {:?}", options.explanations);
     println!("profiles  objects  load_s  check_s  flows  findings  peak_rss_mib");
     for n in sizes {
         let generated: String = (0..n).map(profile).collect();
@@ -249,7 +259,7 @@ fn main() {
         assert!(inv.errors.is_empty(), "{:?}", inv.errors.first());
         let objects = inv.objects.len();
         let start = Instant::now();
-        let report = check_owned(inv, &CheckOptions::default());
+        let report = check_owned(inv, &options);
         let checked = start.elapsed().as_secs_f64();
         assert_eq!(
             report.kfp.profiles.len(),

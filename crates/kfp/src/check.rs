@@ -59,6 +59,20 @@ impl std::str::FromStr for Suppression {
 pub struct CheckOptions {
     pub detect: DetectOptions,
     pub suppress: Vec<Suppression>,
+    /// How much of each flow's explanation the report keeps.
+    pub explanations: Explanations,
+}
+
+/// How much of each flow's explanation a report keeps. Full explanations are most of a large
+/// report's memory (tens of thousands of flows of about 20 steps each), so outputs that show
+/// only the cause (the table) keep only that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Explanations {
+    /// Every step (JSON, SARIF, HTML, `--explain`).
+    #[default]
+    Full,
+    /// Only the step that decided the outcome (the table's CAUSE column).
+    Cause,
 }
 
 /// One side of a flow instance.
@@ -185,10 +199,12 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         }
         // One evaluation per flow instance and source, spread over the cores (a Kubeflow
         // cluster with many profiles has tens of thousands).
-        flows = kfp_mesh_core::par::map(&resolved_flows, |r| evaluate_flow(&full, catalog, r))
-            .into_iter()
-            .flatten()
-            .collect();
+        flows = kfp_mesh_core::par::map(&resolved_flows, |r| {
+            evaluate_flow(&full, catalog, r, opts.explanations)
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         flow_findings(&full, &facts, &mut flows, &mut findings);
         run_pod_findings(&full, &facts, &run_pods, &mut findings);
         access = server_access(&full, catalog, &facts, &flows);
@@ -282,7 +298,12 @@ fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
     }
 }
 
-fn evaluate_flow(inv: &Inventory, catalog: &Catalog, r: &ResolvedFlow<'_>) -> Vec<FlowResult> {
+fn evaluate_flow(
+    inv: &Inventory,
+    catalog: &Catalog,
+    r: &ResolvedFlow<'_>,
+    explanations: Explanations,
+) -> Vec<FlowResult> {
     let mut out = Vec::new();
     if r.destination.external {
         // Calls to kube-apiserver leave the mesh; they are not modelled as flows.
@@ -336,7 +357,12 @@ fn evaluate_flow(inv: &Inventory, catalog: &Catalog, r: &ResolvedFlow<'_>) -> Ve
             &request,
         );
         let (outcome, transport, fix, explanation) = match result {
-            Ok(v) => (v.outcome, v.transport, v.fix, v.explanation),
+            Ok(v) => (
+                v.outcome,
+                v.transport,
+                v.fix,
+                keep(v.explanation, explanations),
+            ),
             Err(e) => {
                 // The destination has no endpoint in the input: nothing to predict.
                 let _ = e;
@@ -363,6 +389,18 @@ fn evaluate_flow(inv: &Inventory, catalog: &Catalog, r: &ResolvedFlow<'_>) -> Ve
         });
     }
     out
+}
+
+/// The part of an explanation a report keeps: all of it, or the step that decided (the last
+/// one that is not the engine's own summary).
+fn keep(mut steps: Vec<Step>, explanations: Explanations) -> Vec<Step> {
+    match explanations {
+        Explanations::Full => steps,
+        Explanations::Cause => match steps.iter().rposition(|s| s.rule != "H") {
+            Some(i) => vec![steps.swap_remove(i)],
+            None => Vec::new(),
+        },
+    }
 }
 
 /// `system-dag-driver` for a run pod named `<wf>-system-dag-driver-<hash>`, else the name.
