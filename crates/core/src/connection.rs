@@ -414,7 +414,7 @@ pub fn evaluate(
             ));
         }
         if fix.is_none() {
-            fix = suggest_fix(inv, &client, endpoint, *tp, outcome, &ep_steps);
+            fix = suggest_fix(&client, endpoint, *tp, outcome, &ep_steps);
         }
         steps.extend(ep_steps);
         results.push(EndpointVerdict {
@@ -1040,7 +1040,6 @@ fn authorize_at(
 
 /// What to change for a failing connection, from the outcome and the objects that decided it.
 fn suggest_fix(
-    inv: &Inventory,
     client: &Client<'_>,
     endpoint: &Workload,
     port: u16,
@@ -1140,6 +1139,5 @@ fn suggest_fix(
             format!("{server} rejects what {caller} sends on port {port}; see the explanation")
         }
     };
-    let _ = inv;
     Some(fix)
 }

@@ -207,7 +207,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         .collect();
         flow_findings(&full, &facts, &mut flows, &mut findings);
         run_pod_findings(&full, &facts, &run_pods, &mut findings);
-        access = server_access(&full, catalog, &facts, &flows);
+        access = server_access(&full, &facts, &flows);
         policy_findings(&full, &facts, &access, &mut findings);
         plaintext_findings(&full, &flows, &access, &mut findings);
     }
@@ -363,11 +363,8 @@ fn evaluate_flow(
                 v.fix,
                 keep(v.explanation, explanations),
             ),
-            Err(e) => {
-                // The destination has no endpoint in the input: nothing to predict.
-                let _ = e;
-                continue;
-            }
+            // The destination has no endpoint in the input: nothing to predict.
+            Err(_) => continue,
         };
         let instance_id = if r.sources.len() > 1 {
             format!("{id}#{}", short_role(&source.workload))
@@ -648,13 +645,7 @@ fn source_principal(inv: &Inventory, f: &FlowResult) -> Option<String> {
     Some(connection::principal_of(inv, w))
 }
 
-fn server_access(
-    inv: &Inventory,
-    catalog: &Catalog,
-    facts: &KfpFacts,
-    flows: &[FlowResult],
-) -> Vec<ServerAccess> {
-    let _ = catalog;
+fn server_access(inv: &Inventory, facts: &KfpFacts, flows: &[FlowResult]) -> Vec<ServerAccess> {
     let mut by_server: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     // Service ports that required callers without any mesh identity (kube-apiserver) call;
     // kubelet probes are left out (the injector rewrites them past the proxy).
