@@ -705,7 +705,10 @@ fn server_access(inv: &Inventory, facts: &KfpFacts, flows: &[FlowResult]) -> Vec
                     && open_rule_ports(inv, server).is_some_and(|p| p.is_subset(&needs_open)))
             })
             .filter(|a| {
-                !(is_principal_pattern(a) && required.iter().any(|r| principal_matches(a, r)))
+                !(is_principal_pattern(a)
+                    && required
+                        .iter()
+                        .any(|r| authz::principal_pattern_matches(a, r)))
             })
             .cloned()
             .collect();
@@ -779,20 +782,6 @@ pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
 /// `cluster.local/ns/team-*`), other than `*` alone.
 fn is_principal_pattern(p: &str) -> bool {
     p != "*" && (p.starts_with('*') || p.ends_with('*'))
-}
-
-/// Istio's string match for principals (D4): exact, `prefix*`, `*suffix`, `*`.
-fn principal_matches(pattern: &str, principal: &str) -> bool {
-    if pattern == "*" {
-        return !principal.is_empty();
-    }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return principal.ends_with(suffix);
-    }
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        return principal.starts_with(prefix);
-    }
-    pattern == principal
 }
 
 /// The ports that the ALLOW rules admitting callers without an identity (`any-plaintext`)
@@ -913,7 +902,7 @@ fn policy_findings(
             let served: Vec<&str> = a
                 .required
                 .iter()
-                .filter(|r| principal_matches(pattern, r))
+                .filter(|r| authz::principal_pattern_matches(pattern, r))
                 .map(String::as_str)
                 .collect();
             if served.is_empty() {
