@@ -1,6 +1,6 @@
 //! `kfp-mesh check` over the real upstream renders in ../shared/upstream.
 
-use std::path::PathBuf;
+mod common;
 
 use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::inventory::{Inventory, parse_stream};
@@ -8,17 +8,12 @@ use kfp_mesh_core::object::Object;
 use kfp_mesh_kfp::check::{CheckOptions, Report, Suppression, check};
 use kfp_mesh_kfp::findings::Severity;
 
+/// A render of ../shared/upstream: its path (the origin of its objects) and its text.
 fn upstream(name: &str) -> (String, String) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is needed (the upstream renders in ../shared): {e}",
-            path.display()
-        )
-    });
-    (path.display().to_string(), text)
+    (
+        common::upstream_dir().join(name).display().to_string(),
+        common::read(name),
+    )
 }
 
 const MESH_STRICT: &str = "\
@@ -93,16 +88,6 @@ fn assert_all(r: &Report, id: &str, outcome: Outcome) {
 fn codes(r: &Report) -> Vec<&'static str> {
     r.findings.iter().map(|f| f.code).collect()
 }
-
-const KFM_V1_10_1: &[&str] = &[
-    "kubeflow-manifests-v1.10.1-pipeline.yaml",
-    "kubeflow-manifests-v1.10.1-istio-1-24-install-oauth2-proxy.yaml",
-    "kubeflow-manifests-v1.10.1-istio-1-24-namespace.yaml",
-    "kubeflow-manifests-v1.10.1-kubeflow-istio-resources.yaml",
-    "kubeflow-manifests-v1.10.1-kubeflow-namespace.yaml",
-    "kubeflow-manifests-v1.10.1-networkpolicies.yaml",
-    "kubeflow-manifests-v1.10.1-profiles-kubeflow.yaml",
-];
 
 #[test]
 fn kfp_2_5_0_under_strict_is_issue_12015() {
@@ -199,7 +184,9 @@ fn kfp_2_5_0_without_strict_works_in_plaintext_with_warnings() {
 
 #[test]
 fn kubeflow_1_10_1_under_strict_reports_every_known_breakage_and_nothing_else() {
-    let inv = inventory(KFM_V1_10_1, MESH_STRICT, &[]);
+    let files = common::files_of("kubeflow-v1.10.1");
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let inv = inventory(&files, MESH_STRICT, &[]);
     let r = check(&inv, &CheckOptions::default());
     assert_eq!(r.kfp.mode.value.as_str(), "platform");
     // kfp-topology.md §6: what breaks.

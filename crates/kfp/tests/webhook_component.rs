@@ -2,6 +2,8 @@
 //! render under STRICT: `check` sees the webhook, models its mutation on the run pods, and
 //! reports nothing about the webhook itself.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -30,9 +32,7 @@ fn kustomize(dir: &str) -> String {
 #[test]
 fn check_models_the_webhook_and_reports_nothing_about_it() {
     let webhook = kustomize("manifests/tests/driver-webhook");
-    let path = repo().join("../shared/upstream/kfp-2.5.0-platform-agnostic.yaml");
-    let kfp = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} is needed: {e}", path.display()));
+    let kfp = common::read("kfp-2.5.0-platform-agnostic.yaml");
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in [
