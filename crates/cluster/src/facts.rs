@@ -8,7 +8,7 @@ use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::model::{AuthzAction, PeerMode};
-use kfp_mesh_core::object::{Cited, ObjectRef};
+use kfp_mesh_core::object::{Body, Cited, ObjectRef};
 use kfp_mesh_kfp::check::{Report, Suppression};
 use kfp_mesh_kfp::findings::{Finding, Severity};
 use kfp_mesh_kfp::runpods::{self, WebhookMode};
@@ -258,8 +258,8 @@ pub fn stuck_pods(pods: &[LivePod]) -> Vec<StuckPod> {
     out
 }
 
-fn int_at(v: &Value, pointer: &str) -> Option<i64> {
-    v.pointer(pointer).and_then(Value::as_i64)
+fn int_at(body: &Body, pointer: &str) -> Option<i64> {
+    body.pointer(pointer).as_ref().and_then(Value::as_i64)
 }
 
 /// The kfp-mesh webhooks and the readiness of the Deployments serving them.

@@ -325,7 +325,7 @@ fn to_object(item: Value, context: &str) -> Option<Object> {
         api_version,
         kind,
         meta,
-        body: item,
+        body: item.into(),
         origin,
     })
 }

@@ -55,7 +55,7 @@ fn sources(files: &[&str], extra: &str) -> (Vec<(String, String)>, Vec<Value>) {
     for (name, text) in &texts {
         let (objects, errors) = parse_stream(name, text);
         assert!(errors.is_empty(), "{errors:?}");
-        bodies.extend(objects.into_iter().map(|o| o.body));
+        bodies.extend(objects.into_iter().map(|o| o.body.value()));
     }
     (texts, bodies)
 }

@@ -60,13 +60,14 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
     } else {
         let docs = split_yaml_documents(text);
         // Parsing is most of the cost of a large input: spread it over the cores.
-        let parsed = crate::par::map(&docs, |(_, doc)| parse_yaml_document(doc));
-        for ((line, _), result) in docs.into_iter().zip(parsed) {
+        let parsed = crate::par::map(&docs, |&(line, doc)| {
             let origin = Origin {
                 source: source.clone(),
                 line,
             };
-            match result {
+            let mut objects = Vec::new();
+            let mut errors = Vec::new();
+            match parse_yaml_document(doc) {
                 Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
                 Ok(None) => {}
                 Err(message) => errors.push(InputError {
@@ -75,6 +76,11 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
                     message,
                 }),
             }
+            (objects, errors)
+        });
+        for (o, e) in parsed {
+            objects.extend(o);
+            errors.extend(e);
         }
     }
     (objects, errors)
@@ -260,7 +266,7 @@ fn push_value(
         api_version: api_version.to_string(),
         kind: kind.to_string(),
         meta,
-        body: value,
+        body: crate::object::Body::new(&value),
         origin,
     });
 }
@@ -502,16 +508,14 @@ impl Inventory {
         let ns = o.meta.namespace_or_default().to_string();
         match (group, o.kind.as_str()) {
             ("", "Namespace") => {
-                if let Some(r) = self.typed::<serde_json::Value>(o, None) {
-                    let r = Resource {
-                        api_version: r.api_version,
-                        kind: r.kind,
-                        meta: r.meta,
-                        spec: (),
-                        origin: r.origin,
-                    };
-                    self.namespaces.insert(o.meta.name.clone(), r);
-                }
+                let r = Resource {
+                    api_version: o.api_version.clone(),
+                    kind: o.kind.clone(),
+                    meta: o.meta.clone(),
+                    spec: (),
+                    origin: o.origin.clone(),
+                };
+                self.namespaces.insert(o.meta.name.clone(), r);
             }
             ("", "Pod") => self.add_pod_template(o, &["spec"], true),
             ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
@@ -608,9 +612,10 @@ impl Inventory {
         o: &Object,
         field: Option<&str>,
     ) -> Option<Resource<S>> {
+        let body = o.body.value();
         let value = match field {
-            Some(f) => o.body.get(f).unwrap_or(&serde_json::Value::Null),
-            None => &o.body,
+            Some(f) => body.get(f).unwrap_or(&serde_json::Value::Null),
+            None => &body,
         };
         let spec = if value.is_null() {
             Ok(S::default())
@@ -637,12 +642,13 @@ impl Inventory {
     }
 
     fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
-        let mut template = &o.body;
+        let body = o.body.value();
+        let mut template = &body;
         for p in path {
             template = template.get(p).unwrap_or(&serde_json::Value::Null);
         }
         let (meta_value, spec_value) = if is_pod {
-            (o.body.get("metadata"), Some(template))
+            (body.get("metadata"), Some(template))
         } else {
             (template.get("metadata"), template.get("spec"))
         };
@@ -684,6 +690,7 @@ impl Inventory {
 
     fn add_config_map(&mut self, o: &Object) {
         let data = o.body.get("data");
+        let data = data.as_ref();
         let get = |k: &str| data.and_then(|d| d.get(k)).and_then(|v| v.as_str());
         let name = o.meta.name.as_str();
         if name == "istio" || name.starts_with("istio-") && get("mesh").is_some() {

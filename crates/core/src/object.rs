@@ -101,7 +101,7 @@ pub struct Object {
     pub kind: String,
     pub meta: Meta,
     /// The whole object as read.
-    pub body: serde_json::Value,
+    pub body: Body,
     pub origin: Origin,
 }
 
@@ -120,6 +120,68 @@ impl Object {
             Some((group, _)) => group,
             None => "",
         }
+    }
+}
+
+/// The whole of an object as read, kept as compact JSON text.
+///
+/// A parsed `serde_json::Value` of a typical manifest takes about ten times the memory of its
+/// text, and after the inventory is built only a few objects (KFP's own workloads and
+/// ConfigMaps, webhook configurations, Profiles) are read raw again: each read parses the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Body(Box<str>);
+
+impl Body {
+    pub fn new(value: &serde_json::Value) -> Body {
+        // Serializing a `Value` cannot fail: its map keys are strings.
+        Body(
+            serde_json::to_string(value)
+                .unwrap_or_default()
+                .into_boxed_str(),
+        )
+    }
+
+    /// The compact JSON text.
+    pub fn json(&self) -> &str {
+        &self.0
+    }
+
+    /// The object as a JSON tree (`Null` for an empty body).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The value at a top-level field.
+    pub fn get(&self, field: &str) -> Option<serde_json::Value> {
+        match self.value() {
+            serde_json::Value::Object(mut map) => map.remove(field),
+            _ => None,
+        }
+    }
+
+    /// The value at a JSON pointer (`/spec/template/spec`).
+    pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
+        self.value()
+            .pointer_mut(pointer)
+            .map(serde_json::Value::take)
+    }
+}
+
+impl From<serde_json::Value> for Body {
+    fn from(value: serde_json::Value) -> Body {
+        Body::new(&value)
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

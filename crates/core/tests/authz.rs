@@ -89,7 +89,8 @@ fn with_unvalidated(spec: &str) -> Inventory {
         api_version: o.api_version.clone(),
         kind: o.kind.clone(),
         meta: o.meta.clone(),
-        spec: serde_json::from_value::<AuthorizationPolicySpec>(o.body["spec"].clone()).unwrap(),
+        spec: serde_json::from_value::<AuthorizationPolicySpec>(o.body.value()["spec"].clone())
+            .unwrap(),
         origin: o.origin.clone(),
     };
     let mut inv = build(&[HTTPBIN]);

@@ -60,7 +60,7 @@ spec:
     objects
         .into_iter()
         .next()
-        .map(|o| o.body)
+        .map(|o| o.body.value())
         .expect("one driver pod")
 }
 

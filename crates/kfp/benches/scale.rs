@@ -275,3 +275,7 @@ fn main() {
         );
     }
 }
+
+// The allocator of the `kfp-mesh` binary, so the figures are the command's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -390,14 +390,21 @@ fn evaluate_flow(
 
 /// The part of an explanation a report keeps: all of it, or the step that decided (the last
 /// one that is not the engine's own summary).
+/// A report holds tens of thousands of them: they are trimmed to their length (a vector
+/// grown step by step has up to twice the room it needs).
 fn keep(mut steps: Vec<Step>, explanations: Explanations) -> Vec<Step> {
-    match explanations {
-        Explanations::Full => steps,
-        Explanations::Cause => match steps.iter().rposition(|s| s.rule != "H") {
+    if let Explanations::Cause = explanations {
+        steps = match steps.iter().rposition(|s| s.rule != "H") {
             Some(i) => vec![steps.swap_remove(i)],
             None => Vec::new(),
-        },
+        };
     }
+    steps.shrink_to_fit();
+    for step in &mut steps {
+        step.objects.shrink_to_fit();
+        step.message.shrink_to_fit();
+    }
+    steps
 }
 
 /// `system-dag-driver` for a run pod named `<wf>-system-dag-driver-<hash>`, else the name.

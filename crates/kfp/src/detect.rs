@@ -391,7 +391,7 @@ pub(crate) fn workload_object<'a>(inv: &'a Inventory, w: &Workload) -> Option<&'
 }
 
 /// The pod spec (JSON) of a workload object.
-pub(crate) fn pod_spec_json(o: &Object) -> Option<&Value> {
+pub(crate) fn pod_spec_json(o: &Object) -> Option<Value> {
     match o.kind.as_str() {
         "Pod" => o.body.get("spec"),
         "CronJob" => o.body.pointer("/spec/jobTemplate/spec/template/spec"),
@@ -399,11 +399,7 @@ pub(crate) fn pod_spec_json(o: &Object) -> Option<&Value> {
     }
 }
 
-fn config_map_data<'a>(
-    inv: &'a Inventory,
-    ns: &str,
-    name: &str,
-) -> Option<(&'a Object, &'a Value)> {
+fn config_map_data<'a>(inv: &'a Inventory, ns: &str, name: &str) -> Option<(&'a Object, Value)> {
     let o = find_object(inv, "ConfigMap", ns, name)?;
     Some((o, o.body.get("data")?))
 }
@@ -467,7 +463,8 @@ pub(crate) fn resolve_env(inv: &Inventory, o: &Object, var: &str) -> Option<(Str
 /// Whether a container of the workload object declares this env var at all.
 fn declares_env(o: &Object, var: &str) -> bool {
     pod_spec_json(o)
-        .and_then(|s| s.get("containers"))
+        .and_then(|mut s| s.get_mut("containers").map(Value::take))
+        .as_ref()
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -526,7 +523,8 @@ pub fn detect(inv: &Inventory, opts: &DetectOptions) -> KfpFacts {
         .find(|w| w.name == "ml-pipeline" && w.kind != "Pod")
         .or_else(|| inv.workload(&ns, "ml-pipeline"));
     let api_obj = api.and_then(|w| workload_object(inv, w));
-    let install_config = config_map_data(inv, &ns, "pipeline-install-config");
+    let install_config_data = config_map_data(inv, &ns, "pipeline-install-config");
+    let install_config = install_config_data.as_ref().map(|(o, data)| (*o, data));
     let detected =
         api.is_some() || inv.service(&ns, "ml-pipeline").is_some() || install_config.is_some();
 
@@ -1088,6 +1086,7 @@ fn detect_k8s_native(
         for wh in o
             .body
             .get("webhooks")
+            .as_ref()
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -1212,7 +1211,8 @@ pub fn profile_namespace_labels(inv: &Inventory, name: &str) -> BTreeMap<String,
         if o.kind != "ConfigMap" {
             return None;
         }
-        let text = o.body.pointer("/data/namespace-labels.yaml")?.as_str()?;
+        let text = o.body.pointer("/data/namespace-labels.yaml")?;
+        let text = text.as_str()?;
         let v: Value = serde_saphyr::from_str(text).ok()?;
         let m = v.as_object()?;
         Some(
@@ -1295,6 +1295,7 @@ fn detect_profiles(
             let owner = o
                 .body
                 .pointer("/spec/owner/name")
+                .as_ref()
                 .and_then(Value::as_str)
                 .map(str::to_string);
             add(

@@ -717,14 +717,11 @@ fn webhook_config(
             )),
         );
     };
-    let Some(text) = cm
-        .body
-        .pointer(&format!(
-            "/data/{}",
-            key.replace('~', "~0").replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-    else {
+    let value = cm.body.pointer(&format!(
+        "/data/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    ));
+    let Some(text) = value.as_ref().and_then(Value::as_str) else {
         return (
             None,
             Evidence::of_object(cm, format!("key {key}")),
@@ -793,7 +790,7 @@ fn object(
         api_version: api_version.to_string(),
         kind: kind.to_string(),
         meta,
-        body: full,
+        body: full.into(),
         origin: Origin::builtin(what),
     }
 }
