@@ -126,8 +126,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         match args.output {
             CheckFormat::Table => print_table(&report, example),
-            CheckFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&report))?),
-            CheckFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif(&report))?),
+            CheckFormat::Json => print_json(&report)?,
+            CheckFormat::Sarif => print_json(&sarif(&report))?,
             CheckFormat::Html => print!("{}", kfp_mesh_report::html(&report)),
             CheckFormat::Dot => print!("{}", kfp_mesh_report::dot(&report)),
             CheckFormat::Mermaid => print!("{}", kfp_mesh_report::mermaid(&report)),
@@ -387,6 +387,17 @@ fn print_explanation(f: &check::FlowResult) {
 }
 
 /// The JSON report: `{kfp, flows, findings, access, unresolved, suppressed}`.
+/// Pretty JSON on stdout, written as it is serialised: the report of a large cluster is
+/// hundreds of megabytes as text, and several times that as a `serde_json::Value`.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
 pub(crate) fn json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
 }

@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench -p kfp-mesh-kfp --bench scale` (prints load and check times per N and the
 //! peak resident memory; figures in docs/performance.md). `KFP_MESH_SCALE=100,1000` picks the
-//! sizes.
+//! sizes; `KFP_MESH_SCALE_OUT=DIR` also writes each generated input to `DIR/profiles-N.yaml`.
 
 use std::time::Instant;
 
@@ -242,6 +242,11 @@ fn main() {
     println!("profiles  objects  load_s  check_s  flows  findings  peak_rss_mib");
     for n in sizes {
         let generated: String = (0..n).map(profile).collect();
+        // `KFP_MESH_SCALE_OUT=DIR` writes the generated profiles, to time `kfp-mesh check` itself.
+        if let Ok(dir) = std::env::var("KFP_MESH_SCALE_OUT") {
+            let path = std::path::Path::new(&dir).join(format!("profiles-{n}.yaml"));
+            std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
         let start = Instant::now();
         let mut objects = Vec::new();
         let mut errors = Vec::new();
