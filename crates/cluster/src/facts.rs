@@ -323,7 +323,7 @@ fn is_istio_injector(m: &kfp_mesh_core::inventory::MutatingWebhookConfiguration)
 pub fn webhook_order(inv: &Inventory) -> Vec<WebhookOrder> {
     let ours: BTreeSet<String> = runpods::kfp_mesh_webhooks(inv)
         .into_iter()
-        .map(|w| w.configuration.object.name)
+        .map(|w| w.configuration.object.name.clone())
         .collect();
     let mut out: Vec<WebhookOrder> = inv
         .mutating_webhooks
@@ -496,9 +496,11 @@ fn run_pods_meet_strict(inv: &Inventory, report: &Report, ns: &str) -> bool {
 fn pod_cite(pods: &[LivePod], ns: &str, name: &str) -> Option<Cited> {
     pods.iter()
         .find(|p| p.namespace == ns && p.name == name)
-        .map(|p| Cited {
-            object: ObjectRef::new("Pod", Some(&p.namespace), &p.name),
-            origin: p.origin.clone(),
+        .map(|p| {
+            Cited::new(
+                ObjectRef::new("Pod", Some(&p.namespace), &p.name),
+                p.origin.clone(),
+            )
         })
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::validation::{self, Severity, ValidationIssue};
 use crate::model::*;
-use crate::object::{Cited, Meta, Object, ObjectRef, Origin, Resource};
+use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource};
 
 /// Largest input text accepted in one call of [`parse_stream`].
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
@@ -299,6 +299,8 @@ pub struct Workload {
     pub origin: Origin,
     /// Set for pods that do not exist in the input but that kfp-mesh models (KFP run pods).
     pub synthetic: bool,
+    /// Its citation, made once (`Default::default()` when building one).
+    pub cited: CiteCache,
 }
 
 impl Workload {
@@ -306,10 +308,8 @@ impl Workload {
         ObjectRef::new(&self.kind, Some(&self.namespace), &self.name)
     }
     pub fn cite(&self) -> Cited {
-        Cited {
-            object: self.object_ref(),
-            origin: self.origin.clone(),
-        }
+        self.cited
+            .get_or_make(|| Cited::new(self.object_ref(), self.origin.clone()))
     }
     pub fn service_account(&self) -> &str {
         self.spec
@@ -514,6 +514,7 @@ impl Inventory {
                     meta: o.meta.clone(),
                     spec: (),
                     origin: o.origin.clone(),
+                    cited: CiteCache::default(),
                 };
                 self.namespaces.insert(o.meta.name.clone(), r);
             }
@@ -534,10 +535,7 @@ impl Inventory {
             ("", "ServiceAccount") => {
                 self.service_accounts.insert(
                     (ns, o.meta.name.clone()),
-                    Cited {
-                        object: o.object_ref(),
-                        origin: o.origin.clone(),
-                    },
+                    Cited::new(o.object_ref(), o.origin.clone()),
                 );
             }
             ("", "ConfigMap") => self.add_config_map(o),
@@ -629,6 +627,7 @@ impl Inventory {
                 meta: o.meta.clone(),
                 spec,
                 origin: o.origin.clone(),
+                cited: CiteCache::default(),
             }),
             Err(e) => {
                 self.errors.push(InputError {
@@ -685,6 +684,7 @@ impl Inventory {
             spec,
             origin: o.origin.clone(),
             synthetic: false,
+            cited: CiteCache::default(),
         });
     }
 
@@ -872,10 +872,7 @@ fn istio_version(o: &Object, versions: &[&str]) -> bool {
 }
 
 fn cite_object(o: &Object) -> Cited {
-    Cited {
-        object: o.object_ref(),
-        origin: o.origin.clone(),
-    }
+    Cited::new(o.object_ref(), o.origin.clone())
 }
 
 /// Istio's order among policies of one scope: oldest `creationTimestamp` first, then name.

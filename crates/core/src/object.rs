@@ -193,6 +193,8 @@ pub struct Resource<S> {
     pub meta: Meta,
     pub spec: S,
     pub origin: Origin,
+    /// Its citation, made once (`Default::default()` when building one).
+    pub cited: CiteCache,
 }
 
 impl<S> Resource<S> {
@@ -211,18 +213,64 @@ impl<S> Resource<S> {
     }
     /// `ObjectRef` plus origin, for explanations and findings.
     pub fn cite(&self) -> Cited {
-        Cited {
-            object: self.object_ref(),
-            origin: self.origin.clone(),
-        }
+        self.cited
+            .get_or_make(|| Cited::new(self.object_ref(), self.origin.clone()))
     }
 }
 
 /// An object reference with the place it was read from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Cited {
+///
+/// Shared, not copied: the explanations of a large cluster's flows cite the same objects
+/// hundreds of thousands of times, so a citation is a pointer to one [`Citation`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cited(Arc<Citation>);
+
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Citation {
     pub object: ObjectRef,
     pub origin: Origin,
+}
+
+impl Cited {
+    pub fn new(object: ObjectRef, origin: Origin) -> Cited {
+        Cited(Arc::new(Citation { object, origin }))
+    }
+}
+
+impl std::ops::Deref for Cited {
+    type Target = Citation;
+    fn deref(&self) -> &Citation {
+        &self.0
+    }
+}
+
+impl Serialize for Cited {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// The citation of a typed object or workload, made on first use and then shared. A cache,
+/// not part of the value: two objects compare equal whatever their caches hold.
+#[derive(Clone, Default)]
+pub struct CiteCache(std::sync::OnceLock<Cited>);
+
+impl CiteCache {
+    pub fn get_or_make(&self, make: impl FnOnce() -> Cited) -> Cited {
+        self.0.get_or_init(make).clone()
+    }
+}
+
+impl PartialEq for CiteCache {
+    fn eq(&self, _: &CiteCache) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for CiteCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CiteCache")
+    }
 }
 
 impl fmt::Display for Cited {

@@ -92,6 +92,7 @@ fn with_unvalidated(spec: &str) -> Inventory {
         spec: serde_json::from_value::<AuthorizationPolicySpec>(o.body.value()["spec"].clone())
             .unwrap(),
         origin: o.origin.clone(),
+        cited: Default::default(),
     };
     let mut inv = build(&[HTTPBIN]);
     inv.authorization_policies

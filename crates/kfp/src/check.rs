@@ -240,10 +240,10 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
 
 fn input_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
     for e in &inv.errors {
-        let about = e.object.clone().map(|object| Cited {
-            object,
-            origin: e.origin.clone(),
-        });
+        let about = e
+            .object
+            .clone()
+            .map(|object| Cited::new(object, e.origin.clone()));
         let mut f = Finding::new("KM050", e.message.clone(), about.as_ref());
         if about.is_none() {
             f.file = Some(e.origin.source.to_string());

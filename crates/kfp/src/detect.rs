@@ -75,10 +75,9 @@ impl Evidence {
     }
     /// The object and place, for findings (`None` for assumptions).
     pub fn cite(&self) -> Option<Cited> {
-        self.object.as_ref().map(|o| Cited {
-            object: o.clone(),
-            origin: self.origin.clone(),
-        })
+        self.object
+            .as_ref()
+            .map(|o| Cited::new(o.clone(), self.origin.clone()))
     }
 }
 
@@ -1109,10 +1108,7 @@ fn detect_k8s_native(
                 })
                 .any(|r| r.as_str() == Some("pipelineversions"));
             if to_api && pipelineversions {
-                let cited = Cited {
-                    object: o.object_ref(),
-                    origin: o.origin.clone(),
-                };
+                let cited = Cited::new(o.object_ref(), o.origin.clone());
                 if !configurations.contains(&cited) {
                     evidence.push(Evidence::of_object(
                         o,

@@ -343,6 +343,7 @@ fn to_workload(pod: &Value, ns: &str, name: &str, origin: Origin) -> Workload {
         spec,
         origin,
         synthetic: true,
+        cited: Default::default(),
     }
 }
 

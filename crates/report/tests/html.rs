@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use kfp_mesh_core::connection::Outcome;
+use kfp_mesh_core::object::{Cited, Origin};
 use kfp_mesh_kfp::check::Report;
 use kfp_mesh_report::layout::Rect;
 
@@ -258,8 +259,9 @@ fn poisoned() -> Report {
         for s in &mut f.explanation {
             s.message = p(i + 1);
             for o in &mut s.objects {
-                o.object.name = p(i + 2);
-                o.origin.source = p(i + 3).into();
+                let mut object = o.object.clone();
+                object.name = p(i + 2);
+                *o = Cited::new(object, Origin::new(p(i + 3), o.origin.line));
             }
         }
     }

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod quantity;
 pub mod role;
+mod view;
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ use serde_json::{Map, Value};
 pub use config::{ConfigError, INJECT_KEY, MutationConfig, Problem, Role};
 pub use quantity::Quantity;
 pub use role::{pod_role, template_role};
+pub use view::{WorkflowView, parse_workflow_view};
 
 /// One change the mutation makes, or deliberately does not make.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,76 +265,6 @@ pub fn mutate_workflow(
         plan.targets.push(target);
     }
     Ok(plan)
-}
-
-/// Parses a Workflow from JSON keeping only what [`mutate_workflow`] reads (`kind`, and of
-/// each template `name`, `metadata`, `container`, `script`, `initContainers`), skipping the
-/// rest (DAGs, arguments, ...) without building it. `mutate_workflow` gives the same plan on
-/// this view as on the whole object; the webhook uses it because parsing is most of a
-/// review's cost.
-pub fn parse_workflow_view(json: &str) -> Result<Value, serde_json::Error> {
-    let view: WorkflowView = serde_json::from_str(json)?;
-    Ok(view.into_value())
-}
-
-/// The parts of a Workflow [`mutate_workflow`] reads; deserialize it in place of the whole
-/// object (the webhook parses it inside the AdmissionReview in one pass), then
-/// [`WorkflowView::into_value`].
-#[derive(Debug, serde::Deserialize)]
-pub struct WorkflowView {
-    kind: Option<Value>,
-    spec: Option<SpecView>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct SpecView {
-    templates: Option<Vec<TemplateView>>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TemplateView {
-    name: Option<Value>,
-    metadata: Option<Value>,
-    container: Option<Value>,
-    script: Option<Value>,
-    init_containers: Option<Value>,
-}
-
-impl WorkflowView {
-    /// The view as a JSON object of the Workflow's shape, for [`mutate_workflow`].
-    pub fn into_value(self) -> Value {
-        let mut out = Map::new();
-        if let Some(kind) = self.kind {
-            out.insert("kind".into(), kind);
-        }
-        if let Some(spec) = self.spec {
-            let mut s = Map::new();
-            if let Some(templates) = spec.templates {
-                let list = templates
-                    .into_iter()
-                    .map(|t| {
-                        let mut m = Map::new();
-                        for (k, v) in [
-                            ("name", t.name),
-                            ("metadata", t.metadata),
-                            ("container", t.container),
-                            ("script", t.script),
-                            ("initContainers", t.init_containers),
-                        ] {
-                            if let Some(v) = v {
-                                m.insert(k.to_string(), v);
-                            }
-                        }
-                        Value::Object(m)
-                    })
-                    .collect();
-                s.insert("templates".into(), Value::Array(list));
-            }
-            out.insert("spec".into(), Value::Object(s));
-        }
-        Value::Object(out)
-    }
 }
 
 /// Pod mode: the patch for a KFP run Pod (its `metadata` and its `main` container).
