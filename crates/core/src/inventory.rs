@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::validation::{self, Severity, ValidationIssue};
 use crate::model::*;
-use crate::object::{Body, CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource};
+use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource};
 
 /// Largest input text accepted in one call of [`parse_stream`].
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
@@ -68,7 +68,7 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
             let mut objects = Vec::new();
             let mut errors = Vec::new();
             match parse_yaml_document(doc) {
-                Ok(Some(json)) => push_json(json, origin, &mut objects, &mut errors),
+                Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
                 Ok(None) => {}
                 Err(message) => errors.push(InputError {
                     origin,
@@ -86,9 +86,7 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
     (objects, errors)
 }
 
-/// One YAML document as compact JSON text (`None` when it holds nothing). The YAML events go
-/// straight to the JSON writer: no tree is built for a document that is kept as text.
-fn parse_yaml_document(doc: &str) -> Result<Option<String>, String> {
+fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
     if doc
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%'))
@@ -98,59 +96,12 @@ fn parse_yaml_document(doc: &str) -> Result<Option<String>, String> {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
     };
-    let Transcoded(json) = serde_saphyr::from_str_with_options(doc, options).map_err(|e| {
-        format!(
-            "not valid YAML: {}",
-            first_position(&one_line(&e.to_string()))
-        )
-    })?;
-    Ok((json != "null").then_some(json))
-}
-
-/// A parser error raised inside a nested value reaches the top once per level of nesting, each
-/// time with a position appended ("... at line 3, column 18 at line 3, column 11"): keep the
-/// innermost position, where the error is.
-fn first_position(message: &str) -> &str {
-    const AT: &str = " at line ";
-    let Some(first) = message.find(AT) else {
-        return message;
-    };
-    let mut end = first;
-    let mut rest = &message[first..];
-    let mut positions = 0;
-    while let Some(after) = rest.strip_prefix(AT) {
-        let digits = |t: &str| t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let line = digits(after);
-        let Some(col) = after[line..].strip_prefix(", column ") else {
-            break;
-        };
-        let taken = AT.len() + line + ", column ".len() + digits(col);
-        if positions == 0 {
-            end += taken;
-        }
-        positions += 1;
-        rest = &rest[taken..];
-    }
-    if rest.is_empty() && positions > 0 {
-        &message[..end]
-    } else {
-        message
-    }
-}
-
-/// A YAML document written as JSON while it is read (see [`parse_yaml_document`]).
-struct Transcoded(String);
-
-impl<'de> Deserialize<'de> for Transcoded {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut out = Vec::new();
-        serde_transcode::transcode(deserializer, &mut serde_json::Serializer::new(&mut out))
-            .map_err(serde::de::Error::custom)?;
-        // serde_json writes UTF-8 only.
-        String::from_utf8(out)
-            .map(Transcoded)
-            .map_err(serde::de::Error::custom)
-    }
+    let value: serde_json::Value = serde_saphyr::from_str_with_options(doc, options)
+        .map_err(|e| format!("not valid YAML: {}", one_line(&e.to_string())))?;
+    Ok(match value {
+        serde_json::Value::Null => None,
+        v => Some(v),
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -289,91 +240,35 @@ fn push_value(
         }
         return;
     }
-    match object_of(api_version, kind, map.get("metadata"), origin) {
-        Ok(mut o) => {
-            o.body = Body::new(&value);
-            objects.push(o);
-        }
-        Err(e) => errors.push(e),
-    }
-}
-
-/// [`push_value`] for an object already written as compact JSON (YAML input): the text becomes
-/// the body as it is, and only the header is read from it.
-fn push_json(
-    json: String,
-    origin: Origin,
-    objects: &mut Vec<Object>,
-    errors: &mut Vec<InputError>,
-) {
-    #[derive(Deserialize)]
-    struct Header {
-        #[serde(rename = "apiVersion")]
-        api_version: Option<serde_json::Value>,
-        kind: Option<serde_json::Value>,
-        metadata: Option<serde_json::Value>,
-    }
-    let header = serde_json::from_str::<Header>(&json).ok().and_then(|h| {
-        let text = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (api_version, kind) = (text(&h.api_version), text(&h.kind));
-        // Lists and anything that is not a plain object take the general path.
-        let plain = !kind.is_empty() && !api_version.is_empty() && !kind.ends_with("List");
-        plain.then_some((api_version, kind, h.metadata))
-    });
-    let Some((api_version, kind, metadata)) = header else {
-        match serde_json::from_str(&json) {
-            Ok(value) => push_value(value, origin, objects, errors),
-            Err(e) => errors.push(InputError {
-                origin,
-                object: None,
-                message: format!("not valid YAML: {e}"),
-            }),
-        }
-        return;
-    };
-    match object_of(&api_version, &kind, metadata.as_ref(), origin) {
-        Ok(mut o) => {
-            o.body = Body::from_json(json);
-            objects.push(o);
-        }
-        Err(e) => errors.push(e),
-    }
-}
-
-/// An object with its identity and metadata checked (its body is filled in by the caller).
-fn object_of(
-    api_version: &str,
-    kind: &str,
-    metadata: Option<&serde_json::Value>,
-    origin: Origin,
-) -> Result<Object, InputError> {
-    let meta: Meta = match metadata {
+    let meta: Meta = match map.get("metadata") {
         None => Meta::default(),
-        Some(m) => Meta::deserialize(m).map_err(|e| InputError {
-            origin: origin.clone(),
-            object: Some(ObjectRef::new(kind, None, "?")),
-            message: format!("unreadable metadata: {e}"),
-        })?,
+        Some(m) => match Meta::deserialize(m) {
+            Ok(meta) => meta,
+            Err(e) => {
+                errors.push(InputError {
+                    origin,
+                    object: Some(ObjectRef::new(kind, None, "?")),
+                    message: format!("unreadable metadata: {e}"),
+                });
+                return;
+            }
+        },
     };
     if meta.name.is_empty() {
-        return Err(InputError {
+        errors.push(InputError {
             origin,
             object: Some(ObjectRef::new(kind, meta.namespace.as_deref(), "")),
             message: "object has no metadata.name".to_string(),
         });
+        return;
     }
-    Ok(Object {
+    objects.push(Object {
         api_version: api_version.to_string(),
         kind: kind.to_string(),
         meta,
-        body: Body::default(),
+        body: crate::object::Body::new(&value),
         origin,
-    })
+    });
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -1118,28 +1013,4 @@ fn top_level_keys(text: &str, keys: &[&str]) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_position;
-
-    #[test]
-    fn a_parser_error_keeps_its_innermost_position() {
-        for (message, kept) in [
-            (
-                "unclosed bracket '[' at line 3, column 18 at line 3, column 18 at line 3, column 11",
-                "unclosed bracket '[' at line 3, column 18",
-            ),
-            ("bad at line 12, column 1", "bad at line 12, column 1"),
-            ("no position", "no position"),
-            (
-                "bad at line 1, column 2 and then at line 4",
-                "bad at line 1, column 2 and then at line 4",
-            ),
-            ("bad at line x, column 2", "bad at line x, column 2"),
-        ] {
-            assert_eq!(first_position(message), kept, "{message}");
-        }
-    }
 }

@@ -128,15 +128,10 @@ impl Object {
 /// A parsed `serde_json::Value` of a typical manifest takes about ten times the memory of its
 /// text, and after the inventory is built only a few objects (KFP's own workloads and
 /// ConfigMaps, webhook configurations, Profiles) are read raw again: each read parses the text.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Body(Box<str>);
 
 impl Body {
-    /// A body from JSON text the caller has just written (compact, valid).
-    pub(crate) fn from_json(json: String) -> Body {
-        Body(json.into_boxed_str())
-    }
-
     pub fn new(value: &serde_json::Value) -> Body {
         // Serializing a `Value` cannot fail: its map keys are strings.
         Body(
