@@ -1,11 +1,13 @@
 //! `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out. Pure and synchronous: the
 //! server calls [`review`] with the request body; the fuzz target calls it with anything.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use kfp_mesh_kfp::mutation::{
     MutationConfig, MutationPlan, WorkflowView, mutate_pod, mutate_workflow, parse_workflow_view,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -62,41 +64,24 @@ struct RequestIn<'a> {
 /// The same envelope with the object parsed in the same pass (the common, fast path).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewTyped<O> {
-    api_version: Option<String>,
-    kind: Option<String>,
-    request: Option<RequestTyped<O>>,
+struct ReviewTyped<'a, O> {
+    #[serde(borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<RequestTyped<'a, O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestTyped<O> {
+struct RequestTyped<'a, O> {
     uid: Option<String>,
-    operation: Option<String>,
+    #[serde(borrow)]
+    operation: Option<Cow<'a, str>>,
     namespace: Option<String>,
     name: Option<String>,
     object: Option<O>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
 }
 
 /// What was decided for one review (always `allowed: true`: this webhook never blocks).
@@ -159,11 +144,16 @@ pub fn review(
     body: &[u8],
     config: &MutationConfig,
 ) -> Result<Reviewed, BadRequest> {
+    // The object is read from a `&str`: the body's UTF-8 is checked once, up front (as the
+    // careful path checks its raw object), instead of string by string.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return review_two_pass(endpoint, body, config);
+    };
     let fast = match endpoint {
-        Endpoint::Workflows => serde_json::from_slice::<ReviewTyped<WorkflowView>>(body)
+        Endpoint::Workflows => serde_json::from_str::<ReviewTyped<'_, WorkflowView>>(text)
             .ok()
             .map(|r| map_object(r, WorkflowView::into_value)),
-        Endpoint::Pods => serde_json::from_slice::<ReviewTyped<Value>>(body).ok(),
+        Endpoint::Pods => serde_json::from_str::<ReviewTyped<'_, Value>>(text).ok(),
     };
     let Some(input) = fast else {
         return review_two_pass(endpoint, body, config);
@@ -186,7 +176,7 @@ pub fn review(
     Ok(respond(uid, request.namespace, request.name, outcome))
 }
 
-fn map_object<A, B>(r: ReviewTyped<A>, f: impl Fn(A) -> B) -> ReviewTyped<B> {
+fn map_object<'a, A, B>(r: ReviewTyped<'a, A>, f: impl Fn(A) -> B) -> ReviewTyped<'a, B> {
     ReviewTyped {
         api_version: r.api_version,
         kind: r.kind,
@@ -236,43 +226,72 @@ fn respond(
     name: Option<String>,
     outcome: Outcome,
 ) -> Reviewed {
-    let (patch_type, patch, warnings) = match &outcome {
-        Outcome::Patched(plan) => {
-            let json = serde_json::to_vec(&plan.patch).unwrap_or_default();
-            (
-                Some("JSONPatch"),
-                Some(base64::engine::general_purpose::STANDARD.encode(json)),
-                Vec::new(),
-            )
-        }
-        Outcome::FailOpen(reason) => (
-            None,
-            None,
-            vec![format!(
-                "kfp-mesh webhook: object not mutated, it could not be read: {reason}"
-            )],
-        ),
-        _ => (None, None, Vec::new()),
-    };
-    let out = ReviewOut {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: ResponseOut {
-            uid: &uid,
-            allowed: true,
-            patch_type,
-            patch,
-            warnings,
-        },
-    };
-    // Serialising these plain structs cannot fail.
-    let body = serde_json::to_vec(&out).unwrap_or_default();
+    let body = response_body(&uid, &outcome);
     Reviewed {
         uid,
         namespace,
         name,
         outcome,
         body,
+    }
+}
+
+/// The response JSON, written directly: the same bytes `serde_json` gives for
+/// `{"apiVersion", "kind", "response": {"uid", "allowed", "patchType"?, "patch"?, "warnings"?}}`
+/// (a test compares them), without building the patch's base64 text as a string first and
+/// then scanning it for characters to escape (base64 has none).
+fn response_body(uid: &str, outcome: &Outcome) -> Vec<u8> {
+    const HEAD: &[u8] =
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+    let mut out = Vec::with_capacity(HEAD.len() + uid.len() + 64);
+    out.extend_from_slice(HEAD);
+    write_json_string(&mut out, uid);
+    out.extend_from_slice(br#","allowed":true"#);
+    match outcome {
+        Outcome::Patched(plan) => {
+            // Serialising a JSON Patch (strings and JSON values) into memory cannot fail.
+            let patch = serde_json::to_vec(&plan.patch).unwrap_or_default();
+            out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+            append_base64(&mut out, &patch);
+            out.push(b'"');
+        }
+        Outcome::FailOpen(reason) => {
+            out.extend_from_slice(br#","warnings":["#);
+            write_json_string(
+                &mut out,
+                &format!("kfp-mesh webhook: object not mutated, it could not be read: {reason}"),
+            );
+            out.push(b']');
+        }
+        Outcome::Unchanged(_) | Outcome::Skipped(_) => {}
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// `s` as a JSON string (quoted and escaped as `serde_json` does).
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Standard base64 (with padding) of `bytes`, appended to `out`.
+fn append_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    match base64::encoded_len(bytes.len(), true) {
+        Some(len) => {
+            out.resize(start + len, 0);
+            match engine.encode_slice(bytes, &mut out[start..]) {
+                Ok(written) => out.truncate(start + written),
+                Err(_) => {
+                    out.truncate(start);
+                    out.extend_from_slice(engine.encode(bytes).as_bytes());
+                }
+            }
+        }
+        // Only for a length beyond `usize` once encoded (which no body can reach).
+        None => out.extend_from_slice(engine.encode(bytes).as_bytes()),
     }
 }
 
@@ -374,6 +393,106 @@ mod tests {
                         k.map(|r| r.outcome)
                     ),
                 }
+            }
+        }
+    }
+
+    /// A body that is not UTF-8 gets the careful path's answer, wherever the bad byte is.
+    #[test]
+    fn non_utf8_bodies_take_the_careful_path() {
+        let c = MutationConfig::default();
+        let workflow = json!({"kind": "Workflow", "spec": {"arguments": {"parameters": [{"value": "MARK"}]},
+            "templates": [{"name": "system-container-driver", "container": {"image": "ghcr.io/kubeflow/kfp-driver:2.5.0"}}]}});
+        let mut in_object = envelope("CREATE", workflow);
+        let mut in_envelope = body(json!({"apiVersion": API_VERSION, "kind": KIND,
+            "request": {"uid": "u", "operation": "CREATE", "userInfo": {"username": "MARK"},
+            "object": {"kind": "Workflow"}}}));
+        for b in [&mut in_object, &mut in_envelope] {
+            let at = b.windows(4).position(|w| w == b"MARK").expect("marker");
+            b[at] = 0xff;
+        }
+        for (i, b) in [in_object, in_envelope].iter().enumerate() {
+            for ep in [Endpoint::Workflows, Endpoint::Pods] {
+                let fast = review(ep, b, &c).map(|r| (r.body, r.outcome.label()));
+                let careful = review_two_pass(ep, b, &c).map(|r| (r.body, r.outcome.label()));
+                assert_eq!(fast, careful, "body {i} at {ep:?}");
+            }
+        }
+    }
+
+    /// The hand-written answer is byte for byte what serde_json writes for the response
+    /// structure.
+    #[test]
+    fn response_bytes_are_serde_json_bytes() {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ReviewOut<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            response: ResponseOut<'a>,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ResponseOut<'a> {
+            uid: &'a str,
+            allowed: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            patch_type: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            patch: Option<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            warnings: Vec<String>,
+        }
+        let c = MutationConfig::default();
+        let driver = json!({"kind": "Workflow", "spec": {"templates": [{"name": "system-container-driver",
+            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+            "container": {"image": "ghcr.io/kubeflow/kfp-driver:2.5.0", "command": ["driver"]}}]}});
+        let plan = mutate_workflow(&driver, &c).expect("readable");
+        assert!(!plan.is_empty());
+        let outcomes = [
+            Outcome::Patched(plan),
+            Outcome::Unchanged(MutationPlan::default()),
+            Outcome::Skipped("not a CREATE"),
+            Outcome::FailOpen("request.object: \"quoted\"\n\u{1}é".to_string()),
+        ];
+        for uid in ["u-1", "0d4c3f8e-5b7a-4d8e-9a51-6c2f0e1b7a93", "q\"\\\u{7}ü"] {
+            for outcome in &outcomes {
+                let (patch_type, patch, warnings) = match outcome {
+                    Outcome::Patched(plan) => (
+                        Some("JSONPatch"),
+                        Some(
+                            base64::engine::general_purpose::STANDARD
+                                .encode(serde_json::to_vec(&plan.patch).expect("json")),
+                        ),
+                        Vec::new(),
+                    ),
+                    Outcome::FailOpen(reason) => (
+                        None,
+                        None,
+                        vec![format!(
+                            "kfp-mesh webhook: object not mutated, it could not be read: {reason}"
+                        )],
+                    ),
+                    _ => (None, None, Vec::new()),
+                };
+                let expected = serde_json::to_vec(&ReviewOut {
+                    api_version: API_VERSION,
+                    kind: KIND,
+                    response: ResponseOut {
+                        uid,
+                        allowed: true,
+                        patch_type,
+                        patch,
+                        warnings,
+                    },
+                })
+                .expect("json");
+                assert_eq!(
+                    String::from_utf8_lossy(&response_body(uid, outcome)),
+                    String::from_utf8_lossy(&expected),
+                    "{uid} {}",
+                    outcome.label()
+                );
             }
         }
     }

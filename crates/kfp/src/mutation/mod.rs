@@ -16,6 +16,7 @@ pub mod quantity;
 pub mod role;
 mod view;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use json_patch::jsonptr::PointerBuf;
@@ -216,6 +217,7 @@ pub fn mutate_workflow(
         Some(Value::Array(t)) => t,
         Some(_) => return Err(ReadError::FieldNotList("spec.templates".into())),
     };
+    let annotations = config.effective_annotations();
     for (i, template) in templates.iter().enumerate() {
         if !template.is_object() {
             return Err(ReadError::FieldNotObject(format!("spec.templates[{i}]")));
@@ -240,6 +242,7 @@ pub fn mutate_workflow(
                 template.get("metadata"),
                 &base,
                 config,
+                &annotations,
                 &mut plan.patch.0,
                 &mut target.changes,
             )
@@ -292,6 +295,7 @@ pub fn mutate_pod(pod: &Value, config: &MutationConfig) -> Result<MutationPlan, 
             obj.get("metadata"),
             &PointerBuf::root(),
             config,
+            &config.effective_annotations(),
             &mut plan.patch.0,
             &mut target.changes,
         )
@@ -336,8 +340,15 @@ pub fn apply_to_pod_parts(
     }
     let mut ops = Vec::new();
     let meta_in = (!metadata.is_null()).then_some(&*metadata);
-    plan_metadata(meta_in, &PointerBuf::root(), config, &mut ops, &mut changes)
-        .map_err(ReadError::FieldNotObject)?;
+    plan_metadata(
+        meta_in,
+        &PointerBuf::root(),
+        config,
+        &config.effective_annotations(),
+        &mut ops,
+        &mut changes,
+    )
+    .map_err(ReadError::FieldNotObject)?;
     apply_ops(metadata, &ops, "metadata")?;
     if let Some(container) = main_container
         && config.sets_resources(role)
@@ -412,6 +423,7 @@ fn plan_metadata(
     metadata: Option<&Value>,
     base: &PointerBuf,
     config: &MutationConfig,
+    annotations: &BTreeMap<String, String>,
     ops: &mut Vec<PatchOperation>,
     changes: &mut Vec<Change>,
 ) -> Result<(), String> {
@@ -420,9 +432,8 @@ fn plan_metadata(
         Some(Value::Object(m)) => Some(m),
         Some(_) => return Err("metadata".into()),
     };
-    let annotations = config.effective_annotations();
     let mut new_metadata = Map::new();
-    for (field, wanted) in [("labels", &config.labels), ("annotations", &annotations)] {
+    for (field, wanted) in [("labels", &config.labels), ("annotations", annotations)] {
         if wanted.is_empty() {
             continue;
         }
@@ -690,4 +701,84 @@ fn plan_resources(
         add(ops, child(base, &["resources"]), Value::Object(whole));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of every kind of change (the webhook's log lines and `check`'s notes).
+    #[test]
+    fn change_text() {
+        let s = |x: &str| x.to_string();
+        let cases = [
+            (
+                Change::LabelAdded {
+                    key: s("k"),
+                    value: s("v"),
+                },
+                "+label k=v",
+            ),
+            (
+                Change::AnnotationAdded {
+                    key: s("k"),
+                    value: s("{\"a\":1}"),
+                },
+                "+annotation k={\"a\":1}",
+            ),
+            (
+                Change::AnnotationReplaced {
+                    key: s("k"),
+                    old: s("false"),
+                    new: s("true"),
+                },
+                "annotation k: false -> true",
+            ),
+            (
+                Change::LabelKept {
+                    key: s("k"),
+                    existing: s("e"),
+                    wanted: s("w"),
+                },
+                "kept user label k=e (wanted w)",
+            ),
+            (
+                Change::AnnotationKept {
+                    key: s("k"),
+                    existing: s("e"),
+                    wanted: s("w"),
+                },
+                "kept user annotation k=e (wanted w)",
+            ),
+            (
+                Change::ResourceSet {
+                    section: "limits",
+                    name: s("cpu"),
+                    old: None,
+                    new: s("1"),
+                },
+                "+limits.cpu=1",
+            ),
+            (
+                Change::ResourceSet {
+                    section: "requests",
+                    name: s("memory"),
+                    old: Some(s("1Mi")),
+                    new: s("2Mi"),
+                },
+                "requests.memory: 1Mi -> 2Mi",
+            ),
+            (
+                Change::ResourceUnreadable {
+                    section: "limits",
+                    name: s("cpu"),
+                    existing: s("{{x}}"),
+                },
+                "kept unreadable limits.cpu={{x}}",
+            ),
+        ];
+        for (change, text) in cases {
+            assert_eq!(change.to_string(), text);
+        }
+    }
 }

@@ -45,7 +45,7 @@ pub fn template_role(template: &Value) -> Option<Role> {
         .get("container")
         .or_else(|| template.get("script"))?;
     let name = template.get("name").and_then(Value::as_str).unwrap_or("");
-    let annotations = template.pointer("/metadata/annotations");
+    let annotations = template.get("metadata").and_then(|m| m.get("annotations"));
     if let Some(role) = annotation_role(annotations, || {
         role_from_template_name(name) == Some(Role::Importer) || is_importer_container(container)
     }) {

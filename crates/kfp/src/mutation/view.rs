@@ -18,11 +18,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
     Visitor,
 };
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Parses a Workflow from JSON keeping only what [`mutate_workflow`](super::mutate_workflow)
@@ -118,8 +118,10 @@ const CONTAINER: Shape = Shape::Fields(&[
     ("resources", Shape::Whole),
 ]);
 /// What the role detection reads of `initContainers` (the executor's `kfp-launcher`).
-const INIT_CONTAINERS: Shape =
-    Shape::Each(&Shape::Fields(&[("name", Shape::Whole), ("image", Shape::Whole)]));
+const INIT_CONTAINERS: Shape = Shape::Each(&Shape::Fields(&[
+    ("name", Shape::Whole),
+    ("image", Shape::Whole),
+]));
 
 trait ShapeOf {
     const SHAPE: &'static Shape;
@@ -289,17 +291,17 @@ mod tests {
     #[test]
     fn shapes() {
         let wf = json!({"kind": "Workflow", "metadata": {"name": "x"}, "spec": {
-            "arguments": {"parameters": [{"name": "p", "value": "{\"a\":1}"}]},
-            "templates": [
-                {"name": "t", "dag": {"tasks": []},
-                 "metadata": {"labels": {"a": "b"}, "annotations": {"c": "d"}, "x": 1},
-                 "container": {"name": "main", "image": "i", "command": ["driver"], "args": ["--a", 1.5, null],
-                               "resources": {"limits": {"cpu": 1}}, "env": [{"name": "E"}]},
-                 "initContainers": [{"name": "kfp-launcher", "image": "l", "args": ["x"]}, 7, "s"]},
-                {"name": 3, "metadata": "not an object", "script": ["not", "an", "object"],
-                 "initContainers": {"name": "not a list"}},
-                {"container": 12.5, "initContainers": null, "metadata": null},
-            ]}});
+        "arguments": {"parameters": [{"name": "p", "value": "{\"a\":1}"}]},
+        "templates": [
+            {"name": "t", "dag": {"tasks": []},
+             "metadata": {"labels": {"a": "b"}, "annotations": {"c": "d"}, "x": 1},
+             "container": {"name": "main", "image": "i", "command": ["driver"], "args": ["--a", 1.5, null],
+                           "resources": {"limits": {"cpu": 1}}, "env": [{"name": "E"}]},
+             "initContainers": [{"name": "kfp-launcher", "image": "l", "args": ["x"]}, 7, "s"]},
+            {"name": 3, "metadata": "not an object", "script": ["not", "an", "object"],
+             "initContainers": {"name": "not a list"}},
+            {"container": 12.5, "initContainers": null, "metadata": null},
+        ]}});
         let view = parse_workflow_view(&wf.to_string()).expect("parses");
         assert_eq!(
             view,
