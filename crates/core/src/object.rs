@@ -141,11 +141,6 @@ impl Body {
         )
     }
 
-    /// The compact JSON text.
-    pub fn json(&self) -> &str {
-        &self.0
-    }
-
     /// The object as a JSON tree (`Null` for an empty body).
     pub fn value(&self) -> serde_json::Value {
         serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
