@@ -390,6 +390,7 @@ fn evaluate_flow(
 
 /// The part of an explanation a report keeps: all of it, or the step that decided (the last
 /// one that is not the engine's own summary).
+///
 /// A report holds tens of thousands of them: they are trimmed to their length (a vector
 /// grown step by step has up to twice the room it needs).
 fn keep(mut steps: Vec<Step>, explanations: Explanations) -> Vec<Step> {

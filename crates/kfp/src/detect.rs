@@ -461,9 +461,10 @@ pub(crate) fn resolve_env(inv: &Inventory, o: &Object, var: &str) -> Option<(Str
 
 /// Whether a container of the workload object declares this env var at all.
 fn declares_env(o: &Object, var: &str) -> bool {
-    pod_spec_json(o)
-        .and_then(|mut s| s.get_mut("containers").map(Value::take))
-        .as_ref()
+    let Some(spec) = pod_spec_json(o) else {
+        return false;
+    };
+    spec.get("containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
