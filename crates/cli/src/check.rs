@@ -386,7 +386,6 @@ fn print_explanation(f: &check::FlowResult) {
     println!();
 }
 
-/// The JSON report: `{kfp, flows, findings, access, unresolved, suppressed}`.
 /// Pretty JSON on stdout, written as it is serialised: the report of a large cluster is
 /// hundreds of megabytes as text, and several times that as a `serde_json::Value`.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -398,6 +397,8 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The JSON report as a tree: `{kfp, flows, findings, access, unresolved, suppressed}` (for
+/// `verify`, which adds its live facts to it).
 pub(crate) fn json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
 }

@@ -533,10 +533,8 @@ impl Inventory {
                 }
             }
             ("", "ServiceAccount") => {
-                self.service_accounts.insert(
-                    (ns, o.meta.name.clone()),
-                    Cited::new(o.object_ref(), o.origin.clone()),
-                );
+                self.service_accounts
+                    .insert((ns, o.meta.name.clone()), o.cite());
             }
             ("", "ConfigMap") => self.add_config_map(o),
             ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
@@ -702,7 +700,7 @@ impl Inventory {
                 match parse_mesh_config(mesh, o.meta.namespace_or_default()) {
                     Ok(m) => {
                         self.mesh = m;
-                        self.mesh_source = Some(cite_object(o));
+                        self.mesh_source = Some(o.cite());
                     }
                     Err(e) => self.errors.push(InputError {
                         origin: o.origin.clone(),
@@ -718,7 +716,7 @@ impl Inventory {
             match parse_injector_config(get("config"), get("values")) {
                 Ok(c) => {
                     self.injector = c;
-                    self.injector_source = Some(cite_object(o));
+                    self.injector_source = Some(o.cite());
                 }
                 Err(e) => self.errors.push(InputError {
                     origin: o.origin.clone(),
@@ -869,10 +867,6 @@ fn istio_version(o: &Object, versions: &[&str]) -> bool {
     o.api_version
         .split_once('/')
         .is_some_and(|(_, v)| versions.contains(&v))
-}
-
-fn cite_object(o: &Object) -> Cited {
-    Cited::new(o.object_ref(), o.origin.clone())
 }
 
 /// Istio's order among policies of one scope: oldest `creationTimestamp` first, then name.

@@ -114,6 +114,11 @@ impl Object {
         }
     }
 
+    /// `ObjectRef` plus origin, for explanations and findings.
+    pub fn cite(&self) -> Cited {
+        Cited::new(self.object_ref(), self.origin.clone())
+    }
+
     /// The API group of `apiVersion` (empty for the core group).
     pub fn group(&self) -> &str {
         match self.api_version.split_once('/') {

@@ -1109,7 +1109,7 @@ fn detect_k8s_native(
                 })
                 .any(|r| r.as_str() == Some("pipelineversions"));
             if to_api && pipelineversions {
-                let cited = Cited::new(o.object_ref(), o.origin.clone());
+                let cited = o.cite();
                 if !configurations.contains(&cited) {
                     evidence.push(Evidence::of_object(
                         o,
