@@ -45,7 +45,9 @@ Examples:
   kfp-mesh check -f render.yaml --explain driver-to-mlmd
 
 Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on (whatever the
-output format); 2 usage error; 3 unreadable input (missing file, malformed documents).")]
+output format); 2 usage error; 3 unreadable input (missing file, malformed documents) or nothing
+to check: no object at all (an empty stdin, e.g. a failed `kubectl kustomize` in a pipe), or no
+KFP install without --generic.")]
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -67,6 +69,10 @@ pub struct CheckArgs {
     /// Suppress a finding: CODE, or CODE=NAMESPACE/NAME for one object. Repeatable.
     #[arg(long = "suppress", value_name = "CODE[=NS/NAME]")]
     pub suppress: Vec<String>,
+    /// Check input that holds no KFP install: only the generic Istio findings (rejected
+    /// objects, ineffective policies). Without it such input is an error (exit code 3).
+    #[arg(long)]
+    pub generic: bool,
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
@@ -77,6 +83,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         input::load(&args.input)?
     };
     input::report_input_errors(&inventory.errors);
+    if !example && inventory.objects.is_empty() && inventory.errors.is_empty() {
+        anyhow::bail!(
+            "the input holds no Kubernetes object: nothing to check. An empty stdin usually means the command before the pipe failed (`kubectl kustomize DIR | kfp-mesh check -f -`: use `set -o pipefail`, or `kfp-mesh check -k DIR`)"
+        );
+    }
     let suppress = args
         .suppress
         .iter()
@@ -98,8 +109,15 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         },
     };
     let input_errors = !inventory.errors.is_empty();
+    let report_objects = inventory.objects.len();
     let report = check::check_owned(inventory, &opts);
     if !report.kfp.detected {
+        if !args.generic && !input_errors {
+            anyhow::bail!(
+                "no Kubeflow Pipelines install found in the input ({} objects; no `ml-pipeline` Deployment or Service, no `pipeline-install-config`): nothing of KFP to check. Give the KFP manifests, name the namespace with --kfp-namespace, or pass --generic for the Istio checks alone",
+                report_objects
+            );
+        }
         eprintln!(
             "warning: no Kubeflow Pipelines install found in the input (no `ml-pipeline` Deployment or Service, no `pipeline-install-config`); only generic findings are reported"
         );
@@ -345,19 +363,52 @@ pub(crate) fn print_table(report: &Report, example: bool) {
     if report.suppressed > 0 {
         println!("({} findings suppressed)", report.suppressed);
     }
-    if !report.unresolved.is_empty() {
-        println!(
-            "\nNot checked ({}): {}",
-            report.unresolved.len(),
-            report.unresolved.join("; ")
-        );
-    }
+    print_unresolved(report);
     if example {
         println!(
             "\nEvery run pod flow is reset: the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on run pods.\n\
              Explain one flow: kfp-mesh check --explain driver-wait-to-object-store"
         );
         print_example_after();
+    }
+}
+
+/// The flows without a verdict: each one that is not simply outside the mesh on its own line
+/// with the reason and the object, the calls that leave the mesh in one line.
+fn print_unresolved(report: &Report) {
+    use kfp_mesh_kfp::catalog::UnresolvedKind;
+    let (outside, open): (Vec<_>, Vec<_>) = report
+        .unresolved
+        .iter()
+        .partition(|u| u.kind == UnresolvedKind::OutsideMesh);
+    if !open.is_empty() {
+        println!("\nNot evaluated ({}):", open.len());
+        for u in open {
+            let object = u
+                .object
+                .as_ref()
+                .map(|o| format!(" [{o}]"))
+                .unwrap_or_default();
+            println!(
+                "  {} ({}{}): {}{object}",
+                u.flow,
+                u.kind.as_str(),
+                if u.required { ", required" } else { "" },
+                u.reason
+            );
+        }
+    }
+    if !outside.is_empty() {
+        let mut ids: Vec<&str> = outside
+            .iter()
+            .map(|u| u.flow.split('@').next().unwrap_or(&u.flow))
+            .collect();
+        ids.dedup();
+        println!(
+            "\n{} calls leave the mesh (to kube-apiserver) and are not evaluated: {}",
+            outside.len(),
+            ids.join(", ")
+        );
     }
 }
 

@@ -6,11 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::OnceLock;
 
+use kfp_mesh_core::explain::Step;
 use kfp_mesh_core::inventory::{Inventory, Service, Workload};
 use kfp_mesh_core::model::IntOrString;
+use kfp_mesh_core::object::Cited;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{KfpFacts, Mode, ObjectStore, Version};
+use crate::clients::{self, Configured};
+
+use crate::detect::{self, KfpFacts, Mode, ObjectStore, Version};
 
 /// The catalog text, as shipped.
 pub const FLOWS_YAML: &str = include_str!("../catalog/flows.yaml");
@@ -448,6 +452,58 @@ pub struct ResolvedFlow<'a> {
     pub sources: Vec<Endpoint>,
     pub destination: Destination,
     pub headers: BTreeMap<String, String>,
+    /// How the destination was found: the client's configuration, or the catalog's default.
+    #[serde(skip)]
+    pub resolution: Step,
+}
+
+/// Why a catalog flow that applies has no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnresolvedKind {
+    /// Its caller or server is not part of the input at all (a partial render).
+    NotInInput,
+    /// Both are there but the connection cannot be placed: a Service without the port, a
+    /// `targetPort` no container declares, a selector matching nothing, a configured host no
+    /// Service provides.
+    CouldNotResolve,
+    /// The connection leaves the mesh (kube-apiserver); kfp-mesh does not evaluate it.
+    OutsideMesh,
+}
+
+impl UnresolvedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnresolvedKind::NotInInput => "not in the input",
+            UnresolvedKind::CouldNotResolve => "could not resolve",
+            UnresolvedKind::OutsideMesh => "outside the mesh",
+        }
+    }
+}
+
+/// A flow instance that could not be resolved, with the reason and the object to look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolveError {
+    pub kind: UnresolvedKind,
+    pub reason: String,
+    pub object: Option<Cited>,
+    /// The client's configuration names a host that no Service in the input provides.
+    pub configured: Option<Configured>,
+}
+
+impl ResolveError {
+    fn new(kind: UnresolvedKind, reason: impl Into<String>) -> Self {
+        ResolveError {
+            kind,
+            reason: reason.into(),
+            object: None,
+            configured: None,
+        }
+    }
+    fn about(mut self, object: Option<Cited>) -> Self {
+        self.object = object;
+        self
+    }
 }
 
 /// Resolve a flow against an inventory that already holds the synthesised run pods (and, for
@@ -458,12 +514,18 @@ pub fn resolve<'a>(
     flow: &'a Flow,
     inv: &Inventory,
     facts: &KfpFacts,
-) -> Vec<Result<ResolvedFlow<'a>, String>> {
+) -> Vec<(Option<String>, Result<ResolvedFlow<'a>, ResolveError>)> {
     let (Some(src_role), Some(dst_role)) = (
         catalog.role(&flow.source.role),
         catalog.role(&flow.destination.role),
     ) else {
-        return vec![Err(format!("flow {}: unknown role", flow.id))];
+        return vec![(
+            None,
+            Err(ResolveError::new(
+                UnresolvedKind::CouldNotResolve,
+                "the catalog names an unknown role",
+            )),
+        )];
     };
     let per_profile = |r: &RoleDef| {
         r.namespace == RoleNamespace::Profile
@@ -479,31 +541,42 @@ pub fn resolve<'a>(
         vec![None]
     };
     if instances.is_empty() {
-        return vec![Err(format!(
-            "flow {}: no profile namespace to run it in",
-            flow.id
-        ))];
+        return vec![(
+            None,
+            Err(ResolveError::new(
+                UnresolvedKind::NotInInput,
+                "no profile namespace to run it in (name one with --profile)",
+            )),
+        )];
     }
     instances
         .into_iter()
         .map(|profile| {
-            let sources = resolve_source(src_role, flow, inv, facts, profile.as_deref())?;
-            let destination = resolve_destination(
-                dst_role,
-                &flow.destination.port,
-                inv,
-                facts,
-                profile.as_deref(),
-            )
-            .map_err(|e| format!("flow {}: {e}", flow.id))?;
-            Ok(ResolvedFlow {
-                flow,
-                id: &flow.id,
-                headers: request_headers(flow, facts, profile.as_deref()),
-                profile,
-                sources,
-                destination,
-            })
+            let resolved = (|| {
+                let (sources, source_workload) =
+                    resolve_source(src_role, flow, inv, facts, profile.as_deref())?;
+                let configured = clients::configured(inv, facts, flow, source_workload);
+                let client_ns = sources.first().and_then(|s| s.namespace.clone());
+                let (destination, resolution) = resolve_destination(
+                    dst_role,
+                    &flow.destination.port,
+                    inv,
+                    facts,
+                    profile.as_deref(),
+                    configured,
+                    client_ns.as_deref(),
+                )?;
+                Ok(ResolvedFlow {
+                    flow,
+                    id: &flow.id,
+                    headers: request_headers(flow, facts, profile.as_deref()),
+                    profile: profile.clone(),
+                    sources,
+                    destination,
+                    resolution,
+                })
+            })();
+            (profile, resolved)
         })
         .collect()
 }
@@ -573,25 +646,28 @@ fn find_role_workload<'i>(
     r.workloads.iter().find_map(|n| inv.workload(ns, n))
 }
 
-fn resolve_source(
+fn resolve_source<'i>(
     r: &RoleDef,
     flow: &Flow,
-    inv: &Inventory,
+    inv: &'i Inventory,
     facts: &KfpFacts,
     profile: Option<&str>,
-) -> Result<Vec<Endpoint>, String> {
+) -> Result<(Vec<Endpoint>, Option<&'i Workload>), ResolveError> {
     let container = flow.source.container.as_deref();
     match r.kind {
-        RoleKind::External => Ok(vec![Endpoint {
-            namespace: None,
-            workload: r.name.clone(),
-            kind: "external".to_string(),
-            service_account: None,
-            expected_service_accounts: Vec::new(),
-            container: None,
-            synthetic: false,
-            external: true,
-        }]),
+        RoleKind::External => Ok((
+            vec![Endpoint {
+                namespace: None,
+                workload: r.name.clone(),
+                kind: "external".to_string(),
+                service_account: None,
+                expected_service_accounts: Vec::new(),
+                container: None,
+                synthetic: false,
+                external: true,
+            }],
+            None,
+        )),
         RoleKind::RunPod => {
             let ns = profile
                 .map(str::to_string)
@@ -604,34 +680,55 @@ fn resolve_source(
                 .filter(|w| w.kind == "Pod" && run_pod_template(&w.name, &r.run_pods).is_some())
                 .collect();
             let modelled = pods.iter().any(|w| w.synthetic);
-            let mut found: Vec<Endpoint> = pods
+            let mut kept: Vec<&Workload> = pods
                 .into_iter()
                 .filter(|w| w.synthetic || !modelled)
+                .collect();
+            kept.sort_by(|a, b| a.name.cmp(&b.name));
+            let found: Vec<Endpoint> = kept
+                .iter()
                 .map(|w| endpoint_of(w, &expected, container))
                 .collect();
-            found.sort_by(|a, b| a.workload.cmp(&b.workload));
             if found.is_empty() {
-                Err(format!("flow {}: no {} run pod in {ns}", flow.id, r.name))
+                Err(ResolveError::new(
+                    UnresolvedKind::NotInInput,
+                    format!("no {} run pod in {ns}", r.name),
+                ))
             } else {
-                Ok(found)
+                Ok((found, kept.first().copied()))
             }
         }
         RoleKind::Workload => {
             let ns = role_namespace(r, facts, profile).ok_or_else(|| {
-                format!(
-                    "flow {}: role {} needs a profile namespace",
-                    flow.id, r.name
+                ResolveError::new(
+                    UnresolvedKind::NotInInput,
+                    format!("role {} needs a profile namespace", r.name),
                 )
             })?;
             let w = find_role_workload(r, inv, &ns, facts).ok_or_else(|| {
-                format!(
-                    "flow {}: no {} workload ({}) in {ns}",
-                    flow.id,
-                    r.name,
-                    r.workloads.join(", ")
+                ResolveError::new(
+                    UnresolvedKind::NotInInput,
+                    format!(
+                        "the caller is not in the input: no {} workload ({}) in {ns}",
+                        r.name,
+                        r.workloads.join(", ")
+                    ),
                 )
             })?;
-            Ok(vec![endpoint_of(w, &r.service_accounts, container)])
+            if let Some(c) = container
+                && detect::workload_object(inv, w)
+                    .is_some_and(|o| detect::containers_json(o, Some(c)).is_empty())
+            {
+                return Err(ResolveError::new(
+                    UnresolvedKind::NotInInput,
+                    format!("{} has no container `{c}`", w.object_ref()),
+                )
+                .about(Some(w.cite())));
+            }
+            Ok((
+                vec![endpoint_of(w, &r.service_accounts, container)],
+                Some(w),
+            ))
         }
     }
 }
@@ -642,47 +739,215 @@ fn resolve_destination(
     inv: &Inventory,
     facts: &KfpFacts,
     profile: Option<&str>,
-) -> Result<Destination, String> {
+    configured: Option<Configured>,
+    client_ns: Option<&str>,
+) -> Result<(Destination, Step), ResolveError> {
     if r.kind == RoleKind::External {
         let n = match port {
             PortRef::Number(n) => *n,
             PortRef::Name(_) => 443,
         };
-        return Ok(Destination {
-            namespace: "default".to_string(),
-            service: r
-                .services
-                .first()
-                .cloned()
-                .unwrap_or_else(|| r.name.clone()),
-            port: n,
-            port_name: Some("https".to_string()),
-            target_port: None,
-            endpoints: Vec::new(),
-            external: true,
-        });
+        let service = r
+            .services
+            .first()
+            .cloned()
+            .unwrap_or_else(|| r.name.clone());
+        return Ok((
+            Destination {
+                namespace: "default".to_string(),
+                service,
+                port: n,
+                port_name: Some("https".to_string()),
+                target_port: None,
+                endpoints: Vec::new(),
+                external: true,
+            },
+            Step::new("KFP", format!("{} is outside the mesh", r.name)),
+        ));
     }
-    let ns = role_namespace(r, facts, profile)
-        .ok_or_else(|| format!("role {} needs a profile namespace", r.name))?;
-    let preferred: Option<String> = match r.name.as_str() {
-        "object-store" => facts.object_store.as_ref().map(|o| o.service.clone()),
-        "database" => facts.database.as_ref().and_then(|d| d.service.clone()),
-        _ => None,
+    let role_ns = role_namespace(r, facts, profile).ok_or_else(|| {
+        ResolveError::new(
+            UnresolvedKind::NotInInput,
+            format!("role {} needs a profile namespace", r.name),
+        )
+    })?;
+    // A port the client's configuration names must exist as written.
+    let mut exact = false;
+    let (svc, wanted, resolution): (&Service, PortRef, Step) = match configured {
+        Some(c) => {
+            // A short name resolves in the client's namespace, as DNS search paths do.
+            let ns = c
+                .namespace
+                .clone()
+                .or_else(|| client_ns.map(str::to_string))
+                .unwrap_or_else(|| role_ns.clone());
+            let Some(svc) = inv.service(&ns, &c.service) else {
+                let reason = format!(
+                    "the client is configured to reach `{}` ({}) but no Service {ns}/{} is in the input: the connection fails in the cluster too (no DNS name)",
+                    c.text, c.evidence.detail, c.service
+                );
+                let mut e = ResolveError::new(UnresolvedKind::CouldNotResolve, reason)
+                    .about(c.evidence.cite());
+                e.configured = Some(c);
+                return Err(e);
+            };
+            exact = c.port.is_some();
+            let wanted = c.port.map_or_else(|| port.clone(), PortRef::Number);
+            let step = Step::new(
+                "KFP",
+                format!(
+                    "destination as the client is configured: `{}` ({}) is Service {ns}/{}",
+                    c.text,
+                    c.evidence.detail,
+                    svc.name()
+                ),
+            )
+            .by_all(c.evidence.cite());
+            (svc, wanted, step)
+        }
+        None => {
+            let preferred: Option<String> = match r.name.as_str() {
+                "object-store" => facts.object_store.as_ref().map(|o| o.service.clone()),
+                "database" => facts.database.as_ref().and_then(|d| d.service.clone()),
+                _ => None,
+            };
+            let candidates: Vec<&Service> = preferred
+                .iter()
+                .chain(r.services.iter())
+                .filter_map(|n| inv.service(&role_ns, n))
+                .collect();
+            let Some(first) = candidates.first().copied() else {
+                return Err(ResolveError::new(
+                    UnresolvedKind::NotInInput,
+                    format!(
+                        "the server is not in the input: no {} Service ({}) in {role_ns}",
+                        r.name,
+                        r.services.join(", ")
+                    ),
+                ));
+            };
+            // The first candidate that has the port (2.15 serves the object store's S3 port
+            // 9000 through the alias Service `minio-service`, not through `seaweedfs`).
+            let svc = candidates
+                .iter()
+                .copied()
+                .find(|s| service_port(r, s, port, false).is_some())
+                .unwrap_or(first);
+            let step = Step::new(
+                "KFP",
+                format!(
+                    "destination by the catalog's default (the client's configuration is not in the input, so its built-in default is assumed): Service {role_ns}/{} port {port}",
+                    svc.name()
+                ),
+            )
+            .by(svc.cite());
+            (svc, port.clone(), step)
+        }
     };
-    let svc: &Service = preferred
-        .iter()
-        .chain(r.services.iter())
-        .find_map(|n| inv.service(&ns, n))
-        .ok_or_else(|| format!("no {} Service ({}) in {ns}", r.name, r.services.join(", ")))?;
-    let sp = match port {
+    let ns = svc.namespace().to_string();
+    let sp = service_port(r, svc, &wanted, exact).ok_or_else(|| {
+        let known: Vec<String> = svc
+            .spec
+            .ports
+            .iter()
+            .map(|p| match &p.name {
+                Some(n) => format!("{} ({n})", p.port),
+                None => p.port.to_string(),
+            })
+            .collect();
+        ResolveError::new(
+            UnresolvedKind::CouldNotResolve,
+            format!(
+                "Service {ns}/{} has no port {wanted} (its ports: {})",
+                svc.name(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+        .about(Some(svc.cite()))
+    })?;
+    let number = u16::try_from(sp.port).map_err(|_| {
+        ResolveError::new(
+            UnresolvedKind::CouldNotResolve,
+            format!(
+                "Service {ns}/{} port {} is out of range",
+                svc.name(),
+                sp.port
+            ),
+        )
+        .about(Some(svc.cite()))
+    })?;
+    let backends = inv.service_endpoints(svc);
+    if backends.is_empty() {
+        return Err(ResolveError::new(
+            UnresolvedKind::CouldNotResolve,
+            format!(
+                "Service {ns}/{} selects no workload in the input (selector {})",
+                svc.name(),
+                svc.spec
+                    .selector
+                    .as_ref()
+                    .map(|m| m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_else(|| "none".to_string())
+            ),
+        )
+        .about(Some(svc.cite())));
+    }
+    if let Some(IntOrString::String(name)) = &sp.target_port
+        && name.parse::<u16>().is_err()
+        && backends.iter().all(|w| w.port_by_name(name).is_none())
+    {
+        return Err(ResolveError::new(
+            UnresolvedKind::CouldNotResolve,
+            format!(
+                "Service {ns}/{} port {number} has targetPort `{name}`, which no container of {} declares: the Service has no endpoint on that port",
+                svc.name(),
+                backends
+                    .iter()
+                    .map(|w| w.object_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .about(Some(svc.cite())));
+    }
+    Ok((
+        Destination {
+            namespace: ns,
+            service: svc.name().to_string(),
+            port: number,
+            port_name: sp.name.clone(),
+            target_port: sp.target_port.clone(),
+            endpoints: backends.iter().map(|w| w.name.clone()).collect(),
+            external: false,
+        },
+        resolution,
+    ))
+}
+
+/// The port of `svc` a flow names (by number or name). Unless `exact`, a database Service
+/// with one port is that port (the catalog's 3306 stands for PostgreSQL's own port too).
+fn service_port<'s>(
+    r: &RoleDef,
+    svc: &'s Service,
+    port: &PortRef,
+    exact: bool,
+) -> Option<&'s kfp_mesh_core::model::ServicePort> {
+    match port {
         PortRef::Number(n) => svc
             .spec
             .ports
             .iter()
             .find(|p| p.port == i64::from(*n))
             .or_else(|| {
-                // A PostgreSQL database answers on its own port.
-                (r.name == "database" && svc.spec.ports.len() == 1)
+                (!exact && r.name == "database" && svc.spec.ports.len() == 1)
                     .then(|| svc.spec.ports.first())
                     .flatten()
             }),
@@ -692,21 +957,6 @@ fn resolve_destination(
             .iter()
             .find(|p| p.name.as_deref() == Some(name.as_str())),
     }
-    .ok_or_else(|| format!("Service {ns}/{} has no port {port}", svc.name()))?;
-    Ok(Destination {
-        namespace: ns,
-        service: svc.name().to_string(),
-        port: u16::try_from(sp.port)
-            .map_err(|_| format!("Service {} port {} out of range", svc.name(), sp.port))?,
-        port_name: sp.name.clone(),
-        target_port: sp.target_port.clone(),
-        endpoints: inv
-            .service_endpoints(svc)
-            .iter()
-            .map(|w| w.name.clone())
-            .collect(),
-        external: false,
-    })
 }
 
 #[cfg(test)]

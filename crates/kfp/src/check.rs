@@ -15,7 +15,9 @@ use kfp_mesh_core::model::{AuthzAction, TlsMode};
 use kfp_mesh_core::object::Cited;
 use serde::Serialize;
 
-use crate::catalog::{self, Catalog, Protocol, ResolvedFlow, RoleKind};
+use crate::catalog::{
+    self, Catalog, Protocol, ResolveError, ResolvedFlow, RoleKind, UnresolvedKind,
+};
 use crate::detect::{self, DetectOptions, KfpFacts};
 use crate::findings::{Finding, Severity};
 use crate::runpods::{self, RunPod};
@@ -133,6 +135,32 @@ pub struct ServerAccess {
     pub excess: Vec<String>,
 }
 
+/// A catalog flow that applies to the install but has no verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unresolved {
+    /// Catalog id, with the profile namespace for per-profile instances (`id@profile`).
+    pub flow: String,
+    pub kind: UnresolvedKind,
+    pub required: bool,
+    pub reason: String,
+    /// The object to look at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Cited>,
+}
+
+impl Unresolved {
+    fn new(flow: String, required: bool, e: ResolveError) -> Self {
+        Unresolved {
+            flow,
+            kind: e.kind,
+            required,
+            reason: e.reason,
+            object: e.object,
+        }
+    }
+}
+
 /// Everything `kfp-mesh check` reports.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,8 +169,8 @@ pub struct Report {
     pub flows: Vec<FlowResult>,
     pub findings: Vec<Finding>,
     pub access: Vec<ServerAccess>,
-    /// Catalog flows that apply but could not be placed in the input, with the reason.
-    pub unresolved: Vec<String>,
+    /// Catalog flows that apply but have no verdict, with the reason and the object to look at.
+    pub unresolved: Vec<Unresolved>,
     pub suppressed: usize,
 }
 
@@ -176,7 +204,13 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
     let catalog = match catalog::load() {
         Ok(c) => Some(c),
         Err(e) => {
-            unresolved.push(format!("the flow catalog does not load: {e}"));
+            unresolved.push(Unresolved {
+                flow: "*".to_string(),
+                kind: UnresolvedKind::CouldNotResolve,
+                required: true,
+                reason: format!("the flow catalog does not load: {e}"),
+                object: None,
+            });
             None
         }
     };
@@ -190,21 +224,48 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
     {
         let mut resolved_flows = Vec::new();
         for flow in catalog::applicable_flows(&catalog.flows, &facts) {
-            for resolved in catalog::resolve(catalog, flow, &full, &facts) {
+            for (profile, resolved) in catalog::resolve(catalog, flow, &full, &facts) {
                 match resolved {
                     Ok(r) => resolved_flows.push(r),
-                    Err(why) => unresolved.push(why),
+                    Err(e) => {
+                        if let Some(c) = &e.configured {
+                            findings.push(
+                                Finding::new(
+                                    "KM072",
+                                    format!(
+                                        "{}: the client is configured to reach `{}` ({}), which no Service in the input provides; the connection fails in the cluster too",
+                                        instance_id(&flow.id, profile.as_deref()),
+                                        c.text,
+                                        c.evidence.detail
+                                    ),
+                                    c.evidence.cite().as_ref(),
+                                )
+                                .for_flow(&instance_id(&flow.id, profile.as_deref())),
+                            );
+                        }
+                        unresolved.push(Unresolved::new(
+                            instance_id(&flow.id, profile.as_deref()),
+                            flow.required,
+                            e,
+                        ));
+                    }
                 }
             }
         }
         // One evaluation per flow instance and source, spread over the cores (a Kubeflow
         // cluster with many profiles has tens of thousands).
-        flows = kfp_mesh_core::par::map(&resolved_flows, |r| {
+        for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
             evaluate_flow(&full, catalog, r, opts.explanations)
         })
         .into_iter()
         .flatten()
-        .collect();
+        {
+            match result {
+                Ok(f) => flows.push(f),
+                Err(u) => unresolved.push(u),
+            }
+        }
+        unresolved_findings(&unresolved, &mut findings);
         flow_findings(&full, &facts, &mut flows, &mut findings);
         run_pod_findings(&full, &facts, &run_pods, &mut findings);
         access = server_access(&full, &facts, &flows);
@@ -298,26 +359,84 @@ fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
     }
 }
 
+/// `id`, or `id@profile` for a per-profile instance.
+fn instance_id(id: &str, profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!("{id}@{p}"),
+        None => id.to_string(),
+    }
+}
+
+/// KM070 for each required flow that could not be resolved (unless KM072 already names its
+/// cause), KM071 for each required flow whose caller or server is not in the input.
+fn unresolved_findings(unresolved: &[Unresolved], findings: &mut Vec<Finding>) {
+    let configured: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f.code == "KM072")
+        .filter_map(|f| f.flow.clone())
+        .collect();
+    for u in unresolved.iter().filter(|u| u.required) {
+        let code = match u.kind {
+            UnresolvedKind::CouldNotResolve if configured.contains(&u.flow) => continue,
+            UnresolvedKind::CouldNotResolve => "KM070",
+            UnresolvedKind::NotInInput => "KM071",
+            UnresolvedKind::OutsideMesh => continue,
+        };
+        findings.push(
+            Finding::new(
+                code,
+                match u.kind {
+                    UnresolvedKind::NotInInput => {
+                        format!("{}: not in the input: {}", u.flow, u.reason)
+                    }
+                    _ => format!("{}: {}", u.flow, u.reason),
+                },
+                u.object.as_ref(),
+            )
+            .for_flow(&u.flow),
+        );
+    }
+}
+
 fn evaluate_flow(
     inv: &Inventory,
     catalog: &Catalog,
     r: &ResolvedFlow<'_>,
     explanations: Explanations,
-) -> Vec<FlowResult> {
-    let mut out = Vec::new();
+) -> Vec<Result<FlowResult, Unresolved>> {
+    let id = instance_id(r.id, r.profile.as_deref());
+    let unresolved = |kind, reason: String, object: Option<Cited>| {
+        vec![Err(Unresolved {
+            flow: id.clone(),
+            kind,
+            required: r.flow.required,
+            reason,
+            object,
+        })]
+    };
     if r.destination.external {
-        // Calls to kube-apiserver leave the mesh; they are not modelled as flows.
-        return out;
+        return unresolved(
+            UnresolvedKind::OutsideMesh,
+            format!(
+                "calls {} outside the mesh; kfp-mesh does not evaluate it",
+                r.flow.destination.role
+            ),
+            None,
+        );
     }
     let Some(service) = inv.service(&r.destination.namespace, &r.destination.service) else {
-        return out;
+        return unresolved(
+            UnresolvedKind::CouldNotResolve,
+            format!(
+                "no Service {}/{} in the input",
+                r.destination.namespace, r.destination.service
+            ),
+            None,
+        );
     };
     let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
     let request = request_for(r);
-    let id = match &r.profile {
-        Some(p) => format!("{}@{p}", r.id),
-        None => r.id.to_string(),
-    };
+    let mut out = Vec::new();
     for source in &r.sources {
         let caller = if source.external {
             match source.workload.as_str() {
@@ -332,7 +451,20 @@ fn evaluate_flow(
                 .and_then(|ns| inv.workload(ns, &source.workload))
             {
                 Some(w) => Caller::Workload(w),
-                None => continue,
+                None => {
+                    out.push(Err(Unresolved {
+                        flow: id.clone(),
+                        kind: UnresolvedKind::NotInInput,
+                        required: r.flow.required,
+                        reason: format!(
+                            "the caller {}/{} is not in the input",
+                            source.namespace.as_deref().unwrap_or_default(),
+                            source.workload
+                        ),
+                        object: None,
+                    }));
+                    continue;
+                }
             }
         };
         let from = FlowSource {
@@ -347,6 +479,11 @@ fn evaluate_flow(
             service: r.destination.service.clone(),
             port: r.destination.port,
         };
+        let instance_id = if r.sources.len() > 1 {
+            format!("{id}#{}", short_role(&source.workload))
+        } else {
+            id.clone()
+        };
         let result = connection::evaluate(
             inv,
             caller,
@@ -356,34 +493,35 @@ fn evaluate_flow(
             },
             &request,
         );
-        let (outcome, transport, fix, explanation) = match result {
-            Ok(v) => (
-                v.outcome,
-                v.transport,
-                v.fix,
-                keep(v.explanation, explanations),
-            ),
-            // The destination has no endpoint in the input: nothing to predict.
-            Err(_) => continue,
+        let v = match result {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(Err(Unresolved {
+                    flow: instance_id,
+                    kind: UnresolvedKind::CouldNotResolve,
+                    required: r.flow.required,
+                    reason: e.to_string(),
+                    object: Some(service.cite()),
+                }));
+                continue;
+            }
         };
-        let instance_id = if r.sources.len() > 1 {
-            format!("{id}#{}", short_role(&source.workload))
-        } else {
-            id.clone()
-        };
-        out.push(FlowResult {
+        let mut steps = Vec::with_capacity(v.explanation.len() + 1);
+        steps.push(r.resolution.clone());
+        steps.extend(v.explanation);
+        out.push(Ok(FlowResult {
             id: instance_id,
             from,
             to,
             protocol: r.flow.protocol.as_str(),
             required: r.flow.required,
             why: r.flow.why.trim().to_string(),
-            outcome,
-            transport,
-            fix,
+            outcome: v.outcome,
+            transport: v.transport,
+            fix: v.fix,
             findings: Vec::new(),
-            explanation,
-        });
+            explanation: keep(steps, explanations),
+        }));
     }
     out
 }

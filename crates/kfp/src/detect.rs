@@ -398,7 +398,11 @@ pub(crate) fn pod_spec_json(o: &Object) -> Option<Value> {
     }
 }
 
-fn config_map_data<'a>(inv: &'a Inventory, ns: &str, name: &str) -> Option<(&'a Object, Value)> {
+pub(crate) fn config_map_data<'a>(
+    inv: &'a Inventory,
+    ns: &str,
+    name: &str,
+) -> Option<(&'a Object, Value)> {
     let o = find_object(inv, "ConfigMap", ns, name)?;
     Some((o, o.body.get("data")?))
 }
@@ -406,9 +410,40 @@ fn config_map_data<'a>(inv: &'a Inventory, ns: &str, name: &str) -> Option<(&'a 
 /// An environment variable of a container of a workload, resolved through literal values,
 /// `configMapKeyRef` and `envFrom` ConfigMaps of the same namespace.
 pub(crate) fn resolve_env(inv: &Inventory, o: &Object, var: &str) -> Option<(String, Evidence)> {
-    let spec = pod_spec_json(o)?;
+    container_env(inv, o, None, var)
+}
+
+/// The containers of a workload object: the one named `container` (regular or init), or
+/// every regular container when `None`.
+pub(crate) fn containers_json(o: &Object, container: Option<&str>) -> Vec<Value> {
+    let Some(spec) = pod_spec_json(o) else {
+        return Vec::new();
+    };
+    let list = |key: &str| {
+        spec.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match container {
+        None => list("containers"),
+        Some(name) => list("containers")
+            .into_iter()
+            .chain(list("initContainers"))
+            .filter(|c| c.get("name").and_then(Value::as_str) == Some(name))
+            .collect(),
+    }
+}
+
+/// [`resolve_env`] in one container (regular or init) when `container` names one.
+pub(crate) fn container_env(
+    inv: &Inventory,
+    o: &Object,
+    container: Option<&str>,
+    var: &str,
+) -> Option<(String, Evidence)> {
     let ns = o.meta.namespace_or_default();
-    for c in spec.get("containers")?.as_array()? {
+    for c in &containers_json(o, container) {
         for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
             if e.get("name").and_then(Value::as_str) != Some(var) {
                 continue;

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod clients;
 pub mod detect;
 pub mod findings;
 pub mod mutation;

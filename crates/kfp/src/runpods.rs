@@ -21,8 +21,14 @@ use crate::mutation::{self, INJECT_KEY, MutationConfig, Role};
 pub const RUNTIME_ROLE_KEY: &str = "pipelines.kubeflow.org/runtime-role";
 /// Annotation kfp-mesh puts on objects it synthesises (not on run pods, which are `synthetic`).
 pub const SYNTHETIC_ANNOTATION: &str = "kfp-mesh.io/synthetic";
-/// Name of the modelled Workflow (Argo pod names are `<workflow>-<template>-<hash>`).
-pub const EXAMPLE_WORKFLOW: &str = "kfp-mesh-example-run";
+/// The modelled Workflow is named after the install: `kfp-<version>-run` (`kfp-2-15-0-run`),
+/// or `kfp-run` when the version is unknown (Argo pod names are `<workflow>-<template>-<hash>`).
+pub fn workflow_name(facts: &KfpFacts) -> String {
+    match facts.version.effective {
+        Some(v) => format!("kfp-{}-run", v.to_string().replace('.', "-")),
+        None => "kfp-run".to_string(),
+    }
+}
 /// The run id the API server puts in `pipeline/runid`.
 pub const EXAMPLE_RUN_ID: &str = "00000000-0000-4000-8000-00000000c0de";
 
@@ -206,7 +212,8 @@ fn model_pod(
     let version = facts.version.effective;
     let at_least = |v: Version| version.is_some_and(|e| e >= v);
     let template = kind.template();
-    let name = format!("{EXAMPLE_WORKFLOW}-{template}-{}", kind.hash());
+    let workflow = workflow_name(facts);
+    let name = format!("{workflow}-{template}-{}", kind.hash());
     let mut notes = Vec::new();
 
     // 1. Template metadata, as the compiler and the API server leave it.
@@ -268,7 +275,7 @@ fn model_pod(
         annotations.extend(map_of(tm.get("annotations")));
         labels.insert(
             "workflows.argoproj.io/workflow".to_string(),
-            EXAMPLE_WORKFLOW.to_string(),
+            workflow.clone(),
         );
         labels.insert(
             "workflows.argoproj.io/completed".to_string(),
@@ -276,7 +283,7 @@ fn model_pod(
         );
         annotations.insert(
             "workflows.argoproj.io/node-name".to_string(),
-            format!("{EXAMPLE_WORKFLOW}.root.{}", kind.node()),
+            format!("{workflow}.root.{}", kind.node()),
         );
         annotations.insert(
             "kubectl.kubernetes.io/default-container".to_string(),

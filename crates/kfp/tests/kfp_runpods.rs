@@ -57,7 +57,7 @@ fn kfp_2_5_0_single_user_run_pods() {
         assert_eq!(p.label("pipelines.kubeflow.org/v2_component"), Some("true"));
         assert_eq!(
             p.label("workflows.argoproj.io/workflow"),
-            Some("kfp-mesh-example-run")
+            Some("kfp-2-5-0-run")
         );
         assert!(!p.has_istio_proxy());
         let names: Vec<&str> = p.spec.containers.iter().map(|c| c.name.as_str()).collect();

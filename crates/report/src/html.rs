@@ -55,9 +55,22 @@ pub fn render(report: &Report) -> String {
     flows_section(&mut out, &g);
     findings_section(&mut out, report, &g, &folded);
     if !report.unresolved.is_empty() {
-        out.push_str("<section id=\"unresolved\">\n<h2>Not checked</h2>\n<ul>\n");
+        out.push_str("<section id=\"unresolved\">\n<h2>Not evaluated</h2>\n<ul>\n");
         for u in &report.unresolved {
-            w!(out, "<li>{}</li>\n", esc(u));
+            let object = u
+                .object
+                .as_ref()
+                .map(|o| format!(" [{o}]"))
+                .unwrap_or_default();
+            w!(
+                out,
+                "<li><code>{}</code> ({}{}): {}{}</li>\n",
+                esc(&u.flow),
+                esc(u.kind.as_str()),
+                if u.required { ", required" } else { "" },
+                esc(&u.reason),
+                esc(&object)
+            );
         }
         out.push_str("</ul>\n</section>\n");
     }

@@ -282,7 +282,13 @@ fn poisoned() -> Report {
         a.excess.push(p(i));
         a.required.push(p(i + 1));
     }
-    r.unresolved.push(p(0));
+    r.unresolved.push(kfp_mesh_kfp::check::Unresolved {
+        flow: p(0),
+        kind: kfp_mesh_kfp::catalog::UnresolvedKind::CouldNotResolve,
+        required: true,
+        reason: p(1),
+        object: None,
+    });
     r
 }
 

@@ -19,6 +19,9 @@ pub const RENDERS: &[&str] = &[
     "kfp-master-k8s-native",
     "kubeflow-v1.10.1",
     "kubeflow-master",
+    "kfp-2.15.0-su",
+    "kfp-2.17.0-standalone-tls",
+    "kfp-master-postgresql",
 ];
 
 pub fn files_of(render: &str) -> Vec<String> {
@@ -27,6 +30,11 @@ pub fn files_of(render: &str) -> Vec<String> {
         "kfp-2.5.0-su" => single("kfp-2.5.0-platform-agnostic.yaml"),
         "kfp-2.5.0-mu" => single("kfp-2.5.0-platform-agnostic-multi-user.yaml"),
         "kfp-master-su" => single("kfp-master-platform-agnostic.yaml"),
+        "kfp-2.15.0-su" => single("kfp-2.15.0-platform-agnostic.yaml"),
+        "kfp-2.17.0-standalone-tls" => {
+            single("kfp-2.17.0-cert-manager-platform-agnostic-standalone-tls.yaml")
+        }
+        "kfp-master-postgresql" => single("kfp-master-platform-agnostic-postgresql.yaml"),
         "kfp-master-mu" => single("kfp-master-platform-agnostic-multi-user.yaml"),
         "kfp-master-k8s-native" => {
             single("kfp-master-cert-manager-platform-agnostic-multi-user-k8s-native.yaml")
