@@ -69,6 +69,11 @@ pub struct CheckArgs {
     /// Suppress a finding: CODE, or CODE=NAMESPACE/NAME for one object. Repeatable.
     #[arg(long = "suppress", value_name = "CODE[=NS/NAME]")]
     pub suppress: Vec<String>,
+    /// Labels of a namespace, as `kubectl label` would set them: NS=KEY=VALUE[,KEY=VALUE...]
+    /// (e.g. `kubeflow=istio-injection=enabled`). For namespaces the input does not define,
+    /// which are otherwise taken as unlabelled. Repeatable.
+    #[arg(long = "namespace-labels", value_name = "NS=KEY=VALUE[,...]")]
+    pub namespace_labels: Vec<String>,
     /// Check input that holds no KFP install: only the generic Istio findings (rejected
     /// objects, ineffective policies). Without it such input is an error (exit code 3).
     #[arg(long)]
@@ -83,6 +88,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         input::load(&args.input)?
     };
     input::report_input_errors(&inventory.errors);
+    let mut inventory = inventory;
+    for spec in &args.namespace_labels {
+        let (ns, labels) = parse_namespace_labels(spec)
+            .map_err(|e| crate::usage(&format!("--namespace-labels {e}")))?;
+        inventory = inventory.with_namespace_labels(&ns, &labels, "--namespace-labels");
+    }
     if !example && inventory.objects.is_empty() && inventory.errors.is_empty() {
         anyhow::bail!(
             "the input holds no Kubernetes object: nothing to check. An empty stdin usually means the command before the pipe failed (`kubectl kustomize DIR | kfp-mesh check -f -`: use `set -o pipefail`, or `kfp-mesh check -k DIR`)"
@@ -161,6 +172,26 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         FailOn::Error
     };
     Ok(exit_code(args.fail_on.unwrap_or(default), &report))
+}
+
+/// `NS=KEY=VALUE[,KEY=VALUE...]`.
+fn parse_namespace_labels(
+    spec: &str,
+) -> Result<(String, std::collections::BTreeMap<String, String>), String> {
+    let bad = || format!("`{spec}`: expected NS=KEY=VALUE[,KEY=VALUE...]");
+    let (ns, rest) = spec.split_once('=').ok_or_else(bad)?;
+    if ns.is_empty() {
+        return Err(bad());
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in rest.split(',') {
+        let (k, v) = pair.split_once('=').ok_or_else(bad)?;
+        if k.is_empty() {
+            return Err(bad());
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok((ns.to_string(), labels))
 }
 
 /// The exit code for a report under `--fail-on` (shared with `verify`).
@@ -261,6 +292,9 @@ pub(crate) fn print_table(report: &Report, example: bool) {
             k.mode.value.as_str(),
             report.flows.len()
         );
+    }
+    for a in &report.assumed_namespaces {
+        println!("Namespace {}: {}", a.namespace, a.assumed);
     }
     let rows: Vec<[String; 6]> = report
         .flows

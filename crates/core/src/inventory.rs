@@ -455,6 +455,39 @@ impl Inventory {
         Inventory::from_objects(objects, errors)
     }
 
+    /// The inventory with `labels` set on Namespace `ns`, as `kubectl label --overwrite` would:
+    /// on its Namespace object when the input has one, else on a Namespace made for it whose
+    /// origin is `origin` (the option that stated it).
+    pub fn with_namespace_labels(
+        self,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+        origin: &str,
+    ) -> Inventory {
+        let Inventory {
+            mut objects,
+            mut errors,
+            ..
+        } = self;
+        match objects
+            .iter_mut()
+            .find(|o| o.kind == "Namespace" && o.group().is_empty() && o.meta.name == ns)
+        {
+            Some(o) => o.meta.labels.extend(labels.clone()),
+            None => {
+                let doc = serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns, "labels": labels},
+                });
+                let (o, e) = parse_stream(origin, &doc.to_string());
+                objects.extend(o);
+                errors.extend(e);
+            }
+        }
+        Inventory::from_objects(objects, errors)
+    }
+
     /// Add objects to a built inventory: typed, indexed and validated like the input. There is
     /// no de-duplication: callers add only objects the inventory lacks.
     pub fn extend(&mut self, objects: Vec<Object>) {

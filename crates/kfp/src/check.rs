@@ -171,7 +171,18 @@ pub struct Report {
     pub access: Vec<ServerAccess>,
     /// Catalog flows that apply but have no verdict, with the reason and the object to look at.
     pub unresolved: Vec<Unresolved>,
+    /// Namespaces the flows run in that the input does not define, and what was assumed.
+    pub assumed_namespaces: Vec<NamespaceAssumption>,
     pub suppressed: usize,
+}
+
+/// A namespace of a flow that the input has no Namespace object for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceAssumption {
+    pub namespace: String,
+    /// What the checker assumed, in words.
+    pub assumed: String,
 }
 
 impl Report {
@@ -289,14 +300,63 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
             .cmp(&(b.severity, b.code, &b.object, &b.flow, &b.message))
     });
     findings.dedup();
+    let assumed_namespaces = namespace_assumptions(&full, &facts, &flows);
     Report {
         kfp: facts,
         flows,
         findings,
         access,
         unresolved,
+        assumed_namespaces,
         suppressed: suppressed_count,
     }
+}
+
+/// The namespaces of the flows' callers and servers that the input does not define: their
+/// labels (injection, ambient) are unknown, so kfp-mesh takes them as unlabelled, or as KFP's
+/// profile controller labels a profile namespace it models.
+fn namespace_assumptions(
+    inv: &Inventory,
+    facts: &KfpFacts,
+    flows: &[FlowResult],
+) -> Vec<NamespaceAssumption> {
+    let used: BTreeSet<&str> = flows
+        .iter()
+        .flat_map(|f| [f.from.namespace.as_deref(), Some(f.to.namespace.as_str())])
+        .flatten()
+        .chain(std::iter::once(facts.kfp_namespace()))
+        .collect();
+    used.into_iter()
+        .filter(|ns| !inv.namespaces.contains_key(*ns))
+        .map(|ns| {
+            // Kubernetes sets `kubernetes.io/metadata.name` on every namespace itself.
+            let mut labels = inv.namespace_labels(ns);
+            labels.remove("kubernetes.io/metadata.name");
+            let assumed = match facts.profile(ns) {
+                Some(p) if p.synthetic => format!(
+                    "an example profile namespace kfp-mesh models, labelled as Kubeflow's profile controller labels one ({})",
+                    label_list(&p.labels)
+                ),
+                _ if labels.is_empty() => "not in the input: assumed to have no labels (no sidecar injection, not ambient); state its labels with --namespace-labels".to_string(),
+                _ => format!("not in the input: labels assumed {}", label_list(&labels)),
+            };
+            NamespaceAssumption {
+                namespace: ns.to_string(),
+                assumed,
+            }
+        })
+        .collect()
+}
+
+fn label_list(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "no labels".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn input_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
@@ -809,6 +869,22 @@ fn server_access(inv: &Inventory, facts: &KfpFacts, flows: &[FlowResult]) -> Vec
         }
     }
     let kfp_ns = facts.kfp_namespace();
+    // Several Services can front one server (2.15's `minio-service` alias of SeaweedFS): its
+    // callers are those of all of them.
+    let server_of = |ns: &str, svc: &str| {
+        inv.service(ns, svc)
+            .and_then(|s| inv.service_endpoints(s).into_iter().next())
+            .map(|w| (w.namespace.clone(), w.name.clone()))
+    };
+    let mut by_workload: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for ((ns, svc), required) in &by_server {
+        if let Some(w) = server_of(ns, svc) {
+            by_workload
+                .entry(w)
+                .or_default()
+                .extend(required.iter().cloned());
+        }
+    }
     let mut out = Vec::new();
     for ((ns, svc), required) in by_server {
         if ns != kfp_ns {
@@ -820,6 +896,10 @@ fn server_access(inv: &Inventory, facts: &KfpFacts, flows: &[FlowResult]) -> Vec
         let Some(server) = inv.service_endpoints(service).into_iter().next() else {
             continue;
         };
+        let required = by_workload
+            .get(&(server.namespace.clone(), server.name.clone()))
+            .cloned()
+            .unwrap_or(required);
         if membership::data_plane(inv, server).value != DataPlane::Sidecar {
             continue;
         }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::inventory::{Inventory, parse_stream};
 use kfp_mesh_core::object::Object;
@@ -381,4 +383,211 @@ this: is: not: yaml
     assert_eq!(km050.len(), 2, "{km050:#?}");
     assert_eq!(km050[0].file.as_deref(), Some("bad.yaml"));
     assert!(r.flows.len() > 20, "the rest is still analysed");
+}
+
+/// Issue #12015 on a current release: every run-pod flow, object store included, is predicted
+/// (reset) and none is left unresolved except the calls that leave the mesh.
+fn current_release_is_issue_12015(file: &str) -> Report {
+    let inv = inventory(&[file], MESH_STRICT, &["kubeflow"]);
+    let r = check(&inv, &CheckOptions::default());
+    assert!(r.kfp.detected, "{file}");
+    for id in [
+        "driver-wait-to-object-store",
+        "executor-to-object-store",
+        "executor-wait-to-object-store",
+        "importer-wait-to-object-store",
+        "driver-to-mlmd",
+        "executor-to-mlmd",
+    ] {
+        assert_all(&r, id, Outcome::Reset);
+    }
+    assert!(codes(&r).contains(&"KM010"), "{file}: {:?}", codes(&r));
+    assert_eq!(r.worst(), Some(Severity::Error));
+    r
+}
+
+fn open_unresolved(r: &Report) -> Vec<&kfp_mesh_kfp::check::Unresolved> {
+    r.unresolved
+        .iter()
+        .filter(|u| u.kind != kfp_mesh_kfp::catalog::UnresolvedKind::OutsideMesh)
+        .collect()
+}
+
+#[test]
+fn kfp_2_15_object_store_is_reached_through_the_alias_service() {
+    let r = current_release_is_issue_12015("kfp-2.15.0-platform-agnostic.yaml");
+    // Clients are configured for `minio-service:9000` (-> SeaweedFS 8333); `seaweedfs` has no
+    // port 9000, so checking it there left half of #12015 "not checked".
+    for id in [
+        "api-server-to-object-store",
+        "ui-to-object-store",
+        "driver-wait-to-object-store",
+        "executor-to-object-store",
+    ] {
+        for f in flows(&r, id) {
+            assert_eq!(
+                (f.to.service.as_str(), f.to.port),
+                ("minio-service", 9000),
+                "{id}"
+            );
+        }
+    }
+    // The API server's destination comes from its env, cited with the object.
+    let f = flows(&r, "api-server-to-object-store")[0];
+    let first = &f.explanation[0];
+    assert!(
+        first.message.contains("OBJECTSTORECONFIG_HOST") && first.message.contains("minio-service"),
+        "{}",
+        first.message
+    );
+    // Argo's wait container: workflow-controller-configmap's artifact repository.
+    let f = flows(&r, "driver-wait-to-object-store")[0];
+    assert!(
+        f.explanation[0]
+            .message
+            .contains("artifactRepository.s3.endpoint=minio-service.kubeflow:9000"),
+        "{}",
+        f.explanation[0].message
+    );
+    assert!(open_unresolved(&r).is_empty(), "{:#?}", open_unresolved(&r));
+}
+
+#[test]
+fn kfp_master_postgresql_checks_each_database_flow_against_its_real_server() {
+    let r = current_release_is_issue_12015("kfp-master-platform-agnostic-postgresql.yaml");
+    // MLMD uses its own database (--postgres_config_host=metadata-postgres-db).
+    for id in ["mlmd-to-database", "mlmd-wait-for-database"] {
+        for f in flows(&r, id) {
+            assert_eq!(
+                (f.to.service.as_str(), f.to.port),
+                ("metadata-postgres-db", 5432),
+                "{id}"
+            );
+        }
+    }
+    // The API server and the cache are configured for `postgres`, which no Service provides:
+    // KM072 names the key and the ConfigMap, and the flows are unresolved, not silent.
+    let km072: Vec<_> = r.findings.iter().filter(|f| f.code == "KM072").collect();
+    let flows_named: BTreeSet<&str> = km072.iter().filter_map(|f| f.flow.as_deref()).collect();
+    assert_eq!(
+        flows_named,
+        BTreeSet::from([
+            "api-server-to-database",
+            "api-server-wait-for-database",
+            "cache-server-to-database"
+        ])
+    );
+    for f in &km072 {
+        assert_eq!(f.severity, Severity::Error);
+        assert!(f.message.contains("postgresHost=postgres"), "{}", f.message);
+        assert_eq!(
+            f.object.as_ref().map(|o| o.to_string()).as_deref(),
+            Some("ConfigMap kubeflow/pipeline-install-config")
+        );
+    }
+    let open: BTreeSet<&str> = open_unresolved(&r)
+        .iter()
+        .map(|u| u.flow.as_str())
+        .collect();
+    assert_eq!(open, flows_named);
+}
+
+#[test]
+fn kfp_2_17_standalone_tls_renamed_ports_are_reported_not_skipped() {
+    let r = current_release_is_issue_12015(
+        "kfp-2.17.0-cert-manager-platform-agnostic-standalone-tls.yaml",
+    );
+    // The `http`/`md-envoy` ports are renamed `tls`: those flows cannot be placed, and say so
+    // as errors (KM070) naming the Service, instead of vanishing.
+    let km070: BTreeSet<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.code == "KM070")
+        .filter_map(|f| f.flow.as_deref())
+        .collect();
+    assert_eq!(
+        km070,
+        BTreeSet::from([
+            "kubelet-probe-api-server",
+            "ui-to-api-server",
+            "ui-to-metadata-envoy"
+        ])
+    );
+}
+
+/// A Service port whose `targetPort` names a port no container declares (valid Kubernetes,
+/// a plausible typo): the flow is an error finding naming the Service, not a silent gap.
+#[test]
+fn a_target_port_typo_is_an_unresolved_error_not_a_silent_clean() {
+    let (name, text) = upstream("kfp-2.5.0-platform-agnostic.yaml");
+    let broken = text.replacen(
+        "  - name: grpc-api\n    port: 8080\n    protocol: TCP\n",
+        "  - name: grpc-api\n    port: 8080\n    protocol: TCP\n    targetPort: grcp-api\n",
+        1,
+    );
+    assert_ne!(broken, text, "the render changed: update the test");
+    let (objects, errors) = parse_stream(&name, &broken);
+    let (extra, _) = parse_stream("extra.yaml", MESH_STRICT);
+    let inv = Inventory::from_objects(objects.into_iter().chain(extra).collect(), errors);
+    let r = check(&inv, &CheckOptions::default());
+    let hits: Vec<_> = r.findings.iter().filter(|f| f.code == "KM070").collect();
+    assert!(!hits.is_empty(), "{:?}", codes(&r));
+    for f in hits {
+        assert_eq!(f.severity, Severity::Error);
+        assert!(f.message.contains("grcp-api"), "{}", f.message);
+        assert!(f.object.as_ref().is_some_and(|o| o.kind == "Service"));
+    }
+}
+
+/// The caller is simply missing from the input: "not in the input" (KM071, a warning), not
+/// "could not resolve".
+#[test]
+fn a_partial_render_says_not_in_the_input() {
+    let (name, text) = upstream("kfp-2.5.0-platform-agnostic.yaml");
+    let (objects, errors) = parse_stream(&name, &text);
+    let objects: Vec<Object> = objects
+        .into_iter()
+        .filter(|o| !(o.kind == "Deployment" && o.meta.name == "ml-pipeline-persistenceagent"))
+        .collect();
+    let r = check(
+        &Inventory::from_objects(objects, errors),
+        &CheckOptions::default(),
+    );
+    let u = r
+        .unresolved
+        .iter()
+        .find(|u| u.flow == "persistence-agent-to-api-server")
+        .expect("listed as unresolved");
+    assert_eq!(u.kind, kfp_mesh_kfp::catalog::UnresolvedKind::NotInInput);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "KM071" && f.flow.as_deref() == Some("persistence-agent-to-api-server"))
+        .expect("KM071");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("not in the input"), "{}", f.message);
+}
+
+/// What was assumed for namespaces the input does not define is in the report.
+#[test]
+fn namespaces_the_input_does_not_define_are_reported_with_the_assumption() {
+    let inv = inventory(&["kfp-2.5.0-platform-agnostic.yaml"], MESH_STRICT, &[]);
+    let r = check(&inv, &CheckOptions::default());
+    let a = r
+        .assumed_namespaces
+        .iter()
+        .find(|a| a.namespace == "kubeflow")
+        .expect("kubeflow is not defined by KFP's env renders");
+    assert!(a.assumed.contains("no labels"), "{}", a.assumed);
+    // Stated with labels (what --namespace-labels does), nothing is assumed and the sidecars
+    // follow.
+    let labels = BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]);
+    let inv = inv.with_namespace_labels("kubeflow", &labels, "--namespace-labels");
+    let r = check(&inv, &CheckOptions::default());
+    assert!(
+        r.assumed_namespaces
+            .iter()
+            .all(|a| a.namespace != "kubeflow")
+    );
+    assert_all(&r, "driver-to-mlmd", Outcome::Reset);
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::protocol::{PortProtocol, service_port_protocol};
+use kfp_mesh_kfp::catalog::UnresolvedKind;
 use kfp_mesh_kfp::check::{CheckOptions, FlowResult, Report, check};
 use kfp_mesh_kfp::findings::Severity;
 use kfp_mesh_kfp::mutation::MutationConfig;
@@ -81,6 +82,18 @@ fn case(name: &str) -> Case {
             "multi-user-k8s-native",
             one("kfp-master-cert-manager-platform-agnostic-multi-user-k8s-native.yaml"),
         ),
+        // 2.15: SeaweedFS behind the alias Service `minio-service` (9000 -> 8333).
+        "kfp-2.15.0-su" => (
+            "kfp-2.15.0-su",
+            "single-user-2.15",
+            one("kfp-2.15.0-platform-agnostic.yaml"),
+        ),
+        // PostgreSQL for KFP (`postgres-service`) and for MLMD (`metadata-postgres-db`).
+        "kfp-master-postgresql" => (
+            "kfp-master-postgresql",
+            "single-user-postgresql",
+            one("kfp-master-platform-agnostic-postgresql.yaml"),
+        ),
         // Pipeline + Istio install + namespaces + Istio resources + profiles + network policies.
         "kubeflow-v1.10.1" => (
             "kubeflow-v1.10.1",
@@ -109,6 +122,8 @@ const CASES: &[&str] = &[
     "kfp-master-k8s-native",
     "kubeflow-v1.10.1",
     "kubeflow-master",
+    "kfp-2.15.0-su",
+    "kfp-master-postgresql",
 ];
 
 /// A temporary directory removed on drop.
@@ -266,6 +281,8 @@ fn expected_allowed(c: &Case, service: &str) -> Vec<String> {
             sa("kubeflow-pipelines-cache"),
             sa("metadata-grpc-server"),
         ],
+        "postgres-service" => vec![sa("ml-pipeline"), sa("kubeflow-pipelines-cache")],
+        "metadata-postgres-db" => vec![sa("metadata-grpc-server")],
         "cache-server" => vec![ANY_PLAINTEXT.into()],
         "metadata-envoy-service" if mu => vec![sa("ml-pipeline-ui"), GATEWAY.into()],
         "metadata-envoy-service" => vec![sa("ml-pipeline-ui")],
@@ -441,10 +458,23 @@ fn assert_strict_and_least_privilege(c: &Case, r: &Report, with: &str) {
     );
     // Least privilege, server by server.
     let servers: BTreeSet<&str> = r.access.iter().map(|a| a.service.as_str()).collect();
+    // Every flow that applies has a verdict: nothing unresolved but the calls that leave the
+    // mesh (kube-apiserver).
+    let open: Vec<_> = r
+        .unresolved
+        .iter()
+        .filter(|u| u.kind != UnresolvedKind::OutsideMesh)
+        .collect();
+    assert!(open.is_empty(), "{ctx}: unresolved {open:#?}");
+    let database = if c.name.contains("postgresql") {
+        "postgres-service"
+    } else {
+        "mysql"
+    };
     for must in [
         "ml-pipeline",
         "metadata-grpc-service",
-        "mysql",
+        database,
         "cache-server",
         "metadata-envoy-service",
     ] {
@@ -489,6 +519,16 @@ fn acceptance(name: &str) {
         let r = check(&inv, &CheckOptions::default());
         assert_strict_and_least_privilege(&c, &r, with);
     }
+}
+
+#[test]
+fn overlay_kfp_2_15_0_single_user() {
+    acceptance("kfp-2.15.0-su");
+}
+
+#[test]
+fn overlay_kfp_master_postgresql() {
+    acceptance("kfp-master-postgresql");
 }
 
 #[test]

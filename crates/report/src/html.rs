@@ -54,6 +54,20 @@ pub fn render(report: &Report) -> String {
     access_section(&mut out, report, &folded);
     flows_section(&mut out, &g);
     findings_section(&mut out, report, &g, &folded);
+    if !report.assumed_namespaces.is_empty() {
+        out.push_str(
+            "<section id=\"assumed-namespaces\">\n<h2>Namespaces not in the input</h2>\n<ul>\n",
+        );
+        for a in &report.assumed_namespaces {
+            w!(
+                out,
+                "<li><code>{}</code>: {}</li>\n",
+                esc(&a.namespace),
+                esc(&a.assumed)
+            );
+        }
+        out.push_str("</ul>\n</section>\n");
+    }
     if !report.unresolved.is_empty() {
         out.push_str("<section id=\"unresolved\">\n<h2>Not evaluated</h2>\n<ul>\n");
         for u in &report.unresolved {
