@@ -404,3 +404,75 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("tempdir");
     dir
 }
+
+/// A failed render piped into `check` (empty stdin) is an error in every output format, never
+/// "No findings." with exit code 0.
+#[test]
+fn empty_input_is_an_error_in_every_format() {
+    for format in ["table", "json", "sarif"] {
+        let o = run_stdin(&["check", "-f", "-", "-o", format], "");
+        assert_eq!(o.status.code(), Some(3), "{format}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{format}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("no Kubernetes object"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("pipefail"), "{}", stderr(&o));
+    }
+}
+
+/// Input without a KFP install is an error unless `--generic` asks for the Istio checks alone.
+#[test]
+fn non_kfp_input_needs_generic() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n";
+    let o = run_stdin(&["check", "-f", "-", "-o", "json"], cm);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no Kubeflow Pipelines install"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--generic"), "{}", stderr(&o));
+    let o = run_stdin(&["check", "-f", "-", "-o", "json", "--generic"], cm);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["kfp"]["detected"], false);
+}
+
+/// `--namespace-labels` states what the input does not define; the table says what was
+/// assumed otherwise.
+#[test]
+fn namespace_labels_flag_replaces_the_assumption() {
+    let render = repo().join("../shared/upstream/kfp-2.5.0-platform-agnostic.yaml");
+    let render = render.to_string_lossy();
+    let o = run(&["check", "-f", &render, "--fail-on", "never"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Namespace kubeflow: not in the input: assumed to have no labels"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "check",
+        "-f",
+        &render,
+        "--namespace-labels",
+        "kubeflow=istio-injection=enabled",
+        "-o",
+        "json",
+        "--fail-on",
+        "never",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["assumedNamespaces"], serde_json::json!([]));
+    let mtls = v["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["id"] == "persistence-agent-to-api-server")
+        .all(|f| f["transport"] == "mtls");
+    assert!(mtls, "labelled for injection: the control plane talks mTLS");
+    let o = run(&["check", "-f", &render, "--namespace-labels", "kubeflow"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
