@@ -488,7 +488,7 @@ pub struct ResolveError {
     pub reason: String,
     pub object: Option<Cited>,
     /// The client's configuration names a host that no Service in the input provides.
-    pub configured: Option<Configured>,
+    pub configured: Option<Box<Configured>>,
 }
 
 impl ResolveError {
@@ -788,7 +788,7 @@ fn resolve_destination(
                 );
                 let mut e = ResolveError::new(UnresolvedKind::CouldNotResolve, reason)
                     .about(c.evidence.cite());
-                e.configured = Some(c);
+                e.configured = Some(Box::new(c));
                 return Err(e);
             };
             exact = c.port.is_some();
