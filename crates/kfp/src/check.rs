@@ -324,7 +324,7 @@ fn namespace_assumptions(
         .iter()
         .flat_map(|f| [f.from.namespace.as_deref(), Some(f.to.namespace.as_str())])
         .flatten()
-        .chain(std::iter::once(facts.kfp_namespace()))
+        .chain(facts.detected.then(|| facts.kfp_namespace()))
         .collect();
     used.into_iter()
         .filter(|ns| !inv.namespaces.contains_key(*ns))
