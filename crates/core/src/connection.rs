@@ -618,6 +618,21 @@ fn evaluate_endpoint(
         Err(outcome) => return (outcome, None),
     };
 
+    // The application's own TLS into a client sidecar that treats the port as HTTP (D7): the
+    // outbound listener's HTTP codec reads the TLS ClientHello as a malformed request and
+    // closes the connection before anything reaches the server.
+    if request.app_tls
+        && client.has_sidecar
+        && port_protocol == PortProtocol::Http
+        && matches!(destination, Destination::Service { .. })
+    {
+        steps.push(Step::new(
+            "D7",
+            "the client application speaks TLS itself, but its sidecar treats the port as HTTP (port name or appProtocol): the outbound HTTP codec fails on the TLS handshake and closes the connection (declare the port `tls`/`https` or `appProtocol: tls` so the TLS passes through inside Istio mTLS)",
+        ));
+        return (Outcome::Reset, None);
+    }
+
     // 4. What the server side accepts.
     let chain = request_chain(port_protocol, request, wire);
     match server_dp.value {
@@ -1073,6 +1088,10 @@ fn suggest_fix(
     );
     let fix = match outcome {
         Outcome::Allow => return None,
+        // The application's TLS into a client sidecar that treats the port as HTTP (D7).
+        Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => format!(
+            "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
+        ),
         Outcome::Reset | Outcome::TlsFailure
             if client.workload.is_none() && client.principal.is_none() =>
         {

@@ -867,3 +867,103 @@ fn istio_io_auto_mtls_task() {
         },
     ]);
 }
+
+/// D7 with the application's own TLS (KFP's standalone-TLS env): a client with a sidecar that
+/// speaks TLS itself to a server that terminates it. Istio decides by the Service port's
+/// protocol (appProtocol first, then the name prefix; istio.io "Protocol Selection"):
+/// declared HTTP/HTTP2/gRPC, the outbound listener runs the HTTP codec, which cannot read a TLS
+/// ClientHello and closes the connection; declared TLS/HTTPS/TCP, or left to sniffing, the
+/// bytes pass through as opaque TCP inside Istio mTLS, and the server sidecar hands the inner
+/// TLS to the application.
+#[test]
+fn d7_application_tls_through_the_client_sidecar() {
+    use kfp_mesh_core::connection::{
+        Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport, evaluate,
+    };
+    let rows: [(&str, &str, Outcome, Option<Transport>); 7] = [
+        (
+            "name: grpc",
+            "port named grpc (HTTP/2)",
+            Outcome::Reset,
+            None,
+        ),
+        ("name: http-api", "port named http-*", Outcome::Reset, None),
+        (
+            "name: tls, appProtocol: grpc",
+            "appProtocol grpc wins over the name",
+            Outcome::Reset,
+            None,
+        ),
+        (
+            "name: grpc, appProtocol: tls",
+            "appProtocol tls wins over the name",
+            Outcome::Allow,
+            Some(Transport::Mtls),
+        ),
+        (
+            "name: tls",
+            "port named tls",
+            Outcome::Allow,
+            Some(Transport::Mtls),
+        ),
+        (
+            "name: https, appProtocol: https",
+            "appProtocol https",
+            Outcome::Allow,
+            Some(Transport::Mtls),
+        ),
+        (
+            "name: api",
+            "no protocol: sniffed as TLS",
+            Outcome::Allow,
+            Some(Transport::Mtls),
+        ),
+    ];
+    for (port, what, want, transport) in rows {
+        let input = base()
+            + &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: secure\n  namespace: bar\nspec:\n  selector: {{app: httpbin}}\n  ports:\n  - {{{port}, port: 8443, targetPort: 8080}}\n---\n"
+            )
+            + &pa("bar", "default", "", "STRICT");
+        let inv = Inventory::from_sources([("test.yaml", input.as_str())]);
+        assert!(inv.errors.is_empty(), "{what}: {:?}", inv.errors);
+        let client = inv.workload("foo", "sleep").expect("client");
+        let service = inv.service("bar", "secure").expect("service");
+        let request = RequestSpec {
+            protocol: Some(RequestProtocol::Tcp),
+            app_tls: true,
+            ..RequestSpec::default()
+        };
+        let v = evaluate(
+            &inv,
+            Caller::Workload(client),
+            Target::Service {
+                service,
+                port: 8443,
+            },
+            &request,
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let text: Vec<String> = v.explanation.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            (v.outcome, v.transport),
+            (want, transport),
+            "{what}\n{}",
+            text.join("\n")
+        );
+        if want == Outcome::Reset {
+            assert!(
+                v.explanation
+                    .iter()
+                    .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")),
+                "{what}: {text:?}"
+            );
+            assert!(
+                v.fix
+                    .as_deref()
+                    .is_some_and(|f| f.contains("appProtocol: tls")),
+                "{what}"
+            );
+        }
+    }
+}

@@ -831,7 +831,7 @@ fn resolve_destination(
             let svc = candidates
                 .iter()
                 .copied()
-                .find(|s| service_port(r, s, port, false).is_some())
+                .find(|s| service_port(inv, r, s, port, false).is_some())
                 .unwrap_or(first);
             let step = Step::new(
                 "KFP",
@@ -845,7 +845,7 @@ fn resolve_destination(
         }
     };
     let ns = svc.namespace().to_string();
-    let sp = service_port(r, svc, &wanted, exact).ok_or_else(|| {
+    let sp = service_port(inv, r, svc, &wanted, exact).ok_or_else(|| {
         let known: Vec<String> = svc
             .spec
             .ports
@@ -935,6 +935,7 @@ fn resolve_destination(
 /// The port of `svc` a flow names (by number or name). Unless `exact`, a database Service
 /// with one port is that port (the catalog's 3306 stands for PostgreSQL's own port too).
 fn service_port<'s>(
+    inv: &Inventory,
     r: &RoleDef,
     svc: &'s Service,
     port: &PortRef,
@@ -955,7 +956,19 @@ fn service_port<'s>(
             .spec
             .ports
             .iter()
-            .find(|p| p.name.as_deref() == Some(name.as_str())),
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .or_else(|| {
+                // The Service port renamed (KFP's standalone-TLS env names the API server's
+                // port `tls`): the one that leads to the container port of that name.
+                let backends = inv.service_endpoints(svc);
+                svc.spec.ports.iter().find(|p| {
+                    backends.iter().any(|w| {
+                        w.port_by_name(name).is_some_and(|n| {
+                            kfp_mesh_core::connection::target_port(p, w) == Some(n)
+                        })
+                    })
+                })
+            }),
     }
 }
 

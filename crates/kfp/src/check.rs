@@ -392,11 +392,14 @@ fn input_findings(inv: &Inventory, findings: &mut Vec<Finding>) {
     }
 }
 
-fn request_for(r: &ResolvedFlow<'_>) -> RequestSpec {
+/// The request of a flow instance. `server_tls` says the server terminates TLS itself, so the
+/// client speaks TLS (KFP's standalone-TLS env): the mesh then sees opaque TLS.
+fn request_for(r: &ResolvedFlow<'_>, server_tls: bool) -> RequestSpec {
     let req = r.flow.request.clone().unwrap_or_default();
     let mut headers = req.headers.clone();
     headers.extend(r.headers.clone());
     let (protocol, app_tls) = match r.flow.protocol {
+        Protocol::Http | Protocol::Grpc if server_tls => (Some(RequestProtocol::Tcp), true),
         Protocol::Http | Protocol::Grpc => (Some(RequestProtocol::Http), false),
         Protocol::Tcp => (Some(RequestProtocol::Tcp), false),
         Protocol::HttpsAppTls | Protocol::Https => (Some(RequestProtocol::Tcp), true),
@@ -495,7 +498,29 @@ fn evaluate_flow(
         );
     };
     let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
-    let request = request_for(r);
+    // A server that terminates TLS itself: its clients speak TLS (kubelet probes aside, which
+    // the injector rewrites, and bare TCP connects, which never start a handshake).
+    let server_tls = if r.flow.protocol.is_http() && r.flow.source.role != "kubelet" {
+        inv.service_endpoints(service)
+            .into_iter()
+            .find_map(|w| detect::serves_app_tls(inv, w))
+    } else {
+        None
+    };
+    let request = request_for(r, server_tls.is_some());
+    let mut resolution = vec![r.resolution.clone()];
+    if let Some(e) = &server_tls {
+        resolution.push(
+            Step::new(
+                "KFP",
+                format!(
+                    "the server {}: its clients speak TLS to it, which the mesh sees as opaque TLS",
+                    e.detail
+                ),
+            )
+            .by_all(e.cite()),
+        );
+    }
     let mut out = Vec::new();
     for source in &r.sources {
         let caller = if source.external {
@@ -566,8 +591,8 @@ fn evaluate_flow(
                 continue;
             }
         };
-        let mut steps = Vec::with_capacity(v.explanation.len() + 1);
-        steps.push(r.resolution.clone());
+        let mut steps = Vec::with_capacity(v.explanation.len() + resolution.len());
+        steps.extend(resolution.iter().cloned());
         steps.extend(v.explanation);
         out.push(Ok(FlowResult {
             id: instance_id,

@@ -1525,3 +1525,76 @@ mod tests {
         assert!(parse_string_map("a=b").is_err());
     }
 }
+
+/// The workload serves TLS itself on its ports (KFP's `env/cert-manager/...-standalone-tls`):
+/// the API server started with `--tlsCertPath`, MLMD configured with an `ssl_config` server
+/// certificate, or an Envoy (metadata-envoy) whose mounted configuration has a
+/// `DownstreamTlsContext`. `None` when nothing in its manifests says so.
+pub fn serves_app_tls(inv: &Inventory, w: &Workload) -> Option<Evidence> {
+    let o = workload_object(inv, w)?;
+    let spec = pod_spec_json(o)?;
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten();
+    for c in containers {
+        let words: Vec<&str> = ["command", "args"]
+            .iter()
+            .filter_map(|k| c.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if let Some(flag) = words
+            .iter()
+            .flat_map(|w| w.split_whitespace())
+            .find(|w| w.starts_with("--tlsCertPath="))
+        {
+            return Some(Evidence::of_object(
+                o,
+                format!("serves TLS itself ({flag} of {})", o.object_ref()),
+            ));
+        }
+        if words
+            .iter()
+            .any(|w| w.contains("ssl_config") && w.contains("server_cert"))
+        {
+            return Some(Evidence::of_object(
+                o,
+                format!(
+                    "serves TLS itself (its gRPC configuration has an ssl_config server_cert, {})",
+                    o.object_ref()
+                ),
+            ));
+        }
+    }
+    let ns = o.meta.namespace_or_default();
+    for v in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(cm) = v.pointer("/configMap/name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some((cmo, data)) = config_map_data(inv, ns, cm) else {
+            continue;
+        };
+        let tls = data
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, v)| v.as_str())
+            .any(|text| text.contains("DownstreamTlsContext"));
+        if tls {
+            return Some(Evidence::of_object(
+                cmo,
+                format!(
+                    "serves TLS itself (the Envoy configuration {} it mounts terminates TLS)",
+                    cmo.object_ref()
+                ),
+            ));
+        }
+    }
+    None
+}

@@ -399,7 +399,14 @@ fn current_release_is_issue_12015(file: &str) -> Report {
         "driver-to-mlmd",
         "executor-to-mlmd",
     ] {
-        assert_all(&r, id, Outcome::Reset);
+        // Plaintext is reset; a run pod's own TLS (standalone-TLS env) fails its handshake.
+        for f in flows(&r, id) {
+            assert!(
+                matches!(f.outcome, Outcome::Reset | Outcome::TlsFailure),
+                "{file}: {id} {:?}",
+                f.outcome
+            );
+        }
     }
     assert!(codes(&r).contains(&"KM010"), "{file}: {:?}", codes(&r));
     assert_eq!(r.worst(), Some(Severity::Error));
@@ -493,26 +500,39 @@ fn kfp_master_postgresql_checks_each_database_flow_against_its_real_server() {
 }
 
 #[test]
-fn kfp_2_17_standalone_tls_renamed_ports_are_reported_not_skipped() {
+fn kfp_2_17_standalone_tls_is_application_tls_through_the_sidecars() {
     let r = current_release_is_issue_12015(
         "kfp-2.17.0-cert-manager-platform-agnostic-standalone-tls.yaml",
     );
-    // The `http`/`md-envoy` ports are renamed `tls`: those flows cannot be placed, and say so
-    // as errors (KM070) naming the Service, instead of vanishing.
-    let km070: BTreeSet<&str> = r
-        .findings
-        .iter()
-        .filter(|f| f.code == "KM070")
-        .filter_map(|f| f.flow.as_deref())
-        .collect();
-    assert_eq!(
-        km070,
-        BTreeSet::from([
-            "kubelet-probe-api-server",
-            "ui-to-api-server",
-            "ui-to-metadata-envoy"
-        ])
-    );
+    // Renamed `tls` ports resolve through the container port names.
+    assert!(open_unresolved(&r).is_empty(), "{:#?}", open_unresolved(&r));
+    // The API server serves TLS (--tlsCertPath). Port 8887 keeps the name `grpc`, so the
+    // persistence agent's sidecar feeds the TLS handshake to its HTTP/2 codec: reset.
+    for f in flows(&r, "persistence-agent-to-api-server") {
+        assert_eq!(f.to.port, 8887);
+        assert_eq!(f.outcome, Outcome::Reset, "{f:?}");
+        assert!(
+            f.explanation
+                .iter()
+                .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")),
+            "{:#?}",
+            f.explanation
+        );
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("appProtocol: tls"))
+        );
+    }
+    // Port 8888 is `tls` / `appProtocol: https`: the TLS passes inside Istio mTLS.
+    for f in flows(&r, "ui-to-api-server") {
+        assert_eq!(
+            (f.to.port, f.outcome, f.transport),
+            (8888, Outcome::Allow, Some(Transport::Mtls))
+        );
+    }
+    // Run pods without a sidecar send their own TLS to a STRICT port: the handshake fails.
+    assert_all(&r, "driver-to-api-server", Outcome::TlsFailure);
 }
 
 /// A Service port whose `targetPort` names a port no container declares (valid Kubernetes,

@@ -60,12 +60,9 @@ fn every_applicable_flow_resolves_in_every_render() {
         per_render.insert(render, ids);
     }
     // What may not resolve, and why: the PostgreSQL env configures `postgresHost: postgres`,
-    // a host no Service provides (KM072); the standalone-TLS env renames the API server's and
-    // metadata-envoy's `http` / `md-envoy` ports to `tls` (reported, not yet modelled).
+    // a host no Service provides (KM072). (The standalone-TLS env's renamed `tls` ports resolve
+    // through the container port names.)
     let expected = [
-        "kfp-2.17.0-standalone-tls: ui-to-api-server: CouldNotResolve: Service kubeflow/ml-pipeline has no port http",
-        "kfp-2.17.0-standalone-tls: ui-to-metadata-envoy: CouldNotResolve: Service kubeflow/metadata-envoy-service has no port md-envoy",
-        "kfp-2.17.0-standalone-tls: kubelet-probe-api-server: CouldNotResolve: Service kubeflow/ml-pipeline has no port http",
         "kfp-master-postgresql: api-server-to-database: CouldNotResolve: the client is configured to reach `postgres:5432`",
         "kfp-master-postgresql: api-server-wait-for-database: CouldNotResolve: the client is configured to reach `postgres:5432`",
         "kfp-master-postgresql: cache-server-to-database: CouldNotResolve: the client is configured to reach `postgres:5432`",

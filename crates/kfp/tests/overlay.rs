@@ -94,6 +94,12 @@ fn case(name: &str) -> Case {
             "single-user-postgresql",
             one("kfp-master-platform-agnostic-postgresql.yaml"),
         ),
+        // KFP serving TLS itself (API server, MLMD, metadata-envoy).
+        "kfp-2.17.0-standalone-tls" => (
+            "kfp-2.17.0-standalone-tls",
+            "single-user-standalone-tls",
+            one("kfp-2.17.0-cert-manager-platform-agnostic-standalone-tls.yaml"),
+        ),
         // Pipeline + Istio install + namespaces + Istio resources + profiles + network policies.
         "kubeflow-v1.10.1" => (
             "kubeflow-v1.10.1",
@@ -124,6 +130,7 @@ const CASES: &[&str] = &[
     "kubeflow-master",
     "kfp-2.15.0-su",
     "kfp-master-postgresql",
+    "kfp-2.17.0-standalone-tls",
 ];
 
 /// A temporary directory removed on drop.
@@ -259,8 +266,9 @@ fn is_multi_user(c: &Case) -> bool {
     c.variant.starts_with("multi-user")
 }
 
+/// KFP 2.17 or later (master): the API server's init container waits for MLMD.
 fn is_master(c: &Case) -> bool {
-    c.name.starts_with("kfp-master")
+    c.name.starts_with("kfp-master") || c.name.starts_with("kfp-2.17")
 }
 
 /// The least-privilege table: for each KFP server, exactly what its ALLOW policies admit
@@ -529,6 +537,11 @@ fn overlay_kfp_2_15_0_single_user() {
 #[test]
 fn overlay_kfp_master_postgresql() {
     acceptance("kfp-master-postgresql");
+}
+
+#[test]
+fn overlay_kfp_2_17_0_standalone_tls() {
+    acceptance("kfp-2.17.0-standalone-tls");
 }
 
 #[test]
