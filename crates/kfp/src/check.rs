@@ -129,7 +129,8 @@ pub struct ServerAccess {
     /// Identities of the flow catalog's callers (principals).
     pub required: Vec<String>,
     /// What the ALLOW policies admit: principals, `ns:<namespace>`, `any-authenticated`,
-    /// `any-plaintext`, `anyone` (no ALLOW policy).
+    /// `any-mesh-identity` (no source named, ports STRICT), `any-plaintext`, `anyone` (no
+    /// ALLOW policy, plaintext accepted); see [`allowed_identities`].
     pub allowed: Vec<String>,
     /// Allowed entries no required caller needs.
     pub excess: Vec<String>,
@@ -975,8 +976,44 @@ fn server_access(inv: &Inventory, facts: &KfpFacts, flows: &[FlowResult]) -> Vec
     out
 }
 
-/// What the enforced ALLOW policies of a workload admit, as identity descriptions.
+/// What the enforced ALLOW policies of a workload admit, as identity descriptions:
+/// principals, `ns:<namespace>`, `any-authenticated` (`principals: ["*"]`), and for rules that
+/// name no source identity (or no ALLOW policy at all) what actually reaches the workload:
+/// `any-mesh-identity` when every port the rule covers enforces STRICT (plaintext is reset
+/// there, so only callers with a sidecar arrive, whatever their identity), else
+/// `any-plaintext` (a rule) or `anyone` (no ALLOW policy).
 pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
+    let all_ports = container_ports(server);
+    let strict = |ports: &[u16]| {
+        ports
+            .iter()
+            .all(|p| peer_authn::effective_mode(inv, server, *p).value == MtlsMode::Strict)
+    };
+    // The workload ports a rule applies to (`to.operation.ports`), all of them when it names
+    // none.
+    let rule_ports = |rule: &kfp_mesh_core::model::Rule| -> Vec<u16> {
+        let listed: Vec<u16> = rule
+            .to
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| t.operation.as_ref())
+            .flat_map(|o| o.ports.iter().flatten())
+            .filter_map(|p| p.parse::<u16>().ok())
+            .collect();
+        if listed.is_empty() {
+            all_ports.clone()
+        } else {
+            listed
+        }
+    };
+    let no_identity = |rule: &kfp_mesh_core::model::Rule| {
+        if strict(&rule_ports(rule)) {
+            "any-mesh-identity"
+        } else {
+            "any-plaintext"
+        }
+    };
     let mut allowed = BTreeSet::new();
     let mut any_allow = false;
     for p in authz::enforced_allow_policies(inv, server) {
@@ -991,7 +1028,7 @@ pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
                 .filter_map(|f| f.source.as_ref())
                 .collect();
             if sources.is_empty() {
-                allowed.insert("any-plaintext".to_string());
+                allowed.insert(no_identity(rule).to_string());
                 continue;
             }
             for s in sources {
@@ -1018,15 +1055,29 @@ pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
                     allowed.insert(format!("{}/ns/{sns}/sa/{sname}", inv.mesh.trust_domain));
                 }
                 if !identity {
-                    allowed.insert("any-plaintext".to_string());
+                    allowed.insert(no_identity(rule).to_string());
                 }
             }
         }
     }
     if !any_allow {
-        allowed.insert("anyone".to_string());
+        allowed.insert(if strict(&all_ports) {
+            "any-mesh-identity".to_string()
+        } else {
+            "anyone".to_string()
+        });
     }
     allowed.into_iter().collect()
+}
+
+/// An entry of [`allowed_identities`] in words, for messages.
+fn describe_allowed(entry: &str) -> String {
+    match entry {
+        "any-mesh-identity" => "any-mesh-identity (a rule naming no source, or no ALLOW policy, on ports that enforce STRICT: every caller with a sidecar, whatever its identity)".to_string(),
+        "any-plaintext" => "any-plaintext (a rule naming no source identity on a port that accepts plaintext: any caller, with or without a sidecar)".to_string(),
+        "anyone" => "anyone (no ALLOW policy and plaintext accepted)".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// A principal with Istio's prefix or suffix wildcard (`*/sa/default-editor`,
@@ -1133,7 +1184,7 @@ fn policy_findings(
             .filter(|e| !a.required.iter().any(|r| r == *e))
             .collect();
         if !excess.is_empty() {
-            let list: Vec<&str> = excess.iter().map(|s| s.as_str()).collect();
+            let list: Vec<String> = excess.iter().map(|s| describe_allowed(s)).collect();
             findings.push(Finding::new(
                 "KM031",
                 format!(

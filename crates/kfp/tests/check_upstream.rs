@@ -457,6 +457,25 @@ fn kfp_2_15_object_store_is_reached_through_the_alias_service() {
         f.explanation[0].message
     );
     assert!(open_unresolved(&r).is_empty(), "{:#?}", open_unresolved(&r));
+    // Item 8: under STRICT a server without ALLOW policies is open to every mesh identity,
+    // not to plaintext (which STRICT resets): KM031 names that excess.
+    let a = r
+        .access
+        .iter()
+        .find(|a| a.service == "ml-pipeline")
+        .expect("access entry for ml-pipeline");
+    assert_eq!(a.allowed, ["any-mesh-identity"]);
+    let km031 = r
+        .findings
+        .iter()
+        .find(|f| f.code == "KM031" && f.message.starts_with("kubeflow/ml-pipeline "))
+        .expect("KM031 on ml-pipeline");
+    assert!(
+        km031.message.contains("any-mesh-identity"),
+        "{}",
+        km031.message
+    );
+    assert!(!km031.message.contains("anyone"), "{}", km031.message);
 }
 
 #[test]

@@ -248,6 +248,7 @@ const KFP_NS: &str = "kubeflow";
 const GATEWAY: &str = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
 const PROFILE_RUN_PODS: &str = "*/sa/default-editor";
 const ANY_PLAINTEXT: &str = "any-plaintext";
+const ANY_MESH_IDENTITY: &str = "any-mesh-identity";
 
 fn sa(name: &str) -> String {
     format!("cluster.local/ns/{KFP_NS}/sa/{name}")
@@ -319,7 +320,14 @@ fn expected_allowed(c: &Case, service: &str) -> Vec<String> {
                 sa("ml-pipeline-persistenceagent"),
                 sa("ml-pipeline-scheduledworkflow"),
             ];
-            v.push(if mu { ANY_PLAINTEXT.into() } else { runner });
+            // Upstream's multi-user header rule names no source: under STRICT it admits every
+            // caller with a sidecar; in k8s-native mode it also covers the PERMISSIVE webhook
+            // port 8443, so plaintext callers too.
+            v.push(match (mu, c.name.contains("k8s-native")) {
+                (true, true) => ANY_PLAINTEXT.into(),
+                (true, false) => ANY_MESH_IDENTITY.into(),
+                (false, _) => runner,
+            });
             v
         }
         "ml-pipeline-ui" if mu => vec![GATEWAY.into()],
@@ -504,6 +512,7 @@ fn assert_strict_and_least_privilege(c: &Case, r: &Report, with: &str) {
             let admitted = a.allowed.iter().any(|x| {
                 x == req
                     || x == ANY_PLAINTEXT
+                    || x == ANY_MESH_IDENTITY
                     || x.strip_prefix('*')
                         .is_some_and(|suffix| req.ends_with(suffix))
             });

@@ -618,8 +618,10 @@ fn allowed_via(allowed: &[String], identity: &str) -> Option<String> {
     }
     let principal = identity.contains("/ns/") && identity.contains("/sa/");
     if principal {
-        if allowed.iter().any(|a| a == "any-authenticated") {
-            return Some("via any-authenticated".to_string());
+        for wide in ["any-authenticated", "any-mesh-identity"] {
+            if allowed.iter().any(|a| a == wide) {
+                return Some(format!("via {wide}"));
+            }
         }
         for a in allowed {
             if let Some(ns) = a.strip_prefix("ns:")
