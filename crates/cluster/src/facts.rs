@@ -10,7 +10,7 @@ use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::model::{AuthzAction, PeerMode};
 use kfp_mesh_core::object::{Body, Cited, ObjectRef};
 use kfp_mesh_kfp::check::{Report, Suppression};
-use kfp_mesh_kfp::findings::{Finding, Severity};
+use kfp_mesh_kfp::findings::{Code, Finding, Severity};
 use kfp_mesh_kfp::runpods::{self, WebhookMode};
 use serde::Serialize;
 use serde_json::Value;
@@ -504,6 +504,14 @@ fn pod_cite(pods: &[LivePod], ns: &str, name: &str) -> Option<Cited> {
         })
 }
 
+/// The codes only `verify`'s live facts emit (the rule registry of `check` is
+/// `kfp_mesh_kfp::check::rules::RULES`; together they cover the catalog, each code once).
+pub const LIVE_CODES: &[Code] = &[
+    Code::LiveRunPodWithoutSidecar,
+    Code::LivePodStuckOnSidecar,
+    Code::LiveWebhookNotReady,
+];
+
 /// The findings of the live facts: KM060 (run pods without a sidecar), KM061 (pods stuck on
 /// their sidecar), KM062 (kfp-mesh webhook not ready).
 pub fn findings(
@@ -543,7 +551,7 @@ pub fn findings(
             .examples_without
             .first()
             .and_then(|n| pod_cite(pods, &rp.namespace, n));
-        let f = Finding::new("KM060", message, about.as_ref());
+        let f = Finding::new(Code::LiveRunPodWithoutSidecar, message, about.as_ref());
         out.push(if strict {
             f
         } else {
@@ -577,7 +585,11 @@ pub fn findings(
         let about = stuck
             .first()
             .and_then(|s| pod_cite(pods, &s.namespace, &s.name));
-        out.push(Finding::new("KM061", message, about.as_ref()));
+        out.push(Finding::new(
+            Code::LivePodStuckOnSidecar,
+            message,
+            about.as_ref(),
+        ));
     }
     for wh in &facts.webhooks {
         if wh.ready {
@@ -595,7 +607,11 @@ pub fn findings(
                 wh.service.as_deref().unwrap_or("(none)")
             ),
         };
-        out.push(Finding::new("KM062", message, wh.about.as_ref()));
+        out.push(Finding::new(
+            Code::LiveWebhookNotReady,
+            message,
+            wh.about.as_ref(),
+        ));
     }
     out
 }
@@ -616,7 +632,11 @@ pub fn merge_findings(
                     && obj
                         .meta
                         .annotation(kfp_mesh_kfp::check::SUPPRESS_ANNOTATION)
-                        .is_some_and(|codes| codes.split(',').any(|c| c.trim() == f.code))
+                        .is_some_and(|codes| {
+                            codes
+                                .split(',')
+                                .any(|c| Code::parse(c.trim()) == Some(f.code))
+                        })
             })
         })
     };

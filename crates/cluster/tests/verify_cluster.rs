@@ -105,7 +105,7 @@ fn finding_keys(r: &Report) -> Vec<(String, String, Option<String>)> {
     let mut v: Vec<_> = r
         .findings
         .iter()
-        .filter(|f| !f.code.starts_with("KM06"))
+        .filter(|f| !f.code.as_str().starts_with("KM06"))
         .map(|f| {
             (
                 f.code.to_string(),
@@ -465,7 +465,12 @@ async fn live_facts_of_a_single_user_install_without_istio_crds() {
     );
     assert!(facts.webhook_order.iter().any(|o| o.role == "kfp-mesh"));
 
-    let codes: Vec<&str> = live.report.findings.iter().map(|f| f.code).collect();
+    let codes: Vec<&str> = live
+        .report
+        .findings
+        .iter()
+        .map(|f| f.code.as_str())
+        .collect();
     for c in ["KM060", "KM061", "KM062"] {
         assert!(codes.contains(&c), "{c} in {codes:?}");
     }
@@ -492,6 +497,14 @@ async fn live_facts_of_a_single_user_install_without_istio_crds() {
             .message
             .contains("hello-world-7x2kq-system-container-impl-555")
     );
+    // The webhook's Deployment has 0 of 2 replicas ready: it fails open.
+    let km062 = live
+        .report
+        .findings
+        .iter()
+        .find(|f| f.code == "KM062")
+        .expect("KM062");
+    assert_eq!(km062.severity.as_str(), "error");
 }
 
 #[tokio::test]

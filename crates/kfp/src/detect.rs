@@ -1485,47 +1485,6 @@ fn detect_images(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_parse() {
-        assert_eq!(Version::parse("2.5.0"), Some(Version::new(2, 5, 0)));
-        assert_eq!(Version::parse("v2.17.0-rc.1"), Some(Version::new(2, 17, 0)));
-        assert_eq!(Version::parse("2.5"), Some(Version::new(2, 5, 0)));
-        assert_eq!(Version::parse("latest"), None);
-        assert_eq!(Version::parse("1.2.3.4"), None);
-        assert!(Version::new(2, 14, 0) > Version::new(2, 5, 0));
-    }
-
-    #[test]
-    fn images() {
-        assert_eq!(
-            image_tag("ghcr.io/kubeflow/kfp-api-server:2.5.0"),
-            Some("2.5.0")
-        );
-        assert_eq!(image_tag("localhost:5000/kfp-api-server"), None);
-        assert_eq!(
-            image_name("gcr.io/ml-pipeline/api-server:2.5.0"),
-            "api-server"
-        );
-        assert!(is_kfp_image("gcr.io/ml-pipeline/api-server:2.5.0"));
-        assert!(is_kfp_image("ghcr.io/kubeflow/kfp-frontend:2.5.0"));
-        assert!(!is_kfp_image("gcr.io/ml-pipeline/mysql:8.0.26"));
-    }
-
-    #[test]
-    fn string_maps() {
-        assert_eq!(
-            parse_string_map(r#"{"sidecar.istio.io/inject":"true"}"#).map(|m| m.len()),
-            Ok(1)
-        );
-        assert!(parse_string_map(r#"{"a": true}"#).is_err());
-        assert!(parse_string_map("a=b").is_err());
-    }
-}
-
 /// The workload serves TLS itself on its ports (KFP's `env/cert-manager/...-standalone-tls`):
 /// the API server started with `--tlsCertPath`, MLMD configured with an `ssl_config` server
 /// certificate, or an Envoy (metadata-envoy) whose mounted configuration has a
@@ -1597,4 +1556,46 @@ pub fn serves_app_tls(inv: &Inventory, w: &Workload) -> Option<Evidence> {
         }
     }
     None
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(Version::parse("2.5.0"), Some(Version::new(2, 5, 0)));
+        assert_eq!(Version::parse("v2.17.0-rc.1"), Some(Version::new(2, 17, 0)));
+        assert_eq!(Version::parse("2.5"), Some(Version::new(2, 5, 0)));
+        assert_eq!(Version::parse("latest"), None);
+        assert_eq!(Version::parse("1.2.3.4"), None);
+        assert!(Version::new(2, 14, 0) > Version::new(2, 5, 0));
+    }
+
+    #[test]
+    fn images() {
+        assert_eq!(
+            image_tag("ghcr.io/kubeflow/kfp-api-server:2.5.0"),
+            Some("2.5.0")
+        );
+        assert_eq!(image_tag("localhost:5000/kfp-api-server"), None);
+        assert_eq!(
+            image_name("gcr.io/ml-pipeline/api-server:2.5.0"),
+            "api-server"
+        );
+        assert!(is_kfp_image("gcr.io/ml-pipeline/api-server:2.5.0"));
+        assert!(is_kfp_image("ghcr.io/kubeflow/kfp-frontend:2.5.0"));
+        assert!(!is_kfp_image("gcr.io/ml-pipeline/mysql:8.0.26"));
+    }
+
+    #[test]
+    fn string_maps() {
+        assert_eq!(
+            parse_string_map(r#"{"sidecar.istio.io/inject":"true"}"#).map(|m| m.len()),
+            Ok(1)
+        );
+        assert!(parse_string_map(r#"{"a": true}"#).is_err());
+        assert!(parse_string_map("a=b").is_err());
+    }
 }

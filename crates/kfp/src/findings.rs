@@ -47,11 +47,39 @@ pub fn kind(code: &str) -> Option<&'static FindingKind> {
     kinds().iter().find(|k| k.code == code)
 }
 
+include!(concat!(env!("OUT_DIR"), "/codes.rs"));
+
+impl Code {
+    /// The catalog entry of this code.
+    pub fn kind(self) -> Option<&'static FindingKind> {
+        kind(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compare with the code as users write it (`KM001`).
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One finding: a code of the catalog, about an object, with a one-line message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,8 +95,8 @@ pub struct Finding {
 
 impl Finding {
     /// A finding of catalog code `code` (its severity comes from the catalog).
-    pub fn new(code: &'static str, message: impl Into<String>, about: Option<&Cited>) -> Self {
-        let severity = kind(code).map(|k| k.severity).unwrap_or(Severity::Error);
+    pub fn new(code: Code, message: impl Into<String>, about: Option<&Cited>) -> Self {
+        let severity = code.severity();
         let (object, file, line) = match about {
             Some(c) => (
                 Some(c.object.clone()),
@@ -154,6 +182,19 @@ mod tests {
             assert!(!k.fix.is_empty() && !k.description.is_empty(), "{}", k.code);
         }
         assert_eq!(kinds(), parsed.as_slice());
+        // The generated enum is the catalog, in order.
+        let generated: Vec<(&str, &str, Severity)> = Code::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.name(), c.severity()))
+            .collect();
+        let catalog: Vec<(&str, &str, Severity)> = parsed
+            .iter()
+            .map(|k| (k.code.as_str(), k.name.as_str(), k.severity))
+            .collect();
+        assert_eq!(generated, catalog);
+        assert_eq!(Code::parse("KM001"), Some(Code::FlowReset));
+        assert_eq!(Code::parse("flow-reset"), Some(Code::FlowReset));
+        assert_eq!(Code::parse("KM999"), None);
     }
 
     #[test]

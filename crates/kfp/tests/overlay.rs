@@ -1074,10 +1074,10 @@ fn regressions(before: &Report, after: &Report) -> Vec<String> {
     let known: BTreeSet<(&str, &str)> = before
         .findings
         .iter()
-        .map(|f| (f.code, f.message.as_str()))
+        .map(|f| (f.code.as_str(), f.message.as_str()))
         .collect();
     for f in &after.findings {
-        if !known.contains(&(f.code, f.message.as_str())) {
+        if !known.contains(&(f.code.as_str(), f.message.as_str())) {
             out.push(format!("{} {}", f.code, f.message));
         }
     }

@@ -779,8 +779,8 @@ fn flows_section(out: &mut String, g: &Graph<'_>) {
             w!(
                 out,
                 "<a href=\"{FINDINGS_DOC}#{}\">{}</a>",
-                esc(&code.to_lowercase()),
-                esc(code)
+                esc(&code.as_str().to_lowercase()),
+                esc(code.as_str())
             );
         }
         out.push_str("</td><td>");
@@ -870,7 +870,7 @@ fn findings_section(out: &mut String, report: &Report, g: &Graph<'_>, folded: &B
             fd.file.as_deref().unwrap_or(""),
             fd.line.unwrap_or(0)
         );
-        let key = (fd.code, message.into_owned(), place);
+        let key = (fd.code.as_str(), message.into_owned(), place);
         match index.get(&key) {
             Some(&k) => {
                 if let Some(gr) = groups.get_mut(k) {
@@ -894,7 +894,7 @@ fn findings_section(out: &mut String, report: &Report, g: &Graph<'_>, folded: &B
     }
     for gr in &groups {
         let fd = gr.finding;
-        let summary = findings::kind(fd.code)
+        let summary = findings::kind(fd.code.as_str())
             .map(|k| k.summary.as_str())
             .unwrap_or("");
         let place = match (&fd.file, fd.line) {
@@ -923,9 +923,9 @@ fn findings_section(out: &mut String, report: &Report, g: &Graph<'_>, folded: &B
         w!(
             out,
             "<tr class=\"finding\"><td><a href=\"{FINDINGS_DOC}#{}\" title=\"{}\">{}</a></td><td class=\"sev-{}\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td></tr>\n",
-            esc(&fd.code.to_lowercase()),
+            esc(&fd.code.as_str().to_lowercase()),
             esc(summary),
-            esc(fd.code),
+            esc(fd.code.as_str()),
             fd.severity.as_str(),
             fd.severity.as_str(),
             esc(&fd

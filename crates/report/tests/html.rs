@@ -288,6 +288,7 @@ fn poisoned() -> Report {
         required: true,
         reason: p(1),
         object: None,
+        configured: None,
     });
     r
 }

@@ -1,0 +1,98 @@
+//! KM032: a principal pattern the catalog's callers need (multi-user run pods in profile
+//! namespaces that cannot be listed), which admits more than them.
+
+use kfp_mesh_core::inventory::Workload;
+use kfp_mesh_core::mesh::authz;
+use kfp_mesh_core::object::Cited;
+
+use crate::check::access::is_principal_pattern;
+use kfp_mesh_core::inventory::Inventory;
+
+use super::{Context, Rule};
+use crate::findings::{Code, Finding};
+
+pub const RULE: Rule = Rule {
+    name: "principal-pattern",
+    codes: &[Code::PrincipalPattern],
+    run,
+};
+
+fn run(cx: &Context<'_>) -> Vec<Finding> {
+    let inv = cx.inv;
+    let mut findings = Vec::new();
+    for a in cx.access {
+        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
+            continue;
+        };
+        for pattern in a.allowed.iter().filter(|e| is_principal_pattern(e)) {
+            let served: Vec<&str> = a
+                .required
+                .iter()
+                .filter(|r| authz::principal_pattern_matches(pattern, r))
+                .map(String::as_str)
+                .collect();
+            if served.is_empty() {
+                continue;
+            }
+            let policies = policies_naming(inv, server, pattern);
+            let message = format!(
+                "{}/{} admits the principal pattern `{pattern}` ({}): every identity that matches it reaches the server, not only the {} the flow catalog needs ({})",
+                a.namespace,
+                a.service,
+                pattern_scope(pattern),
+                served.len(),
+                served.join(", ")
+            );
+            if policies.is_empty() {
+                findings.push(Finding::new(
+                    Code::PrincipalPattern,
+                    message.clone(),
+                    inv.service(&a.namespace, &a.service)
+                        .map(|s| s.cite())
+                        .as_ref(),
+                ));
+            }
+            for p in policies {
+                findings.push(Finding::new(
+                    Code::PrincipalPattern,
+                    message.clone(),
+                    Some(&p),
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// What a principal pattern admits, in words.
+fn pattern_scope(pattern: &str) -> String {
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        if let Some(sa) = suffix.strip_prefix("/sa/") {
+            return format!("the ServiceAccount `{sa}` of every namespace, in any trust domain");
+        }
+        return format!("every principal ending in `{suffix}`");
+    }
+    let prefix = pattern.trim_end_matches('*');
+    format!("every principal starting with `{prefix}`")
+}
+
+/// The enforced ALLOW policies of `server` that name `principal` in a source.
+fn policies_naming(inv: &Inventory, server: &Workload, principal: &str) -> Vec<Cited> {
+    let mut out = Vec::new();
+    for p in authz::enforced_allow_policies(inv, server) {
+        let spec = &p.spec;
+        let names = spec
+            .rules
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|r| r.from.iter().flatten().flatten())
+            .filter_map(|f| f.source.as_ref())
+            .flat_map(|s| s.principals.iter().flatten())
+            .any(|pr| pr == principal);
+        if names {
+            out.push(p.cite());
+        }
+    }
+    out
+}
