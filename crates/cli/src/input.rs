@@ -30,8 +30,9 @@ pub struct InputArgs {
     /// Kustomize directories, rendered with `kubectl kustomize -- DIR`. Repeatable.
     ///
     /// Like `kubectl kustomize`, this fetches the remote bases and resources the kustomization
-    /// names (git repositories, URLs); plugins and exec functions stay off. Render a
-    /// kustomization you do not trust yourself and pass the output with `-f -`.
+    /// names (git repositories, URLs); kustomize plugins, functions and Helm charts stay off
+    /// (kubectl's defaults). Render a kustomization you do not trust yourself and pass the
+    /// output with `-f -`.
     #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
     pub kustomize: Vec<PathBuf>,
 }
