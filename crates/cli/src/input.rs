@@ -110,7 +110,15 @@ impl Reader {
     /// Read `r` to its end, but not past the cap: the error names the source and the limit.
     fn read_capped(&mut self, name: &str, r: impl Read, size_hint: u64) -> Result<Vec<u8>> {
         let left = MAX_INPUT_BYTES.saturating_sub(self.read);
-        let mut bytes = Vec::with_capacity(usize::try_from(size_hint).unwrap_or(left).min(left));
+        // Reserve once (a file's size, else the cap): the pages are only touched as data
+        // arrives, whereas growing by doubling copies the text and briefly holds it twice.
+        let want = match usize::try_from(size_hint) {
+            Ok(size) if size > 0 => size.min(left),
+            _ => left,
+        };
+        let mut bytes = Vec::new();
+        // Where the address space is limited (`ulimit -v`), grow as needed instead.
+        let _ = bytes.try_reserve_exact(want.saturating_add(1));
         r.take(left as u64 + 1)
             .read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {name}"))?;

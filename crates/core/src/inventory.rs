@@ -149,13 +149,24 @@ fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
         return Ok(None);
     }
     let nodes = node_budget(doc.len());
+    // Set here, not left to the library's defaults, so the error messages below stay true.
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             max_nodes: nodes,
             // Every node is one event, a mapping or sequence one more at its end.
             max_events: nodes.saturating_mul(2).saturating_add(16),
-            max_total_scalar_bytes: doc.len().saturating_mul(2).max(64 * 1024 * 1024),
+            max_total_scalar_bytes: scalar_budget(doc.len()),
+            max_aliases: 50_000,
+            max_anchors: 50_000,
+            enforce_alias_anchor_ratio: true,
+            alias_anchor_ratio_multiplier: 10,
+            max_recorded_anchor_events: 1_000_000,
+            max_merge_keys: 10_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 1_000_000,
+            max_replay_stack_depth: 64,
         },
     };
     let value: serde_json::Value =
@@ -180,31 +191,51 @@ fn yaml_error(e: &serde_saphyr::Error, doc: &str) -> String {
     {
         inner = error;
     }
-    let serde_saphyr::Error::Budget { breach, .. } = inner else {
-        return format!("not valid YAML: {}", one_line(&e.to_string()));
+    const ALIASES: &str = "the document uses more YAML anchors and aliases than kfp-mesh follows (at most 1,000,000 nodes replayed from aliases, 50,000 aliases, 50,000 anchors, 10 aliases per anchor, 10,000 merge keys)";
+    let breach = match inner {
+        serde_saphyr::Error::Budget { breach, .. } => breach,
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
+        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
+            return size_limit(ALIASES);
+        }
+        _ => return format!("not valid YAML: {}", one_line(&e.to_string())),
     };
-    let limit = match breach {
+    let what = match breach {
         B::Depth { .. } => {
             return format!(
                 "YAML nesting limit: the document nests deeper than {MAX_DEPTH} levels (Kubernetes objects rarely exceed 20); the document is skipped"
             );
         }
         B::Nodes { .. } | B::Events { .. } => format!(
-            "more than {} nodes (mappings, lists and values; {NODES_PER_BYTE} per byte of the document, at least {MIN_NODE_BUDGET})",
+            "the document expands to more than {} nodes (mappings, lists and values: {NODES_PER_BYTE} per byte of its text, at least {MIN_NODE_BUDGET}), each use of an alias (`*name`) counted in full",
             node_budget(doc.len())
         ),
-        B::ScalarBytes { .. } => "more text in values than twice its own size".to_string(),
+        B::ScalarBytes { .. } => format!(
+            "the text of its values expands to more than {} bytes (twice its own size, at least 64 MiB), each use of an alias (`*name`) counted in full",
+            scalar_budget(doc.len())
+        ),
         B::Aliases { .. }
         | B::Anchors { .. }
         | B::AliasAnchorRatio { .. }
         | B::RecordedAnchorEvents { .. }
         | B::RecordedAnchorBytes { .. }
-        | B::MergeKeys { .. } => "too many YAML anchors, aliases or merge keys".to_string(),
+        | B::MergeKeys { .. } => ALIASES.to_string(),
         other => format!("{other:?}"),
     };
+    size_limit(&what)
+}
+
+fn size_limit(what: &str) -> String {
     format!(
-        "YAML size limit: the document expands to {limit}, counting each use of an alias (`*name`) in full; the document is skipped. Aliases that repeat large parts are refused as a defence against alias bombs: write the repeated parts out (`kubectl get -o yaml` and `kubectl kustomize` never use aliases), or pass JSON (`-o json`)"
+        "YAML size limit: {what}; the document is skipped. The limits stop alias bombs (a few bytes that expand to millions of values): write the repeated parts out instead of using aliases (`kubectl get -o yaml` and `kubectl kustomize` never use them), or pass JSON"
     )
+}
+
+/// The bytes of value text a YAML document of `len` bytes may expand to.
+fn scalar_budget(len: usize) -> usize {
+    len.saturating_mul(2).max(64 * 1024 * 1024)
 }
 
 fn one_line(s: &str) -> String {
