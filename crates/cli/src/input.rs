@@ -54,9 +54,8 @@ pub fn load(args: &InputArgs) -> Result<Inventory> {
             let bytes = reader.read_capped("<stdin>", std::io::stdin().lock(), 0)?;
             reader.parse("<stdin>", &bytes);
         } else {
-            let meta = std::fs::metadata(path).with_context(|| {
-                format!("cannot read {}: no such file or directory", path.display())
-            })?;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
             if meta.is_dir() {
                 reader.walk(path, &meta)?;
             } else {
