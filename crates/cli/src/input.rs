@@ -1,19 +1,38 @@
 //! Reading the input: files, directories, stdin and `kubectl kustomize` output.
+//!
+//! Everything one run reads is capped at [`MAX_INPUT_BYTES`] in all, and reading stops there:
+//! an input without end (`yes | kfp-mesh check -f -`, `-f /dev/zero`) is a size error, not a
+//! machine out of memory. A directory walk follows symbolic links but reads each directory and
+//! file once, and skips FIFOs, sockets and devices (reading them would block or never end).
+//! What cannot be read is an input error (KM050) naming the file; the rest is analysed.
 
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kfp_mesh_core::inventory::{InputError, Inventory, parse_stream};
+use kfp_mesh_core::inventory::{InputError, Inventory, MAX_INPUT_BYTES, parse_bytes, parse_stream};
+use kfp_mesh_core::object::{Object, Origin};
 
 /// Where to read Kubernetes objects from.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct InputArgs {
     /// Manifests to read: files, directories (recursively, *.yaml, *.yml, *.json, except
-    /// kustomization files), or `-` for stdin. Multi-document YAML, JSON and `kind: List` are understood. Repeatable.
+    /// kustomization files), or `-` for stdin. Multi-document YAML, JSON and `kind: List` are
+    /// understood. Repeatable; at most 512 MiB in all.
+    ///
+    /// A directory walk follows symbolic links, reads each directory and file once, and skips
+    /// FIFOs, sockets and devices (reported as input errors); name such a file with -f to read it.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
-    /// Kustomize directories, rendered with `kubectl kustomize DIR`. Repeatable.
+    /// Kustomize directories, rendered with `kubectl kustomize -- DIR`. Repeatable.
+    ///
+    /// Like `kubectl kustomize`, this fetches the remote bases and resources the kustomization
+    /// names (git repositories, URLs); kustomize plugins, functions and Helm charts stay off
+    /// (kubectl's defaults). Render a kustomization you do not trust yourself and pass the
+    /// output with `-f -`.
     #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
     pub kustomize: Vec<PathBuf>,
 }
@@ -24,24 +43,33 @@ impl InputArgs {
     }
 }
 
-/// Read every source into one inventory. IO failures (a missing file, kubectl not found) are
-/// errors; malformed documents are kept in `Inventory::errors` and the rest is analysed.
+/// Read every source into one inventory. IO failures of what the command line names (a missing
+/// file, kubectl not found or failing, more than [`MAX_INPUT_BYTES`]) are errors; a file of a
+/// directory that cannot be read, and malformed documents, are kept in `Inventory::errors` and
+/// the rest is analysed.
 pub fn load(args: &InputArgs) -> Result<Inventory> {
-    let mut texts: Vec<(String, String)> = Vec::new();
+    let mut reader = Reader::default();
     for path in &args.files {
         if path.as_os_str() == "-" {
-            let text = std::io::read_to_string(std::io::stdin()).context("reading stdin")?;
-            texts.push(("<stdin>".to_string(), text));
+            let bytes = reader.read_capped("<stdin>", std::io::stdin().lock(), 0)?;
+            reader.parse("<stdin>", &bytes);
         } else {
-            read_path(path, &mut texts)?;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+            if meta.is_dir() {
+                reader.walk(path, &meta)?;
+            } else {
+                // Named on the command line: read whatever it is (a FIFO of `-f <(...)`, a
+                // device), up to the cap.
+                reader.read_file(path, &meta)?;
+            }
         }
     }
     for dir in &args.kustomize {
-        texts.push((format!("kustomize:{}", dir.display()), kustomize(dir)?));
+        let bytes = reader.kustomize(dir)?;
+        reader.parse(&format!("kustomize:{}", dir.display()), &bytes);
     }
-    Ok(Inventory::from_sources(
-        texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
-    ))
+    Ok(Inventory::from_objects(reader.objects, reader.errors))
 }
 
 /// Parse built-in text (the embedded examples).
@@ -50,14 +78,111 @@ pub fn load_builtin(name: &str, text: &str) -> Inventory {
     Inventory::from_objects(objects, errors)
 }
 
-fn read_path(path: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}: no such file or directory", path.display()))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list directory {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+/// The state of one run's reading: what was read, and what is left of the cap.
+#[derive(Default)]
+struct Reader {
+    objects: Vec<Object>,
+    errors: Vec<InputError>,
+    /// Bytes read so far, all sources together.
+    read: usize,
+    /// Directories and files already read, by device and inode, with the path they were read at.
+    seen: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Reader {
+    /// Parse one source; its bytes are dropped afterwards, so a run holds one source's text at
+    /// a time besides the objects.
+    fn parse(&mut self, name: &str, bytes: &[u8]) {
+        let (objects, errors) = parse_bytes(name, bytes);
+        self.objects.extend(objects);
+        self.errors.extend(errors);
+    }
+
+    fn skip(&mut self, path: &Path, why: String) {
+        self.errors.push(InputError {
+            origin: Origin::new(path.display().to_string(), 1),
+            object: None,
+            message: why,
+        });
+    }
+
+    /// Read `r` to its end, but not past the cap: the error names the source and the limit.
+    fn read_capped(&mut self, name: &str, r: impl Read, size_hint: u64) -> Result<Vec<u8>> {
+        let left = MAX_INPUT_BYTES.saturating_sub(self.read);
+        // Reserve once (a file's size, else the cap): the pages are only touched as data
+        // arrives, whereas growing by doubling copies the text and briefly holds it twice.
+        let want = match usize::try_from(size_hint) {
+            Ok(size) if size > 0 => size.min(left),
+            _ => left,
+        };
+        let mut bytes = Vec::new();
+        // Where the address space is limited (`ulimit -v`), grow as needed instead.
+        let _ = bytes.try_reserve_exact(want.saturating_add(1));
+        r.take(left as u64 + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {name}"))?;
+        if bytes.len() > left {
+            bail!("{}", too_large(name, self.read));
+        }
+        self.read += bytes.len();
+        Ok(bytes)
+    }
+
+    /// Read a file (named on the command line, or a regular file of a directory) and parse it.
+    fn read_file(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+        if self
+            .seen
+            .insert(file_id(meta), path.to_path_buf())
+            .is_some()
+        {
+            // The same file under a second name: its objects are in already.
+            return Ok(());
+        }
+        let name = path.display().to_string();
+        if meta.is_file() && meta.len() > MAX_INPUT_BYTES.saturating_sub(self.read) as u64 {
+            bail!("{}", too_large(&name, self.read));
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.skip(path, format!("cannot read the file: {e}; it is skipped"));
+                return Ok(());
+            }
+        };
+        let size = if meta.is_file() { meta.len() } else { 0 };
+        let bytes = match self.read_capped(&name, file, size) {
+            Ok(b) => b,
+            Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
+                self.skip(path, format!("{e:#}; the file is skipped"));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.parse(&name, &bytes);
+        Ok(())
+    }
+
+    /// Read the manifests of a directory tree, each directory and file once.
+    fn walk(&mut self, dir: &Path, meta: &std::fs::Metadata) -> Result<()> {
+        if let Some(first) = self.seen.get(&file_id(meta)) {
+            eprintln!(
+                "note: {} is the directory {} again (a symbolic link); it is read once",
+                dir.display(),
+                first.display()
+            );
+            return Ok(());
+        }
+        self.seen.insert(file_id(meta), dir.to_path_buf());
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                self.skip(
+                    dir,
+                    format!("cannot list the directory: {e}; it is skipped"),
+                );
+                return Ok(());
+            }
+        };
         entries.sort();
         for entry in entries {
             let is_manifest = entry
@@ -71,47 +196,120 @@ fn read_path(path: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
                     "kustomization.yaml" | "kustomization.yml" | "Kustomization"
                 )
             });
-            if entry.is_dir() || (is_manifest && !is_kustomization) {
-                read_path(&entry, out)?;
+            let wanted = is_manifest && !is_kustomization;
+            let meta = match std::fs::metadata(&entry) {
+                Ok(m) => m,
+                // A dangling or looping symbolic link: only a manifest's name says it mattered.
+                Err(e) if wanted => {
+                    self.skip(&entry, format!("cannot read the file: {e}; it is skipped"));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if meta.is_dir() {
+                self.walk(&entry, &meta)?;
+            } else if !wanted {
+                continue;
+            } else if meta.is_file() {
+                self.read_file(&entry, &meta)?;
+            } else {
+                let what = special_kind(&meta.file_type());
+                self.skip(
+                    &entry,
+                    format!(
+                        "skipped: {what}, not a regular file (in a directory, kfp-mesh reads regular files only, as reading {what} may block or never end); name it with -f to read it"
+                    ),
+                );
             }
         }
-        return Ok(());
+        Ok(())
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| anyhow!("{} is not UTF-8 text", path.display()))?;
-    out.push((path.display().to_string(), text));
-    Ok(())
+
+    /// Render a kustomization with `kubectl kustomize`, reading its output up to the cap.
+    fn kustomize(&mut self, dir: &Path) -> Result<Vec<u8>> {
+        let mut child = Command::new("kubectl")
+            .arg("kustomize")
+            // The directory is an argument, never a flag, whatever it starts with.
+            .arg("--")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    anyhow!(
+                        "`-k {}` needs kubectl on the PATH (kubectl kustomize renders the directory); install kubectl, or render it yourself and pass `-f -`",
+                        dir.display()
+                    )
+                } else {
+                    anyhow!("cannot run kubectl kustomize {}: {e}", dir.display())
+                }
+            })?;
+        // kubectl's messages: the first 64 KiB are kept, the rest drained so it never blocks.
+        let stderr = child.stderr.take().map(|err| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut err = err;
+                let _ = err.by_ref().take(64 * 1024).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut err, &mut std::io::sink());
+                kept
+            })
+        });
+        let name = format!("kubectl kustomize {}", dir.display());
+        let output = match child.stdout.take() {
+            Some(out) => self.read_capped(&name, out, 0),
+            None => Err(anyhow!("cannot read the output of {name}")),
+        };
+        if output.is_err() {
+            // Stop kubectl (this run's own child) instead of waiting for an output without end.
+            let _ = child.kill();
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {name}"))?;
+        let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        let output = output?;
+        if !status.success() {
+            bail!(
+                "kubectl kustomize {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&stderr).trim()
+            );
+        }
+        Ok(output)
+    }
 }
 
-fn kustomize(dir: &Path) -> Result<String> {
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow!(
-                    "`-k {}` needs kubectl on the PATH (kubectl kustomize renders the directory); install kubectl, or render it yourself and pass `-f -`",
-                    dir.display()
-                )
-            } else {
-                anyhow!("cannot run kubectl kustomize {}: {e}", dir.display())
-            }
-        })?;
-    if !output.status.success() {
-        bail!(
-            "kubectl kustomize {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+/// Device and inode: the identity of a file whatever name it is reached by.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
     }
-    String::from_utf8(output.stdout).map_err(|_| {
-        anyhow!(
-            "kubectl kustomize {} printed non-UTF-8 output",
-            dir.display()
+}
+
+fn too_large(name: &str, read_before: usize) -> String {
+    let all = if read_before == 0 {
+        String::new()
+    } else {
+        format!(
+            " (with the {} MiB read before it)",
+            read_before.div_ceil(1024 * 1024)
         )
-    })
+    };
+    format!(
+        "{name}: more than 512 MiB of input{all}, the most kfp-mesh reads in one run; reading stopped there. Check a part at a time (e.g. one namespace, or fewer files)"
+    )
 }
 
 /// Print input errors to stderr, one line each.

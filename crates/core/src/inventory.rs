@@ -13,10 +13,17 @@ use crate::mesh::validation::{self, Severity, ValidationIssue};
 use crate::model::*;
 use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource};
 
-/// Largest input text accepted in one call of [`parse_stream`].
+/// Largest input accepted in one call of [`parse_stream`] or [`parse_bytes`] (512 MiB). The
+/// CLI applies the same cap to everything it reads in one run and stops reading there.
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
 /// Deepest nesting accepted in a document (Kubernetes objects rarely exceed 20).
 pub const MAX_DEPTH: usize = 64;
+/// Nodes (mappings, sequences, scalars) a YAML document may have, at the least ...
+pub const MIN_NODE_BUDGET: usize = 250_000;
+/// ... and per byte of the document. Written-out YAML has at most about one node per byte, so
+/// no real document reaches the budget; aliases are counted each time they are used, so an
+/// alias bomb (a few bytes that expand to millions of nodes) stops at twice its own size.
+pub const NODES_PER_BYTE: usize = 2;
 
 /// A problem with the input: the place, the object when known, and the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,39 +46,63 @@ impl std::fmt::Display for InputError {
 /// Parse a stream of Kubernetes objects: multi-document YAML, or one or more concatenated JSON
 /// values. `kind: List` (and `*List` kinds) are expanded into their items.
 pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) {
+    parse_bytes(source, text.as_bytes())
+}
+
+/// [`parse_stream`] on bytes as read from a file. Bytes that are not UTF-8 are an error at the
+/// line of the first such byte that skips its YAML document (JSON: its value); the other
+/// documents are read.
+pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    if text.len() > MAX_INPUT_BYTES {
+    if bytes.len() > MAX_INPUT_BYTES {
         errors.push(InputError {
             origin: Origin::new(source, 1),
             object: None,
             message: format!(
-                "input is {} bytes, more than the {} bytes kfp-mesh reads in one stream; split it into several files",
-                text.len(),
+                "input is {} bytes, more than the {} bytes (512 MiB) kfp-mesh reads in one stream; split it into several files",
+                bytes.len(),
                 MAX_INPUT_BYTES
             ),
         });
         return (objects, errors);
     }
     let source: std::sync::Arc<str> = source.into();
-    let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        parse_json_stream(&source, text, &mut objects, &mut errors);
+    let mut rest = bytes;
+    loop {
+        rest = rest.trim_ascii_start();
+        match rest.strip_prefix("\u{feff}".as_bytes()) {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    if rest.starts_with(b"{") || rest.starts_with(b"[") {
+        parse_json_stream(&source, bytes, &mut objects, &mut errors);
     } else {
-        let docs = split_yaml_documents(text);
+        let docs = split_yaml_documents(bytes);
         // Parsing is most of the cost of a large input: spread it over the cores.
-        let parsed = crate::par::map(&docs, |&(line, doc)| {
+        let parsed = crate::par::map(&docs, |doc| {
             let origin = Origin {
                 source: source.clone(),
-                line,
+                line: doc.line,
             };
             let mut objects = Vec::new();
             let mut errors = Vec::new();
-            match parse_yaml_document(doc) {
-                Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
-                Ok(None) => {}
-                Err(message) => errors.push(InputError {
-                    origin,
+            match std::str::from_utf8(doc.text).map_err(|e| not_utf8(doc, e)) {
+                Ok(text) => match parse_yaml_document(text) {
+                    Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
+                    Ok(None) => {}
+                    Err(message) => errors.push(InputError {
+                        origin,
+                        object: None,
+                        message,
+                    }),
+                },
+                Err((line, message)) => errors.push(InputError {
+                    origin: Origin {
+                        source: source.clone(),
+                        line,
+                    },
                     object: None,
                     message,
                 }),
@@ -86,6 +117,30 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
     (objects, errors)
 }
 
+/// The line and message for a YAML document that is not UTF-8.
+fn not_utf8(doc: &YamlDocument<'_>, e: std::str::Utf8Error) -> (u32, String) {
+    let at = e.valid_up_to();
+    let before = doc.text.get(..at).unwrap_or_default();
+    let line = doc.start_line + count_lines(before);
+    let column = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(at, |nl| at - nl - 1)
+        + 1;
+    let byte = doc.text.get(at).copied().unwrap_or_default();
+    (
+        line,
+        format!(
+            "not UTF-8 text: byte 0x{byte:02x} at column {column}; the document that starts at line {} is skipped (convert the file to UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`)",
+            doc.line
+        ),
+    )
+}
+
+fn count_lines(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX)
+}
+
 fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
     if doc
         .lines()
@@ -93,15 +148,94 @@ fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
     {
         return Ok(None);
     }
+    let nodes = node_budget(doc.len());
+    // Set here, not left to the library's defaults, so the error messages below stay true.
     let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_nodes: nodes,
+            // Every node is one event, a mapping or sequence one more at its end.
+            max_events: nodes.saturating_mul(2).saturating_add(16),
+            max_total_scalar_bytes: scalar_budget(doc.len()),
+            max_aliases: 50_000,
+            max_anchors: 50_000,
+            enforce_alias_anchor_ratio: true,
+            alias_anchor_ratio_multiplier: 10,
+            max_recorded_anchor_events: 1_000_000,
+            max_merge_keys: 10_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 1_000_000,
+            max_replay_stack_depth: 64,
+        },
     };
-    let value: serde_json::Value = serde_saphyr::from_str_with_options(doc, options)
-        .map_err(|e| format!("not valid YAML: {}", one_line(&e.to_string())))?;
+    let value: serde_json::Value =
+        serde_saphyr::from_str_with_options(doc, options).map_err(|e| yaml_error(&e, doc))?;
     Ok(match value {
         serde_json::Value::Null => None,
         v => Some(v),
     })
+}
+
+/// The node budget of a YAML document of `len` bytes.
+pub fn node_budget(len: usize) -> usize {
+    len.saturating_mul(NODES_PER_BYTE).max(MIN_NODE_BUDGET)
+}
+
+/// A parser error in kfp-mesh's words; a budget breach says which size limit and what to do.
+fn yaml_error(e: &serde_saphyr::Error, doc: &str) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut inner = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = inner
+    {
+        inner = error;
+    }
+    const ALIASES: &str = "the document uses more YAML anchors and aliases than kfp-mesh follows (at most 1,000,000 nodes replayed from aliases, 50,000 aliases, 50,000 anchors, 10 aliases per anchor, 10,000 merge keys)";
+    let breach = match inner {
+        serde_saphyr::Error::Budget { breach, .. } => breach,
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
+        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
+            return size_limit(ALIASES);
+        }
+        _ => return format!("not valid YAML: {}", one_line(&e.to_string())),
+    };
+    let what = match breach {
+        B::Depth { .. } => {
+            return format!(
+                "YAML nesting limit: the document nests deeper than {MAX_DEPTH} levels (Kubernetes objects rarely exceed 20); the document is skipped"
+            );
+        }
+        B::Nodes { .. } | B::Events { .. } => format!(
+            "the document expands to more than {} nodes (mappings, lists and values: {NODES_PER_BYTE} per byte of its text, at least {MIN_NODE_BUDGET}), each use of an alias (`*name`) counted in full",
+            node_budget(doc.len())
+        ),
+        B::ScalarBytes { .. } => format!(
+            "the text of its values expands to more than {} bytes (twice its own size, at least 64 MiB), each use of an alias (`*name`) counted in full",
+            scalar_budget(doc.len())
+        ),
+        B::Aliases { .. }
+        | B::Anchors { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. }
+        | B::MergeKeys { .. } => ALIASES.to_string(),
+        other => format!("{other:?}"),
+    };
+    size_limit(&what)
+}
+
+fn size_limit(what: &str) -> String {
+    format!(
+        "YAML size limit: {what}; the document is skipped. The limits stop alias bombs (a few bytes that expand to millions of values): write the repeated parts out instead of using aliases (`kubectl get -o yaml` and `kubectl kustomize` never use them), or pass JSON"
+    )
+}
+
+/// The bytes of value text a YAML document of `len` bytes may expand to.
+fn scalar_budget(len: usize) -> usize {
+    len.saturating_mul(2).max(64 * 1024 * 1024)
 }
 
 fn one_line(s: &str) -> String {
@@ -112,25 +246,38 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-/// Split a YAML stream at `---` document markers, returning each document with the 1-based
-/// line its content starts on. A marker is `---` at the start of a line followed by a space or
-/// the end of the line; YAML forbids such a line inside any scalar, so this split is exact.
-fn split_yaml_documents(text: &str) -> Vec<(u32, &str)> {
+/// One YAML document of a stream.
+struct YamlDocument<'a> {
+    /// The 1-based line the document's text starts on (after its `---` marker).
+    start_line: u32,
+    /// The first line that holds content, not a comment: where its objects are cited.
+    line: u32,
+    text: &'a [u8],
+}
+
+/// Split a YAML stream at `---` document markers. A marker is `---` at the start of a line
+/// followed by a space or the end of the line; YAML forbids such a line inside any scalar, so
+/// this split is exact. The split works on bytes, so a document that is not UTF-8 does not
+/// affect the others.
+fn split_yaml_documents(text: &[u8]) -> Vec<YamlDocument<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1u32;
     let mut offset = 0usize;
-    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
-        let content = line.trim_end_matches(['\n', '\r']);
-        let is_marker = content == "---"
-            || content.starts_with("--- ")
-            || content.starts_with("---\t")
-            || content == "..."
-            || content.starts_with("... ");
+    for (line_no, line) in (1u32..).zip(text.split_inclusive(|b| *b == b'\n')) {
+        let mut content = line;
+        while let Some(c) = content.strip_suffix(b"\n").or(content.strip_suffix(b"\r")) {
+            content = c;
+        }
+        let is_marker = content == b"---"
+            || content.starts_with(b"--- ")
+            || content.starts_with(b"---\t")
+            || content == b"..."
+            || content.starts_with(b"... ");
         if is_marker {
-            docs.push((start_line, &text[start..offset]));
+            docs.push((start_line, text.get(start..offset).unwrap_or_default()));
             // Content after `--- ` on the same line belongs to the next document.
-            if content.starts_with("---") && content.len() > 3 {
+            if content.starts_with(b"---") && content.len() > 3 {
                 start = offset + 4;
                 start_line = line_no;
             } else {
@@ -140,64 +287,121 @@ fn split_yaml_documents(text: &str) -> Vec<(u32, &str)> {
         }
         offset += line.len();
     }
-    docs.push((start_line, &text[start..]));
-    // Report the first line that holds content, not the marker or leading comments.
+    docs.push((start_line, text.get(start..).unwrap_or_default()));
+    // Cite the first line that holds content, not the marker or leading comments.
     docs.into_iter()
-        .map(|(line, doc)| {
-            let skipped = doc
-                .lines()
-                .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-                .count() as u32;
-            (line + skipped, doc)
+        .map(|(start_line, text)| {
+            let skipped = text
+                .split(|b| *b == b'\n')
+                .take_while(|l| {
+                    let l = l.trim_ascii();
+                    l.is_empty() || l.starts_with(b"#")
+                })
+                .count();
+            YamlDocument {
+                start_line,
+                line: start_line.saturating_add(u32::try_from(skipped).unwrap_or(u32::MAX)),
+                text,
+            }
         })
         .collect()
 }
 
+/// Concatenated JSON values. A value that does not parse is an error naming the lines it
+/// spans; reading goes on at the next line that starts with `{` or `[` (how `kubectl get -o
+/// json` and JSON-lines streams begin each value), so one broken value loses only itself.
 fn parse_json_stream(
     source: &std::sync::Arc<str>,
-    text: &str,
+    text: &[u8],
     objects: &mut Vec<Object>,
     errors: &mut Vec<InputError>,
 ) {
-    let line_of = |offset: usize| -> u32 {
-        let upto = text.get(..offset).unwrap_or(text);
-        upto.bytes().filter(|b| *b == b'\n').count() as u32 + 1
-    };
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-    loop {
-        let before = stream.byte_offset();
-        let skipped_ws = text
-            .get(before..)
-            .map(|rest| rest.len() - rest.trim_start().len())
-            .unwrap_or(0);
-        match stream.next() {
-            None => break,
-            Some(Ok(value)) => {
-                let origin = Origin {
-                    source: source.clone(),
-                    line: line_of(before + skipped_ws),
-                };
-                match value {
-                    serde_json::Value::Array(items) => {
-                        for item in items {
-                            push_value(item, origin.clone(), objects, errors);
+    let line_of = |offset: usize| -> u32 { count_lines(text.get(..offset).unwrap_or(text)) + 1 };
+    let mut from = 0usize;
+    while from < text.len() {
+        let rest = text.get(from..).unwrap_or_default();
+        let mut stream =
+            serde_json::Deserializer::from_slice(rest).into_iter::<serde_json::Value>();
+        loop {
+            let before = stream.byte_offset();
+            let value_start = from
+                + before
+                + rest
+                    .get(before..)
+                    .map(|r| r.len() - r.trim_ascii_start().len())
+                    .unwrap_or(0);
+            match stream.next() {
+                None => {
+                    from = text.len();
+                    break;
+                }
+                Some(Ok(value)) => {
+                    let origin = Origin {
+                        source: source.clone(),
+                        line: line_of(value_start),
+                    };
+                    match value {
+                        serde_json::Value::Array(items) => {
+                            for item in items {
+                                push_value(item, origin.clone(), objects, errors);
+                            }
                         }
+                        v => push_value(v, origin, objects, errors),
                     }
-                    v => push_value(v, origin, objects, errors),
+                }
+                Some(Err(e)) => {
+                    let resume = next_json_start(text, value_start);
+                    let first = line_of(value_start);
+                    let skipped = match resume {
+                        Some(at) => {
+                            let last = line_of(at) - 1;
+                            let lines = if last > first {
+                                format!("lines {first}-{last} skipped")
+                            } else {
+                                format!("line {first} skipped")
+                            };
+                            format!("{lines}, reading on at line {}", last + 1)
+                        }
+                        None => format!("lines {first}-{} (the rest) skipped", line_of(text.len())),
+                    };
+                    errors.push(InputError {
+                        origin: Origin {
+                            source: source.clone(),
+                            line: first,
+                        },
+                        object: None,
+                        message: format!(
+                            "not valid JSON: {} at line {} column {}; {skipped}",
+                            json_error_reason(&e),
+                            line_of(from) - 1 + u32::try_from(e.line()).unwrap_or(u32::MAX),
+                            e.column()
+                        ),
+                    });
+                    from = resume.unwrap_or(text.len());
+                    break;
                 }
             }
-            Some(Err(e)) => {
-                errors.push(InputError {
-                    origin: Origin {
-                        source: source.clone(),
-                        line: e.line() as u32,
-                    },
-                    object: None,
-                    message: format!("not valid JSON: {e}"),
-                });
-                // serde_json cannot resynchronise inside a broken value: stop here.
-                break;
-            }
+        }
+    }
+}
+
+/// serde_json's message without its position (which is relative to where parsing resumed).
+fn json_error_reason(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(at) => s.get(..at).unwrap_or(&s).to_string(),
+        None => s,
+    }
+}
+
+/// The offset of the next line after `after` that starts with `{` or `[`.
+fn next_json_start(text: &[u8], after: usize) -> Option<usize> {
+    let mut at = after;
+    loop {
+        let nl = text.get(at..)?.iter().position(|b| *b == b'\n')?;
+        at += nl + 1;
+        if matches!(text.get(at), Some(b'{' | b'[')) {
+            return Some(at);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The inventory reader: streams, lists, locations, typed kinds and malformed input.
 
-use kfp_mesh_core::inventory::{Inventory, MAX_DEPTH, parse_stream};
+use kfp_mesh_core::inventory::{
+    Inventory, MAX_DEPTH, MIN_NODE_BUDGET, node_budget, parse_bytes, parse_stream,
+};
 use kfp_mesh_core::model::PeerMode;
 
 fn inv(text: &str) -> Inventory {
@@ -357,5 +359,187 @@ fn a_redefined_object_keeps_the_first_and_reports_the_second() {
         i.errors[0]
             .to_string()
             .starts_with("b.yaml:1: Namespace x: defined again")
+    );
+}
+
+/// A `kubectl get services -A -o yaml` dump of `n` Services: one `kind: List` document.
+fn service_list(n: usize) -> String {
+    let mut text = String::from("apiVersion: v1\nitems:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\
+- apiVersion: v1
+  kind: Service
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: |
+        {{\"apiVersion\":\"v1\",\"kind\":\"Service\"}}
+    creationTimestamp: \"2025-01-01T00:00:00Z\"
+    labels:
+      app: app-{i}
+      app.kubernetes.io/part-of: shop
+    name: svc-{i}
+    namespace: ns-{ns}
+    resourceVersion: \"{i}\"
+    uid: 00000000-0000-0000-0000-{i:012}
+  spec:
+    clusterIP: 10.0.{a}.{b}
+    clusterIPs:
+    - 10.0.{a}.{b}
+    internalTrafficPolicy: Cluster
+    ipFamilies:
+    - IPv4
+    ipFamilyPolicy: SingleStack
+    ports:
+    - name: http
+      port: 80
+      protocol: TCP
+      targetPort: 8080
+    - name: grpc
+      port: 9090
+      protocol: TCP
+      targetPort: 9090
+    selector:
+      app: app-{i}
+    sessionAffinity: None
+    type: ClusterIP
+  status:
+    loadBalancer: {{}}
+",
+            ns = i % 50,
+            a = i / 250,
+            b = i % 250
+        ));
+    }
+    text.push_str("kind: List\nmetadata:\n  resourceVersion: \"\"\n");
+    text
+}
+
+#[test]
+fn a_large_kind_list_is_read() {
+    // The size of the dump in issue 14: far more nodes than the parser's default budget.
+    let text = service_list(10_416);
+    assert!(text.len() * 2 > 4 * MIN_NODE_BUDGET, "the list is large");
+    let (objects, errors) = parse_stream("services.yaml", &text);
+    assert!(errors.is_empty(), "{:?}", errors.first());
+    assert_eq!(objects.len(), 10_416);
+    assert!(objects.iter().all(|o| o.kind == "Service"));
+}
+
+/// A billion laughs: ten aliases of ten aliases ..., nine levels, in a few hundred bytes.
+fn alias_bomb() -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for level in 1..9 {
+        let prev = format!("*a{}", level - 1);
+        text.push_str(&format!(
+            "  a{level}: &a{level} [{}]\n",
+            [prev.as_str(); 10].join(", ")
+        ));
+    }
+    text
+}
+
+#[test]
+fn an_alias_bomb_is_refused_as_a_size_limit_that_says_what_to_do() {
+    let (objects, errors) = parse_stream("bomb.yaml", &alias_bomb());
+    assert!(objects.is_empty());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = errors[0].to_string();
+    assert!(e.starts_with("bomb.yaml:1: YAML size limit"), "{e}");
+    assert!(
+        e.contains(&format!("more than {MIN_NODE_BUDGET} nodes")),
+        "names the limit: {e}"
+    );
+    assert!(e.contains("alias"), "names the cause: {e}");
+    assert!(
+        e.contains("write the repeated parts out"),
+        "says what to do: {e}"
+    );
+    assert!(!e.contains("budget breached"), "in kfp-mesh's words: {e}");
+
+    // The budget grows with the document, but an alias bomb stays out of reach: padding the
+    // bomb to 1 MiB allows 2 Mi nodes, still far fewer than its 10^9.
+    let padded = format!("{}  pad: \"{}\"\n", alias_bomb(), "x".repeat(1024 * 1024));
+    assert_eq!(node_budget(padded.len()), 2 * padded.len());
+    let (_, errors) = parse_stream("bomb.yaml", &padded);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].message.starts_with("YAML size limit"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn aliases_within_the_budget_are_read() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, labels: &l {app: a, tier: b}}\ndata:\n  x: &x [1, 2, 3]\n  y: *x\n  z: *x\n";
+    let (objects, errors) = parse_stream("ok.yaml", text);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        objects[0].meta.labels.get("tier").map(String::as_str),
+        Some("b")
+    );
+}
+
+#[test]
+fn a_document_that_is_not_utf8_is_skipped_with_its_line_and_the_others_are_read() {
+    let mut bytes = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: before}\n---\n# Latin-1\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: latin1}\ndata:\n  motto: caf".to_vec();
+    bytes.push(0xe9);
+    bytes.extend_from_slice(b"\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: after}\n");
+    let (objects, errors) = parse_bytes("mixed.yaml", &bytes);
+    let names: Vec<&str> = objects.iter().map(|o| o.meta.name.as_str()).collect();
+    assert_eq!(names, ["before", "after"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "mixed.yaml:10: not UTF-8 text: byte 0xe9 at column 13; the document that starts at line 6 is skipped (convert the file to UTF-8, e.g. `iconv -f LATIN1 -t UTF-8`)"
+    );
+
+    // In JSON the broken value is skipped the same way.
+    let mut bytes =
+        b"{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"caf"
+            .to_vec();
+    bytes.push(0xe9);
+    bytes.extend_from_slice(b"\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"after\"}}\n");
+    let (objects, errors) = parse_bytes("mixed.json", &bytes);
+    let names: Vec<&str> = objects.iter().map(|o| o.meta.name.as_str()).collect();
+    assert_eq!(names, ["after"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("mixed.json:1: not valid JSON"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_broken_json_value_loses_only_itself_and_says_so() {
+    let ns = |name: &str| {
+        format!(
+            "{{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Namespace\",\n  \"metadata\": {{\"name\": \"{name}\"}}\n}}\n"
+        )
+    };
+    let text = format!(
+        "{}{{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Namespace\",\n  \"metadata\": {{\"name\": \"cut\n{}{}{{\"kind\": ",
+        ns("first"),
+        ns("third"),
+        ns("fourth")
+    );
+    let (objects, errors) = parse_stream("in.json", &text);
+    let names: Vec<(&str, u32)> = objects
+        .iter()
+        .map(|o| (o.meta.name.as_str(), o.origin.line))
+        .collect();
+    assert_eq!(names, [("first", 1), ("third", 10), ("fourth", 15)]);
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "in.json:6: not valid JSON: control character (\\u0000-\\u001F) found while parsing a string at line 10 column 0; lines 6-9 skipped, reading on at line 10",
+            "in.json:20: not valid JSON: EOF while parsing a value at line 20 column 9; lines 20-20 (the rest) skipped",
+        ]
     );
 }

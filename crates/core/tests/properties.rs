@@ -1,10 +1,11 @@
 //! Properties of the whole engine over generated inputs:
 //! - a verdict does not depend on the order of objects, documents or files;
 //! - adding an unrelated namespace's objects never changes a verdict elsewhere;
-//! - no input makes the reader panic.
+//! - no input makes the reader panic;
+//! - a bad byte or a broken JSON value loses only its own document or value.
 
 use kfp_mesh_core::connection::{self, Caller, Outcome, RequestSpec, Target, Transport};
-use kfp_mesh_core::inventory::{Inventory, parse_stream};
+use kfp_mesh_core::inventory::{Inventory, parse_bytes, parse_stream};
 use proptest::prelude::*;
 
 const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
@@ -198,5 +199,67 @@ proptest! {
     fn the_reader_never_panics_on_yamlish_text(text in "(apiVersion: v1\n|kind: [A-Za-z]{1,12}\n|metadata: \\{name: [a-z]{1,5}\\}\n|spec:\n|  [a-z]{1,8}: [\\[\\]{}a-z0-9\"'*&!|>-]{0,12}\n|---\n|- \n){0,24}") {
         let (objects, errors) = parse_stream("fuzz", &text);
         let _ = Inventory::from_objects(objects, errors);
+    }
+
+    #[test]
+    fn the_byte_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let (objects, errors) = parse_bytes("fuzz", &bytes);
+        let _ = Inventory::from_objects(objects, errors);
+    }
+
+    #[test]
+    fn a_bad_byte_loses_only_its_document(
+        names in prop::collection::btree_set("[a-z]{1,8}", 1..8),
+        bad in any::<prop::sample::Index>(),
+        byte in 0x80u8..=0xff,
+    ) {
+        let names: Vec<String> = names.into_iter().collect();
+        let bad = bad.index(names.len());
+        let mut text = Vec::new();
+        let mut bad_line = 0;
+        for (i, name) in names.iter().enumerate() {
+            // Quoted: `n`, `y`, `no` ... would be booleans.
+            text.extend_from_slice(b"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: \"");
+            text.extend_from_slice(name.as_bytes());
+            if i == bad {
+                bad_line = text.iter().filter(|b| **b == b'\n').count() + 1;
+                text.push(byte);
+            }
+            text.extend_from_slice(b"\"\n");
+        }
+        let (objects, errors) = parse_bytes("in.yaml", &text);
+        let read: Vec<&str> = objects.iter().map(|o| o.meta.name.as_str()).collect();
+        let want: Vec<&str> = names.iter().enumerate().filter(|(i, _)| *i != bad).map(|(_, n)| n.as_str()).collect();
+        prop_assert_eq!(read, want);
+        prop_assert_eq!(errors.len(), 1);
+        prop_assert_eq!(errors[0].origin.line as usize, bad_line);
+    }
+
+    #[test]
+    fn a_broken_json_value_loses_only_itself(
+        names in prop::collection::btree_set("[a-z]{1,8}", 1..8),
+        bad in any::<prop::sample::Index>(),
+        cut in 2usize..60,
+    ) {
+        let names: Vec<String> = names.into_iter().collect();
+        let bad = bad.index(names.len());
+        let mut text = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let value = format!("{{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Namespace\",\n  \"metadata\": {{\"name\": \"{name}\"}}\n}}\n");
+            if i == bad {
+                // Cut the value short (at least its closing `}`), keeping its first line.
+                let keep = value.len().saturating_sub(cut).max(2);
+                text.push_str(value.get(..keep).unwrap_or(&value));
+                text.push('\n');
+            } else {
+                text.push_str(&value);
+            }
+        }
+        let (objects, errors) = parse_stream("in.json", &text);
+        let read: Vec<&str> = objects.iter().map(|o| o.meta.name.as_str()).collect();
+        let want: Vec<&str> = names.iter().enumerate().filter(|(i, _)| *i != bad).map(|(_, n)| n.as_str()).collect();
+        prop_assert_eq!(read, want);
+        prop_assert_eq!(errors.len(), 1, "{:?}", errors);
+        prop_assert!(errors[0].message.contains("skipped"), "{:?}", errors);
     }
 }
