@@ -3,7 +3,9 @@
 #   docker build -t ghcr.io/kfp-mesh/kfp-mesh:0.1.0 .
 #
 # Builds for the architecture of the build machine (x86_64 or aarch64), statically linked
-# against musl; TLS is rustls with ring, so no OpenSSL or libc is needed at run time.
+# against musl; TLS is rustls with ring, so no OpenSSL or libc is needed at run time. The
+# binary is built by scripts/build-dist (cargo profile `dist`), the same script the release
+# workflow and scripts/test run. Building and pushing your own image: docs/webhook.md.
 
 FROM docker.io/library/rust:1.95-bookworm AS build
 RUN apt-get update \
@@ -12,9 +14,7 @@ RUN apt-get update \
  && rustup target add "$(uname -m)-unknown-linux-musl"
 WORKDIR /src
 COPY . .
-RUN target="$(uname -m)-unknown-linux-musl" \
- && cargo build --release --locked -p kfp-mesh --target "$target" \
- && install -D -m 0755 "target/$target/release/kfp-mesh" /out/kfp-mesh
+RUN scripts/build-dist "$(uname -m)-unknown-linux-musl" /out
 
 # distroless "static" = CA certificates, tzdata, /etc/passwd with user nonroot (65532).
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -2,10 +2,11 @@
 
 mod check;
 mod input;
+mod install;
 mod tls_check;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // mimalloc instead of the system allocator: `check` over a large cluster and the webhook's
 // reviews allocate many small objects from several threads, where glibc's malloc cost a third
@@ -76,6 +77,12 @@ enum Command {
     Webhook(Box<kfp_mesh_webhook::WebhookArgs>),
     /// List the finding codes (`--markdown`: the text of docs/findings.md).
     Findings(FindingsArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    /// (e.g. `kfp-mesh completion bash > ~/.local/share/bash-completion/completions/kfp-mesh`).
+    Completion(install::CompletionArgs),
+    /// Write the man pages (kfp-mesh.1, kfp-mesh-check.1, ...) into a directory
+    /// (e.g. `kfp-mesh man ~/.local/share/man/man1`).
+    Man(install::ManArgs),
 }
 
 #[derive(clap::Args)]
@@ -108,19 +115,39 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    // Help and errors name the command the way it was invoked: `kubectl kfp-mesh` as the
+    // kubectl plugin (binary or link `kubectl-kfp_mesh`), else `kfp-mesh`.
+    let shown = install::invoked_name(std::env::args_os().next().as_deref())
+        .unwrap_or_else(|| "kfp-mesh".to_string());
+    let mut cmd = install::presented_as(Cli::command(), &shown);
+    let matches = cmd.get_matches_mut();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    // What a usage error points to: `kfp-mesh check --help`, `kubectl kfp-mesh check --help`.
+    let help = match matches.subcommand_name() {
+        Some(sub) => format!("{shown} {sub} --help"),
+        None => format!("{shown} --help"),
+    };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::TlsCheck(args) => tls_check::run(*args),
         Command::Verify(args) => verify::run(*args),
         Command::Findings(args) => findings(args),
         Command::Webhook(args) => kfp_mesh_webhook::run(*args).map(|()| ExitCode::Ok),
+        Command::Completion(args) => {
+            install::completion(args, Cli::command()).map(|()| ExitCode::Ok)
+        }
+        Command::Man(args) => install::man(args, Cli::command()).map(|pages| {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            ExitCode::Ok
+        }),
     };
     let code = match result {
         Ok(code) => code,
         Err(e) => {
             if e.downcast_ref::<UsageError>().is_some() {
-                eprintln!("error: {e}\n\nFor more information, try '--help'.");
+                eprintln!("error: {e}\n\nFor more information, try '{help}'.");
                 ExitCode::Usage
             } else {
                 eprintln!("error: {e:#}");

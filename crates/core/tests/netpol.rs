@@ -323,18 +323,10 @@ fn steps_explain_a_denial_and_both_directions() {
 /// manifests, with an ingress gateway pod, a profile namespace and an unrelated namespace.
 #[test]
 fn kubeflow_upstream_policies() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream");
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-    let (Some(platform), Some(kfp)) = (
-        read("kubeflow-manifests-master-kubeflow-namespace.yaml"),
-        read("kfp-master-platform-agnostic-multi-user.yaml"),
-    ) else {
-        eprintln!(
-            "skipped: upstream manifests not present in {}",
-            dir.display()
-        );
-        return;
-    };
+    // The fixtures are required: a missing file fails the test (see scripts/fetch-upstream).
+    let platform =
+        kfp_mesh_testdata::read_upstream("kubeflow-manifests-master-kubeflow-namespace.yaml");
+    let kfp = kfp_mesh_testdata::read_upstream("kfp-master-platform-agnostic-multi-user.yaml");
     let extra = r#"
 apiVersion: v1
 kind: Pod

@@ -540,10 +540,10 @@ spec: {host: a.demo.svc.cluster.local, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}
 /// Istio objects may be rejected here.
 #[test]
 fn upstream_manifests_are_not_rejected() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream");
+    let dir = kfp_mesh_testdata::upstream_dir();
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
-            "{} (the upstream renders in ../shared) must be present: {e}",
+            "{} (the upstream fixtures, see scripts/fetch-upstream) must be readable: {e}",
             dir.display()
         )
     });

@@ -20,7 +20,6 @@ use kfp_mesh_kfp::mutation::{MutationConfig, Role, apply_to_pod_parts, pod_role}
 use serde_json::Value;
 use support::world::{Req, World, check};
 
-const UPSTREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/upstream");
 const NAMESPACES: &str = "kubeflow-manifests-master-kubeflow-namespace.yaml";
 const PIPELINE: &str = "kubeflow-manifests-master-pipeline-overlays.yaml";
 const ISTIO: &str = "kubeflow-manifests-master-istio-install-oauth2-proxy.yaml";
@@ -121,10 +120,7 @@ spec:
 "#;
 
 fn read(file: &str) -> String {
-    let path = format!("{UPSTREAM}/{file}");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{path}: {e} (the upstream renders are test inputs, see ../shared/upstream)")
-    })
+    kfp_mesh_testdata::read_upstream(file)
 }
 
 fn upstream_world(name: &str, extra: &[(&str, String)]) -> World {

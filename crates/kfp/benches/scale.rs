@@ -220,13 +220,16 @@ fn main() {
         Err(_) if smoke => vec![5],
         Err(_) => vec![100, 1000, 5000],
     };
-    let shared =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream");
+    let shared = kfp_mesh_testdata::upstream_dir();
     let mut base = Vec::new();
     for f in KFM_V1_10_1 {
         let path = shared.join(f);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (../shared/upstream is needed)", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (an upstream fixture, see scripts/fetch-upstream)",
+                path.display()
+            )
+        });
         base.push((path.display().to_string(), text));
     }
     // `KFP_MESH_EXPLANATIONS=cause` keeps only each flow's cause, as `kfp-mesh check`'s table

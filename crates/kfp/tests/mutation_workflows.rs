@@ -2,7 +2,6 @@
 //! submitted the way the KFP API server submits them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kfp_mesh_kfp::mutation::{
     Change, MutationConfig, ReadError, Role, apply_to_pod_parts, mutate_pod, mutate_workflow,
@@ -10,12 +9,8 @@ use kfp_mesh_kfp::mutation::{
 };
 use serde_json::{Map, Value, json};
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
 fn compiled(name: &str) -> Value {
-    let path = shared().join("upstream/workflows").join(name);
+    let path = kfp_mesh_testdata::upstream("workflows").join(name);
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))

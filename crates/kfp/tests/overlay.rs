@@ -25,7 +25,7 @@ fn repo() -> PathBuf {
 }
 
 fn upstream_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream")
+    kfp_mesh_testdata::upstream_dir()
 }
 
 const MESH_STRICT: &str = "\

@@ -3,7 +3,6 @@
 //! Run: `cargo bench -p kfp-mesh-report --bench flowmap`. Figures: docs/performance.md.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -13,11 +12,10 @@ use kfp_mesh_kfp::check::{CheckOptions, Report, check};
 /// The KFP 2.5.0 multi-user render plus `profiles` Namespaces labelled
 /// `pipelines.kubeflow.org/enabled: "true"` (and for injection), under mesh-wide STRICT.
 fn input(profiles: usize) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/kfp-2.5.0-platform-agnostic-multi-user.yaml");
+    let path = kfp_mesh_testdata::upstream("kfp-2.5.0-platform-agnostic-multi-user.yaml");
     let mut s = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{} is needed (the upstream renders in ../shared): {e}",
+            "{} is needed (an upstream fixture, see scripts/fetch-upstream): {e}",
             path.display()
         )
     });

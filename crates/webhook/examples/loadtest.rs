@@ -230,8 +230,7 @@ impl CpuMeter {
 }
 
 fn review_body() -> anyhow::Result<Bytes> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/workflows/kfp-master-pipeline_with_importer.yaml");
+    let path = kfp_mesh_testdata::upstream("workflows/kfp-master-pipeline_with_importer.yaml");
     let mut wf: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path)?)?;
     // What the KFP API server adds at run creation.
     for t in wf["spec"]["templates"].as_array_mut().into_iter().flatten() {

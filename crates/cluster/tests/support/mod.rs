@@ -674,16 +674,11 @@ users:
     std::fs::write(path, text).expect("write kubeconfig");
 }
 
-/// The text of a file of ../shared/upstream (read at test time, never copied).
+/// The text of an upstream fixture (read at test time, never copied; see crates/testdata).
 pub fn upstream(name: &str) -> (String, String) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is needed (the upstream renders in ../shared): {e}",
-            path.display()
-        )
-    });
-    (path.display().to_string(), text)
+    let path = kfp_mesh_testdata::upstream(name);
+    (
+        path.display().to_string(),
+        kfp_mesh_testdata::read_upstream(name),
+    )
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use kfp_mesh_core::inventory::Inventory;
 
 pub fn upstream_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream")
+    kfp_mesh_testdata::upstream_dir()
 }
 
 /// The named render sets of the acceptance criteria.

@@ -14,7 +14,7 @@ pub fn repo_dir() -> PathBuf {
 }
 
 pub fn upstream_dir() -> PathBuf {
-    repo_dir().join("../shared/upstream")
+    kfp_mesh_testdata::upstream_dir()
 }
 
 /// Where tests leave files for people to look at (`target/test-output/report`).
@@ -29,7 +29,7 @@ pub fn read_upstream(file: &str) -> String {
     let path = upstream_dir().join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{} is needed (the upstream renders in ../shared): {e}",
+            "{} is needed (an upstream fixture, see scripts/fetch-upstream): {e}",
             path.display()
         )
     })

@@ -125,14 +125,16 @@ pub async fn start(s: Settings) -> RunningServer {
     kfp_mesh_webhook::start(s).await.expect("server starts")
 }
 
-pub fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+/// The upstream fixtures (`KFP_MESH_UPSTREAM`, ../shared/upstream or scripts/fetch-upstream's
+/// cache; see crates/testdata).
+pub fn upstream_dir() -> PathBuf {
+    kfp_mesh_testdata::upstream_dir()
 }
 
 /// A compiled KFP workflow as the KFP API server submits it (inject annotation on every
 /// template, run id, service account, namespace).
 pub fn submitted_workflow(file: &str) -> Value {
-    let path = shared().join("upstream/workflows").join(file);
+    let path = upstream_dir().join("workflows").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut wf: Value = serde_saphyr::from_str(&text).expect("yaml");
     for t in wf["spec"]["templates"].as_array_mut().expect("templates") {
