@@ -45,8 +45,8 @@ Examples:
   kfp-mesh check -f render.yaml --explain driver-to-mlmd
 
 Exit codes: 0 no finding at or above --fail-on; 1 findings at or above --fail-on (whatever the
-output format); 2 usage error; 3 unreadable input (missing file, malformed documents) or nothing
-to check: no object at all (an empty stdin, e.g. a failed `kubectl kustomize` in a pipe), or no
+output format); 2 usage error; 3 unreadable input (missing file, malformed documents, input over
+512 MiB) or nothing to check: no object at all (an empty stdin, e.g. a failed `kubectl kustomize` in a pipe), or no
 KFP install without --generic.")]
 pub struct CheckArgs {
     #[command(flatten)]

@@ -444,7 +444,7 @@ fn non_kfp_input_needs_generic() {
 /// assumed otherwise.
 #[test]
 fn namespace_labels_flag_replaces_the_assumption() {
-    let render = repo().join("../shared/upstream/kfp-2.5.0-platform-agnostic.yaml");
+    let render = kfp_mesh_testdata::upstream("kfp-2.5.0-platform-agnostic.yaml");
     let render = render.to_string_lossy();
     let o = run(&["check", "-f", &render, "--fail-on", "never"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

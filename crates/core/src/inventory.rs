@@ -191,6 +191,9 @@ fn yaml_error(e: &serde_saphyr::Error, doc: &str) -> String {
     {
         inner = error;
     }
+    if let serde_saphyr::Error::DuplicateMappingKey { key, location } = inner {
+        return duplicate_key(key.as_deref(), location, doc);
+    }
     const ALIASES: &str = "the document uses more YAML anchors and aliases than kfp-mesh follows (at most 1,000,000 nodes replayed from aliases, 50,000 aliases, 50,000 anchors, 10 aliases per anchor, 10,000 merge keys)";
     let breach = match inner {
         serde_saphyr::Error::Budget { breach, .. } => breach,
@@ -225,6 +228,33 @@ fn yaml_error(e: &serde_saphyr::Error, doc: &str) -> String {
         other => format!("{other:?}"),
     };
     size_limit(&what)
+}
+
+/// A duplicate mapping key, named with the object it is in when the document still reads with
+/// the first of each key (the object Kubernetes would refuse it for, `kubectl apply` errors too).
+fn duplicate_key(key: Option<&str>, location: &serde_saphyr::Location, doc: &str) -> String {
+    let key = key.map_or_else(|| "a key".to_string(), |k| format!("`{k}`"));
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::FirstWins,
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, max_nodes: node_budget(doc.len()) },
+    };
+    let object = serde_saphyr::from_str_with_options::<serde_json::Value>(doc, options)
+        .ok()
+        .and_then(|v| {
+            let kind = v.get("kind")?.as_str()?.to_string();
+            let meta = v.get("metadata")?;
+            let name = meta.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            Some(match meta.get("namespace").and_then(|n| n.as_str()) {
+                Some(ns) => format!(" in {kind} {ns}/{name}"),
+                None => format!(" in {kind} {name}"),
+            })
+        })
+        .unwrap_or_default();
+    format!(
+        "duplicate key {key}{object} (line {} column {} of the document): a mapping names each key once; remove or rename one of them",
+        location.line(),
+        location.column()
+    )
 }
 
 fn size_limit(what: &str) -> String {

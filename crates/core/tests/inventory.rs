@@ -543,3 +543,22 @@ fn a_broken_json_value_loses_only_itself_and_says_so() {
         ]
     );
 }
+
+/// A duplicate key is named, with the object, in kfp-mesh's words (not the YAML library's
+/// hint about its own options).
+#[test]
+fn duplicate_key_names_the_key_and_the_object() {
+    let text =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: kubeflow\n  name: b\n";
+    let (objects, errors) = kfp_mesh_core::inventory::parse_stream("dup.yaml", text);
+    assert!(objects.is_empty());
+    let e = errors.first().expect("an error");
+    assert!(
+        e.message
+            .contains("duplicate key `name` in ConfigMap kubeflow/a"),
+        "{}",
+        e.message
+    );
+    assert!(!e.message.contains("DuplicateKeyPolicy"), "{}", e.message);
+    assert!(!e.message.contains("Options"), "{}", e.message);
+}

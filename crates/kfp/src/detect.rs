@@ -1558,7 +1558,6 @@ pub fn serves_app_tls(inv: &Inventory, w: &Workload) -> Option<Evidence> {
     None
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
