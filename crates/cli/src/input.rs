@@ -238,10 +238,10 @@ impl Reader {
             .spawn()
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    anyhow!(
+                    crate::environment(format!(
                         "`-k {}` needs kubectl on the PATH (kubectl kustomize renders the directory); install kubectl, or render it yourself and pass `-f -`",
                         dir.display()
-                    )
+                    ))
                 } else {
                     anyhow!("cannot run kubectl kustomize {}: {e}", dir.display())
                 }

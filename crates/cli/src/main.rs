@@ -25,11 +25,17 @@ pub enum ExitCode {
     Usage = 2,
     /// The input could not be read, has malformed documents, or lacks a named object.
     BadInput = 3,
+    /// The environment is not usable: a tool the command needs is missing (kubectl), or the
+    /// cluster cannot be read (no kubeconfig, unreachable, credentials or RBAC refused).
+    Environment = 4,
 }
 
+/// `tls-check`'s output formats, named as `check` and `verify` name theirs.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OutputFormat {
-    Text,
+    /// For people (`text` is accepted too, the name of earlier releases).
+    #[value(alias = "text")]
+    Table,
     Json,
 }
 
@@ -49,12 +55,44 @@ pub fn usage(msg: &str) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.to_string()))
 }
 
+/// An environment error (exit code 4): a missing tool, a cluster that cannot be read.
+#[derive(Debug)]
+pub struct EnvironmentError(String);
+
+impl std::fmt::Display for EnvironmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EnvironmentError {}
+
+pub fn environment(msg: String) -> anyhow::Error {
+    anyhow::Error::new(EnvironmentError(msg))
+}
+
+/// The exit code of an error, from its type.
+fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<UsageError>().is_some() {
+        ExitCode::Usage
+    } else if e.downcast_ref::<EnvironmentError>().is_some()
+        || e.chain().any(|c| {
+            c.downcast_ref::<kfp_mesh_cluster::error::ClusterError>()
+                .is_some()
+        })
+    {
+        ExitCode::Environment
+    } else {
+        ExitCode::BadInput
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "kfp-mesh",
     version,
     about = "Kubeflow Pipelines under Istio STRICT mTLS: predict every connection, explain it, fix it",
-    after_help = "Exit codes: 0 ok, 1 findings / failing connection, 2 usage error, 3 bad input."
+    after_help = "Exit codes: 0 ok, 1 findings / failing connection, 2 usage error, 3 bad input, 4 environment (kubectl missing, cluster not readable)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -146,13 +184,13 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            if e.downcast_ref::<UsageError>().is_some() {
+            let code = exit_code_of(&e);
+            if matches!(code, ExitCode::Usage) {
                 eprintln!("error: {e}\n\nFor more information, try '{help}'.");
-                ExitCode::Usage
             } else {
                 eprintln!("error: {e:#}");
-                ExitCode::BadInput
             }
+            code
         }
     };
     std::process::exit(code as i32);

@@ -90,7 +90,7 @@ pub struct TlsCheckArgs {
     /// The JWT is rejected by the proxy (bad signature, expired).
     #[arg(long)]
     pub jwt_invalid: bool,
-    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
 
@@ -200,7 +200,7 @@ pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
             }
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        OutputFormat::Text => print_text(
+        OutputFormat::Table => print_text(
             &from,
             &format!(
                 "{}{}:{port}",

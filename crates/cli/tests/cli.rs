@@ -476,3 +476,30 @@ fn namespace_labels_flag_replaces_the_assumption() {
     let o = run(&["check", "-f", &render, "--namespace-labels", "kubeflow"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// An environment problem (kubectl missing) has its own exit code, 4, distinct from bad input.
+#[test]
+fn missing_kubectl_is_an_environment_error() {
+    let dir = repo().join("examples/kfp-2.5.0-single-user");
+    let o = bin()
+        .args(["check", "-k"])
+        .arg(&dir)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs kubectl on the PATH"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `tls-check` names its human output `table`, like `check` and `verify` (`text` still works).
+#[test]
+fn tls_check_output_names_match_check() {
+    for format in ["table", "text"] {
+        let o = run(&["tls-check", "--example", "-o", format]);
+        assert_ne!(o.status.code(), Some(2), "{format}: {}", stderr(&o));
+    }
+}

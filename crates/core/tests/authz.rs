@@ -3,6 +3,8 @@
 //! small manifests. Each row: a name, a request, the expected verdict. Tables are kept one row
 //! per line (`#[rustfmt::skip]`) so they read like truth tables.
 
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
 use std::collections::BTreeMap;
 
 use kfp_mesh_core::explain::Decision;

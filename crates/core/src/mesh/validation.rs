@@ -146,15 +146,6 @@ fn parse_go_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn action_name(a: AuthzAction) -> &'static str {
-    match a {
-        AuthzAction::Allow => "ALLOW",
-        AuthzAction::Deny => "DENY",
-        AuthzAction::Audit => "AUDIT",
-        AuthzAction::Custom => "CUSTOM",
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // E1: PeerAuthentication
 
@@ -257,7 +248,7 @@ pub fn validate_authorization_policy(ap: &AuthorizationPolicy) -> Vec<Validation
                 "metadata.annotations",
                 format_args!(
                     "the annotation {DRY_RUN_ANNOTATION} currently only supports action ALLOW/DENY, found action {} in {}/{}",
-                    action_name(other),
+                    other.as_str(),
                     ap.namespace(),
                     ap.name()
                 ),
@@ -341,7 +332,7 @@ pub fn validate_authorization_policy(ap: &AuthorizationPolicy) -> Vec<Validation
             "provider",
             format_args!(
                 "`provider` must not be with non CUSTOM action, found {}",
-                action_name(action)
+                action.as_str()
             ),
         );
     }

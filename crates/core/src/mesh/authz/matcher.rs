@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn cidrs_and_ports() {
-        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let ip = IpAddr::from([10, 1, 2, 3]);
         assert!(cidr_contains("10.1.0.0/16", ip));
         assert!(cidr_contains("10.1.2.3", ip));
         assert!(!cidr_contains("10.2.0.0/16", ip));

@@ -339,15 +339,6 @@ fn policy_name(p: &AuthorizationPolicy) -> String {
     format!("AuthorizationPolicy {}/{}", p.namespace(), p.name())
 }
 
-fn action_name(a: AuthzAction) -> &'static str {
-    match a {
-        AuthzAction::Allow => "ALLOW",
-        AuthzAction::Deny => "DENY",
-        AuthzAction::Audit => "AUDIT",
-        AuthzAction::Custom => "CUSTOM",
-    }
-}
-
 /// D1: the AuthorizationPolicies that apply, with steps for those that apply, are ignored
 /// here, or select other workloads.
 fn attached_policies<'a>(
@@ -418,7 +409,7 @@ fn attached_policies<'a>(
                             "{}/{} ({}{}, {how})",
                             p.namespace(),
                             p.name(),
-                            action_name(p.spec.action),
+                            p.spec.action.as_str(),
                             if is_dry_run(&p.meta.annotations) {
                                 ", dry-run"
                             } else {
@@ -724,7 +715,7 @@ pub fn authorize(
                         format!(
                             "{}: ztunnel does not support the {} action; the policy is ignored at ztunnel (use a waypoint)",
                             policy_name(p),
-                            action_name(p.spec.action)
+                            p.spec.action.as_str()
                         ),
                     )
                     .by(p.cite()),
