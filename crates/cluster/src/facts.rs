@@ -486,7 +486,7 @@ fn run_pods_meet_strict(inv: &Inventory, report: &Report, ns: &str) -> bool {
             };
             inv.service_endpoints(svc).into_iter().any(|ep| {
                 membership::data_plane(inv, ep).value == DataPlane::Sidecar
-                    && connection::target_port(port, ep).is_some_and(|t| {
+                    && ep.target_port(port).is_some_and(|t| {
                         peer_authn::effective_mode(inv, ep, t).value == MtlsMode::Strict
                     })
             })

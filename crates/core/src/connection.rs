@@ -15,7 +15,6 @@ use crate::mesh::membership::{self, DataPlane};
 use crate::mesh::netpol::{self, NetPeer};
 use crate::mesh::peer_authn::{self, MtlsMode};
 use crate::mesh::protocol::{PortProtocol, service_port_protocol};
-use crate::model::{IntOrString, ServicePort};
 
 /// What happens to the connection (the specification's outcome vocabulary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -245,18 +244,6 @@ pub fn principal_of(inv: &Inventory, w: &Workload) -> String {
     )
 }
 
-/// Resolve a Service port's targetPort against one endpoint.
-pub fn target_port(port: &ServicePort, endpoint: &Workload) -> Option<u16> {
-    match &port.target_port {
-        None => u16::try_from(port.port).ok(),
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-        Some(IntOrString::String(s)) => match s.parse::<u16>() {
-            Ok(n) => Some(n),
-            Err(_) => endpoint.port_by_name(s),
-        },
-    }
-}
-
 /// What the client puts on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wire {
@@ -346,7 +333,7 @@ pub fn evaluate(
                 );
                 let mut eps = Vec::new();
                 for b in backends {
-                    match target_port(sp, b) {
+                    match b.target_port(sp) {
                         Some(tp) => eps.push((b, tp)),
                         None => steps.push(
                             Step::new(

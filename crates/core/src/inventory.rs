@@ -567,6 +567,20 @@ impl Workload {
                 .any(|c| c.name == "istio-proxy" && c.restart_policy.as_deref() == Some("Always"))
     }
     /// Resolve a container port name to its number.
+    /// The container port a Service port leads to on this workload: `targetPort` as a number,
+    /// as a container port name, or the Service port itself when absent. `None` when a named
+    /// `targetPort` is declared by no container of the workload.
+    pub fn target_port(&self, port: &ServicePort) -> Option<u16> {
+        match &port.target_port {
+            None => u16::try_from(port.port).ok(),
+            Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+            Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                Ok(n) => Some(n),
+                Err(_) => self.port_by_name(s),
+            },
+        }
+    }
+
     pub fn port_by_name(&self, name: &str) -> Option<u16> {
         self.spec
             .containers
@@ -584,15 +598,12 @@ impl Workload {
 }
 
 /// A Service with its typed spec.
-pub type Service = Resource<ServiceSpec>;
-pub type Namespace = Resource<()>;
-pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
-pub type DestinationRule = Resource<DestinationRuleSpec>;
-pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
-pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
-pub type Sidecar = Resource<SidecarSpec>;
-pub type NetworkPolicy = Resource<NetworkPolicySpec>;
-pub type MutatingWebhookConfiguration = Resource<MutatingWebhookConfigurationSpec>;
+// The typed resources live with their specs in `model`; re-exported here, where they are
+// indexed.
+pub use crate::model::{
+    AuthorizationPolicy, DestinationRule, MutatingWebhookConfiguration, Namespace, NetworkPolicy,
+    PeerAuthentication, RequestAuthentication, Service, Sidecar,
+};
 
 /// An object Istio's validation would reject: it is reported and takes no effect.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -624,9 +635,10 @@ pub struct Inventory {
     pub request_authentications: BTreeMap<String, Vec<RequestAuthentication>>,
     pub sidecars: BTreeMap<String, Vec<Sidecar>>,
     pub network_policies: BTreeMap<String, Vec<NetworkPolicy>>,
-    /// Istio's injector webhooks (A1), computed once from `mutating_webhooks`; `true` when the
-    /// input has none and the default install's are assumed.
-    pub injector_webhooks: (Vec<crate::mesh::membership::InjectorWebhook>, bool),
+    /// Istio's injector webhooks (A1), computed once from `mutating_webhooks` when first asked
+    /// for (`mesh::membership::injector_webhooks`); `true` when the input has none and the
+    /// default install's are assumed.
+    pub injector_webhooks: std::sync::OnceLock<(Vec<InjectorWebhook>, bool)>,
     /// Istio objects validation rejects (not in the lists above).
     pub rejected: Vec<Rejected>,
     /// Validation warnings on objects that do take effect.
@@ -1008,7 +1020,8 @@ impl Inventory {
         canonical(&mut self.network_policies);
         self.mutating_webhooks
             .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        self.injector_webhooks = crate::mesh::membership::compute_injector_webhooks(self);
+        // Computed again when first asked for: the webhooks may have changed.
+        self.injector_webhooks = std::sync::OnceLock::new();
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });

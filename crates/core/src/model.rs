@@ -8,6 +8,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::object::{Cited, Resource};
+
+pub type Service = Resource<ServiceSpec>;
+pub type Namespace = Resource<()>;
+pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
+pub type DestinationRule = Resource<DestinationRuleSpec>;
+pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
+pub type Sidecar = Resource<SidecarSpec>;
+pub type NetworkPolicy = Resource<NetworkPolicySpec>;
+pub type MutatingWebhookConfiguration = Resource<MutatingWebhookConfigurationSpec>;
+
 // ---------------------------------------------------------------------------------------------
 // Kubernetes
 
@@ -547,5 +559,45 @@ impl Default for InjectorConfig {
             always_inject_selector: Vec::new(),
             enable_namespaces_by_default: false,
         }
+    }
+}
+
+/// One injector webhook entry, as read from a MutatingWebhookConfiguration or assumed from the
+/// default install.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectorWebhook {
+    /// The MutatingWebhookConfiguration it comes from (`None` for an assumed default entry).
+    pub configuration: Option<Cited>,
+    /// Name of the configuration (`istio-sidecar-injector` for assumed entries).
+    pub configuration_name: String,
+    /// The webhook entry's name, e.g. `rev.namespace.sidecar-injector.istio.io`.
+    pub name: String,
+    pub namespace_selector: Option<LabelSelector>,
+    pub object_selector: Option<LabelSelector>,
+}
+
+impl InjectorWebhook {
+    /// Whether Kubernetes calls this webhook for a pod with these labels in a namespace with
+    /// these labels (an absent selector matches everything).
+    pub fn fires(
+        &self,
+        namespace_labels: &BTreeMap<String, String>,
+        pod_labels: &BTreeMap<String, String>,
+    ) -> bool {
+        self.namespace_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(namespace_labels))
+            && self
+                .object_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(pod_labels))
+    }
+
+    /// `webhook `NAME` of MutatingWebhookConfiguration `CONFIG``, for explanations.
+    pub fn describe(&self) -> String {
+        format!(
+            "webhook `{}` of MutatingWebhookConfiguration `{}`",
+            self.name, self.configuration_name
+        )
     }
 }

@@ -2,7 +2,7 @@
 //! headless/passthrough, Sidecar egress scoping) and the istio.io auto-mTLS / authn tasks.
 
 use kfp_mesh_core::inventory::Inventory;
-use kfp_mesh_core::mesh::client_tls::{ClientTls, Destination, client_tls, target_port_of};
+use kfp_mesh_core::mesh::client_tls::{ClientTls, Destination, client_tls};
 
 use ClientTls::{BlackHole, IstioMutual, Mutual, Plaintext, Simple};
 
@@ -118,7 +118,7 @@ fn run(rows: Vec<Row>) {
                     .ports
                     .iter()
                     .find(|p| p.port == i64::from(port))
-                    .and_then(|sp| target_port_of(sp, ep))
+                    .and_then(|sp| ep.target_port(sp))
                     .unwrap_or(port);
                 client_tls(
                     &inv,

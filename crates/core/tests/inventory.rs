@@ -244,10 +244,7 @@ spec:
     let eps = i.service_endpoints(svc);
     assert_eq!(eps.len(), 1);
     let port = &svc.spec.ports[0];
-    assert_eq!(
-        kfp_mesh_core::connection::target_port(port, eps[0]),
-        Some(8887)
-    );
+    assert_eq!(eps[0].target_port(port), Some(8887));
     let headless = i.service("kubeflow", "headless").expect("headless");
     assert!(headless.spec.is_headless());
     assert!(i.service_endpoints(headless).is_empty());

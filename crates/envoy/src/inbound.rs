@@ -24,7 +24,6 @@ use std::path::Path;
 use kfp_mesh_core::connection::principal_of;
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::authz::Chain;
-use kfp_mesh_core::mesh::client_tls::target_port_of;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::mesh::protocol::{PortProtocol, service_port_protocol};
@@ -111,7 +110,7 @@ pub fn container_port_protocol(inv: &Inventory, w: &Workload, port: u16) -> (Por
     let mut found: Vec<(PortProtocol, String)> = Vec::new();
     for svc in inv.services_of(w) {
         for sp in &svc.spec.ports {
-            if target_port_of(sp, w) == Some(port) {
+            if w.target_port(sp) == Some(port) {
                 found.push((
                     service_port_protocol(sp),
                     format!(

@@ -963,9 +963,8 @@ fn service_port<'s>(
                 let backends = inv.service_endpoints(svc);
                 svc.spec.ports.iter().find(|p| {
                     backends.iter().any(|w| {
-                        w.port_by_name(name).is_some_and(|n| {
-                            kfp_mesh_core::connection::target_port(p, w) == Some(n)
-                        })
+                        w.port_by_name(name)
+                            .is_some_and(|n| w.target_port(p) == Some(n))
                     })
                 })
             }),

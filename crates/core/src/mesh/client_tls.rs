@@ -7,9 +7,7 @@ use crate::explain::{Decision, Step};
 use crate::inventory::{DestinationRule, Inventory, Service, Sidecar, Workload};
 use crate::mesh::membership::{self, DataPlane};
 use crate::mesh::peer_authn::{self, MtlsMode};
-use crate::model::{
-    ClientTlsSettings, IntOrString, LoadBalancerSettings, ServicePort, TlsMode, TrafficPolicy,
-};
+use crate::model::{ClientTlsSettings, LoadBalancerSettings, ServicePort, TlsMode, TrafficPolicy};
 use crate::object::Cited;
 
 /// What the client sidecar originates on the connection to one endpoint.
@@ -45,20 +43,6 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// `name.namespace.svc.cluster.local`.
 pub fn service_fqdn(svc: &Service) -> String {
     format!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name(), svc.namespace())
-}
-
-/// The container port a Service port reaches on a workload: `targetPort` as a number, a named
-/// container port resolved on the workload, or `port` when absent. `None` when the name does
-/// not resolve (the workload is then no endpoint of that port) or the number is out of range.
-pub fn target_port_of(sp: &ServicePort, w: &Workload) -> Option<u16> {
-    match &sp.target_port {
-        None => u16::try_from(sp.port).ok(),
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-        Some(IntOrString::String(s)) => match s.parse::<u16>() {
-            Ok(n) => Some(n),
-            Err(_) => w.port_by_name(s),
-        },
-    }
 }
 
 /// How specifically a DestinationRule `host` (resolved relative to the DR's namespace, as
@@ -934,7 +918,7 @@ fn headless(
     let mut endpoints: Vec<&Workload> = inv
         .service_endpoints(svc)
         .into_iter()
-        .filter(|w| target_port_of(sp, w).is_some())
+        .filter(|w| w.target_port(sp).is_some())
         .collect();
     if !endpoints
         .iter()

@@ -40,44 +40,7 @@ const REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
 const EXCLUDE_INBOUND: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 const INCLUDE_INBOUND: &str = "traffic.sidecar.istio.io/includeInboundPorts";
 
-/// One injector webhook entry, as read from a MutatingWebhookConfiguration or assumed from the
-/// default install.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InjectorWebhook {
-    /// The MutatingWebhookConfiguration it comes from (`None` for an assumed default entry).
-    pub configuration: Option<Cited>,
-    /// Name of the configuration (`istio-sidecar-injector` for assumed entries).
-    pub configuration_name: String,
-    /// The webhook entry's name, e.g. `rev.namespace.sidecar-injector.istio.io`.
-    pub name: String,
-    pub namespace_selector: Option<LabelSelector>,
-    pub object_selector: Option<LabelSelector>,
-}
-
-impl InjectorWebhook {
-    /// Whether Kubernetes calls this webhook for a pod with these labels in a namespace with
-    /// these labels (an absent selector matches everything).
-    pub fn fires(
-        &self,
-        namespace_labels: &BTreeMap<String, String>,
-        pod_labels: &BTreeMap<String, String>,
-    ) -> bool {
-        self.namespace_selector
-            .as_ref()
-            .is_none_or(|s| s.matches(namespace_labels))
-            && self
-                .object_selector
-                .as_ref()
-                .is_none_or(|s| s.matches(pod_labels))
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "webhook `{}` of MutatingWebhookConfiguration `{}`",
-            self.name, self.configuration_name
-        )
-    }
-}
+pub use crate::model::InjectorWebhook;
 
 fn req(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
     LabelSelectorRequirement {
@@ -173,13 +136,15 @@ pub fn default_injector_webhooks(
 /// `sidecar-injector.istio.io`, revision tags included). When the input has none, the default
 /// install's entries for revision `default` are returned and the flag is true.
 pub fn injector_webhooks(inv: &Inventory) -> (&[InjectorWebhook], bool) {
-    let (hooks, assumed) = &inv.injector_webhooks;
+    let (hooks, assumed) = inv
+        .injector_webhooks
+        .get_or_init(|| compute_injector_webhooks(inv));
     (hooks, *assumed)
 }
 
-/// Compute the injector webhooks of an inventory (done once, when the inventory is built; see
+/// Compute the injector webhooks of an inventory (once per inventory, see
 /// [`injector_webhooks`]).
-pub(crate) fn compute_injector_webhooks(inv: &Inventory) -> (Vec<InjectorWebhook>, bool) {
+fn compute_injector_webhooks(inv: &Inventory) -> (Vec<InjectorWebhook>, bool) {
     let hooks: Vec<InjectorWebhook> = inv
         .mutating_webhooks
         .iter()

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::explain::{Decision, Step};
 use crate::inventory::{Inventory, PeerAuthentication, Workload};
-use crate::mesh::client_tls::target_port_of;
 use crate::model::PeerMode;
 use crate::object::Cited;
 
@@ -349,7 +348,7 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                 };
                 if unmatched.contains(&service_port)
                     && service_port != port
-                    && target_port_of(sp, w) == Some(port)
+                    && w.target_port(sp) == Some(port)
                 {
                     steps.push(
                         Step::new(

@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::inventory::{AuthorizationPolicy, DestinationRule, PeerAuthentication};
+use crate::model::{AuthorizationPolicy, DestinationRule, PeerAuthentication};
 use crate::model::{
     AuthzAction, Condition, Operation, PolicyTargetReference, Rule, Source, TrafficPolicy,
     WorkloadSelector,

@@ -404,7 +404,8 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 endpoints.len()
             );
         };
-        let target_port = connection::target_port(sp, server)
+        let target_port = server
+            .target_port(sp)
             .ok_or_else(|| anyhow!("{}: targetPort does not resolve", p.name()))?;
         let request = match &p.req {
             Req::Tcp => RequestSpec {

@@ -101,7 +101,7 @@ pub(super) fn server_access(
                     .ports
                     .iter()
                     .find(|p| p.port == i64::from(*sp))?;
-                connection::target_port(port, server)
+                server.target_port(port)
             })
             .collect();
         // A whole namespace, any principal or any plaintext caller is always wider than the

@@ -1,7 +1,6 @@
 //! KM021: a DestinationRule with `tls.mode: DISABLE` toward a server that enforces STRICT
 //! (sidecar clients get 503).
 
-use kfp_mesh_core::connection;
 use kfp_mesh_core::inventory::{Inventory, Service};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
@@ -40,7 +39,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                     continue;
                 }
                 for ep in inv.service_endpoints(service) {
-                    let Some(target) = connection::target_port(port, ep) else {
+                    let Some(target) = ep.target_port(port) else {
                         continue;
                     };
                     if membership::data_plane(inv, ep).value == DataPlane::Sidecar

@@ -2,7 +2,7 @@
 //! denied (KM003), blocked (KM004), TLS failure (KM005), plaintext where STRICT would break it
 //! (KM006), kube-apiserver refused at a STRICT webhook port (KM020).
 
-use kfp_mesh_core::connection::{self, Outcome, Transport};
+use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
@@ -107,7 +107,8 @@ fn apiserver_port_exception(
         if membership::data_plane(inv, ep).value != DataPlane::Sidecar {
             return true;
         }
-        connection::target_port(port, ep).is_some_and(|target| port_level_open(inv, ep, target))
+        ep.target_port(port)
+            .is_some_and(|target| port_level_open(inv, ep, target))
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kfp_mesh_core::connection::{self, Outcome, Transport};
+use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 
 use super::{Context, Rule};
@@ -37,7 +37,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 .ports
                 .iter()
                 .find(|p| p.port == i64::from(f.to.port))
-                .and_then(|p| connection::target_port(p, server))
+                .and_then(|p| server.target_port(p))
             else {
                 continue;
             };
