@@ -656,6 +656,9 @@ fn flow_findings(
                 "KM006"
             }
             Outcome::Allow => continue,
+            // Decided by an ext-authz provider: no error finding; the flow shows it as its
+            // outcome (`provider-decides`, with the provider in the explanation).
+            Outcome::ProviderDecides => continue,
             Outcome::Reset | Outcome::TlsFailure if apiserver => "KM020",
             Outcome::Reset => "KM001",
             Outcome::UpstreamFailure => "KM002",
