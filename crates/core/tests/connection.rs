@@ -240,6 +240,17 @@ fn provider_decides_is_its_own_outcome() {
     assert!(Allow < ProviderDecides && ProviderDecides < Deny && ProviderDecides < Reset);
 }
 
+/// What, extra input, caller, target, the call's outcome, the probe's result and acceptor.
+type ProbeRow = (
+    &'static str,
+    String,
+    (&'static str, &'static str),
+    To,
+    Outcome,
+    ProbeOutcome,
+    Option<ProbeAcceptor>,
+);
+
 /// A connect-only probe (`nc -z`) observes only the TCP handshake. Istio redirects every
 /// outbound connection of a sidecar pod to its Envoy (`15001`), whose listener accepts it
 /// before its TCP proxy connects upstream; a server sidecar's inbound listener accepts before
@@ -254,7 +265,7 @@ fn connect_only_probes_see_the_first_listener() {
     let strict = pa("bar", "STRICT");
     // `baz/httpbin`: a sidecar that does not intercept port 9000, under STRICT.
     let excluded = "apiVersion: v1\nkind: Namespace\nmetadata: {name: baz, labels: {istio-injection: enabled}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: httpbin, namespace: baz}\nspec:\n  template:\n    metadata:\n      labels: {app: httpbin}\n      annotations: {traffic.sidecar.istio.io/excludeInboundPorts: \"9000\"}\n    spec:\n      serviceAccountName: httpbin\n      containers: [{name: app, ports: [{containerPort: 9000}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: baz}\nspec:\n  selector: {app: httpbin}\n  ports: [{name: tcp-other, port: 9000}]\n---\n".to_string() + &pa("baz", "STRICT");
-    let rows: Vec<(&str, String, (&str, &str), To, Outcome, ProbeOutcome, Option<ProbeAcceptor>)> = vec![
+    let rows: Vec<ProbeRow> = vec![
         ("sidecar, DR DISABLE -> STRICT: the call is reset, the probe connects",
             strict.clone() + &dr("*.bar.svc.cluster.local", "DISABLE"), SLEEP, To::Svc("bar", 9000), Reset, ProbeOutcome::Connected, Some(ProbeAcceptor::ClientSidecar)),
         ("sidecar, pod IP under STRICT: the call is reset, the probe connects",
