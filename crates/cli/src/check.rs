@@ -304,23 +304,35 @@ pub(crate) fn print_table(report: &Report, example: bool) {
                 Some(ns) => format!("{ns}/{}", f.from.workload),
                 None => f.from.workload.clone(),
             };
-            let cause = match f.outcome {
-                Outcome::Allow
-                    if f.transport == Some(Transport::Plaintext) && f.from.namespace.is_none() =>
-                {
-                    "caller outside the mesh".to_string()
-                }
-                Outcome::Allow if f.transport == Some(Transport::Plaintext) => {
-                    "no sidecar on one side".to_string()
-                }
-                Outcome::Allow => String::new(),
-                _ => f
-                    .explanation
-                    .iter()
-                    .rev()
-                    .find(|s| s.rule != "H")
-                    .map(|s| s.message.clone())
-                    .unwrap_or_default(),
+            let cause = match (&f.probe, f.outcome) {
+                // A connect-only wait (`nc -z`): what it observes, then what data would get.
+                (Some(p), o) => format!(
+                    "the bare connect is {}{}; data on it: {}",
+                    p.result.as_str(),
+                    p.accepted_by
+                        .map(|a| format!(" (accepted by the {})", a.as_str()))
+                        .unwrap_or_default(),
+                    o.as_str()
+                ),
+                (None, _) => match f.outcome {
+                    Outcome::Allow
+                        if f.transport == Some(Transport::Plaintext)
+                            && f.from.namespace.is_none() =>
+                    {
+                        "caller outside the mesh".to_string()
+                    }
+                    Outcome::Allow if f.transport == Some(Transport::Plaintext) => {
+                        "no sidecar on one side".to_string()
+                    }
+                    Outcome::Allow => String::new(),
+                    _ => f
+                        .explanation
+                        .iter()
+                        .rev()
+                        .find(|s| s.rule != "H")
+                        .map(|s| s.message.clone())
+                        .unwrap_or_default(),
+                },
             };
             [
                 f.id.clone(),
@@ -458,6 +470,13 @@ fn print_explanation(f: &check::FlowResult) {
     println!("  why:       {}", f.why);
     println!("  outcome:   {}", f.outcome);
     println!("  transport: {}", transport_str(f.transport));
+    if let Some(p) = &f.probe {
+        println!(
+            "  probe:     the bare connect is {}: {}",
+            p.result.as_str(),
+            p.why
+        );
+    }
     if let Some(fix) = &f.fix {
         println!("  fix:       {fix}");
     }

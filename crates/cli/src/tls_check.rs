@@ -251,6 +251,7 @@ fn request_spec(args: &TlsCheckArgs, from: &str) -> Result<RequestSpec> {
         source_principal: args.source_principal.clone(),
         source_namespace: args.source_namespace.clone(),
         source_ip: args.source_ip,
+        connect_only: false,
     })
 }
 
@@ -306,6 +307,9 @@ fn print_text(from: &str, to: &str, v: &Verdict) {
             None => "none (no connection established)",
         }
     );
+    if let Some(provider) = &v.provider {
+        println!("  decided by: ext-authz provider {provider}");
+    }
     println!("  symptom:   {}", v.symptom);
     if let Some(fix) = &v.fix {
         println!("  fix:       {fix}");

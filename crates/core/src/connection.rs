@@ -22,6 +22,10 @@ use crate::mesh::protocol::{PortProtocol, service_port_protocol};
 pub enum Outcome {
     /// The request reaches the application.
     Allow,
+    /// Everything kfp-mesh can see lets the request through to a CUSTOM policy's ext-authz
+    /// provider, whose answer decides ([`Verdict::provider`] names it). Not an error, not a
+    /// known allow either. Ordered right after `Allow`: any definite failure is worse.
+    ProviderDecides,
     /// AuthorizationPolicy denies: HTTP 403 `RBAC: access denied`, or a TCP connection closed
     /// without data.
     Deny,
@@ -31,7 +35,9 @@ pub enum Outcome {
     Unauthenticated,
     /// `connection reset by peer` (curl exit 56); server side `filter_chain_not_found`.
     Reset,
-    /// HTTP 503 (or 502) from the client's own sidecar: the sidecars disagree on TLS.
+    /// The client's own sidecar cannot connect to the server (the sidecars disagree on TLS,
+    /// or it has no route): HTTP 503 (or 502) from that sidecar; on TCP, where a sidecar has
+    /// no status to answer with, the application's connection is reset.
     UpstreamFailure,
     /// The application's own TLS handshake fails (curl exit 35).
     TlsFailure,
@@ -43,6 +49,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
+            Outcome::ProviderDecides => "provider-decides",
             Outcome::Deny => "deny",
             Outcome::CustomDeny => "custom-deny",
             Outcome::Unauthenticated => "unauthenticated",
@@ -52,21 +59,52 @@ impl Outcome {
             Outcome::Blocked => "blocked",
         }
     }
-    /// What the client observes, in the words of curl and Envoy.
+    /// What the client observes, in the words of curl and Envoy, for HTTP and TCP alike.
+    /// [`Outcome::symptom_on`] gives the words for one of them.
     pub fn symptom(self) -> &'static str {
         match self {
             Outcome::Allow => "normal response",
+            Outcome::ProviderDecides => {
+                "decided by the ext-authz provider: its allow reaches the application, its deny is HTTP 403 (TCP: the connection is closed)"
+            }
             Outcome::Deny => "HTTP 403 `RBAC: access denied` (TCP: connection closed without data)",
-            Outcome::CustomDeny => "HTTP 403 from the CUSTOM (ext-authz) policy failing closed",
+            Outcome::CustomDeny => {
+                "HTTP 403 `RBAC: access denied` from the CUSTOM policy failing closed (TCP: connection closed without data)"
+            }
             Outcome::Unauthenticated => "HTTP 401 `Jwt verification fails`",
             Outcome::Reset => {
                 "`connection reset by peer` (curl exit 56); server proxy logs `NR filter_chain_not_found`"
             }
             Outcome::UpstreamFailure => {
-                "HTTP 503 from the client sidecar: `upstream connect error or disconnect/reset before headers`"
+                "HTTP 503 from the client's own sidecar: `upstream connect error or disconnect/reset before headers` (TCP: that sidecar resets the connection)"
             }
             Outcome::TlsFailure => "TLS handshake failure in the client application (curl exit 35)",
             Outcome::Blocked => "connection timeout: a NetworkPolicy drops the packets",
+        }
+    }
+
+    /// What the client observes when it speaks `chain` to its first hop (its own sidecar's
+    /// HTTP connection manager or TCP proxy, or the server side when it has no sidecar). On
+    /// TCP there is no HTTP status: a failure is a reset or a closed connection, never a 503.
+    pub fn symptom_on(self, chain: Chain) -> &'static str {
+        match (self, chain) {
+            (_, Chain::Http) | (Outcome::Allow | Outcome::Unauthenticated, _) => self.symptom(),
+            (Outcome::ProviderDecides, Chain::Tcp) => {
+                "decided by the ext-authz (gRPC) provider: its allow lets the bytes through, its deny closes the connection"
+            }
+            (Outcome::Deny, Chain::Tcp) => {
+                "the connection opens, then is closed without data (RBAC on the TCP filter chain)"
+            }
+            (Outcome::CustomDeny, Chain::Tcp) => {
+                "the connection opens, then is closed without data (the CUSTOM policy fails closed on the TCP filter chain)"
+            }
+            (Outcome::Reset, Chain::Tcp) => {
+                "`connection reset by peer` (with a client sidecar, its TCP proxy passes the server's reset on: no HTTP 503 on TCP); server proxy logs `NR filter_chain_not_found`"
+            }
+            (Outcome::UpstreamFailure, Chain::Tcp) => {
+                "`connection reset by peer` from the client's own sidecar: its TCP proxy cannot connect upstream (no HTTP 503 on TCP)"
+            }
+            (Outcome::TlsFailure | Outcome::Blocked, Chain::Tcp) => self.symptom(),
         }
     }
 }
@@ -117,6 +155,10 @@ pub struct RequestSpec {
     /// A synthetic caller namespace (principal `<td>/ns/<ns>/sa/default` when no principal).
     pub source_namespace: Option<String>,
     pub source_ip: Option<IpAddr>,
+    /// The client only opens a TCP connection and closes it without sending anything (`nc
+    /// -z`, a TCP readiness check): [`Verdict::probe`] says what it observes. The rest of the
+    /// verdict is still the request described above, sent on that connection.
+    pub connect_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -135,6 +177,67 @@ pub enum Target<'a> {
     Pod { workload: &'a Workload, port: u16 },
 }
 
+/// What a connect-only client (`nc -z`) observes: whether its TCP handshake completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeOutcome {
+    /// The handshake completes: the probe succeeds, whatever happens to data sent later.
+    Connected,
+    /// Nothing answers: a NetworkPolicy drops the packets and the probe times out.
+    TimedOut,
+}
+
+impl ProbeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeOutcome::Connected => "connected",
+            ProbeOutcome::TimedOut => "timed-out",
+        }
+    }
+}
+
+/// Who completes the TCP handshake a connect-only client sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeAcceptor {
+    /// The client's own sidecar: iptables sends every outbound connection to it, and it
+    /// accepts before it even tries the server.
+    ClientSidecar,
+    /// The client's ztunnel (ambient), the same way.
+    ClientZtunnel,
+    /// The server's sidecar: its inbound listener accepts before choosing a filter chain
+    /// (which needs the first bytes).
+    ServerSidecar,
+    /// The server's ztunnel (ambient).
+    ServerZtunnel,
+    /// The server application itself (no proxy in front of the port).
+    Application,
+}
+
+impl ProbeAcceptor {
+    /// In words: `client sidecar`, `server ztunnel`, `application`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeAcceptor::ClientSidecar => "client sidecar",
+            ProbeAcceptor::ClientZtunnel => "client ztunnel",
+            ProbeAcceptor::ServerSidecar => "server sidecar",
+            ProbeAcceptor::ServerZtunnel => "server ztunnel",
+            ProbeAcceptor::Application => "application",
+        }
+    }
+}
+
+/// What a connect-only probe observes ([`RequestSpec::connect_only`]), separately from what
+/// the request on that connection would get.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectProbe {
+    pub result: ProbeOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<ProbeAcceptor>,
+    /// Why, in one sentence.
+    pub why: String,
+}
+
 /// The verdict for one endpoint of the target.
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointVerdict {
@@ -142,6 +245,11 @@ pub struct EndpointVerdict {
     pub target_port: u16,
     pub outcome: Outcome,
     pub transport: Option<Transport>,
+    /// With [`Outcome::ProviderDecides`]: the ext-authz provider whose answer decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ConnectProbe>,
 }
 
 /// The verdict for a connection: outcome, transport and the explanation.
@@ -149,8 +257,17 @@ pub struct EndpointVerdict {
 pub struct Verdict {
     pub outcome: Outcome,
     pub transport: Option<Transport>,
-    /// What the client observes.
+    /// With [`Outcome::ProviderDecides`]: the ext-authz provider (`meshConfig.extensionProviders`
+    /// name) whose answer decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// What the client observes, for the protocol it speaks to its first hop
+    /// ([`Outcome::symptom_on`]).
     pub symptom: &'static str,
+    /// For a connect-only request: what the probe observes (the worst endpoint's). The
+    /// outcome above is still what the request would get on that connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ConnectProbe>,
     pub explanation: Vec<Step>,
     /// What to change so the connection works (absent when it is allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,10 +498,11 @@ pub fn evaluate(
 
     let multi = endpoints.len() > 1;
     let mut results = Vec::new();
+    let mut first_hops = Vec::new();
     let mut fix = None;
     for (endpoint, tp) in &endpoints {
         let mut ep_steps = Vec::new();
-        let (outcome, transport) = evaluate_endpoint(
+        let reached = evaluate_endpoint(
             inv,
             &client,
             endpoint,
@@ -401,42 +519,184 @@ pub fn evaluate(
             ));
         }
         if fix.is_none() {
-            fix = suggest_fix(&client, endpoint, *tp, outcome, &ep_steps);
+            fix = suggest_fix(&client, endpoint, *tp, reached.outcome, &ep_steps);
         }
         steps.extend(ep_steps);
+        first_hops.push(reached.first_hop);
         results.push(EndpointVerdict {
             endpoint: endpoint.object_ref().to_string(),
             target_port: *tp,
-            outcome,
-            transport,
+            outcome: reached.outcome,
+            transport: reached.transport,
+            provider: reached.provider,
+            probe: request
+                .connect_only
+                .then(|| connect_probe(inv, &client, endpoint, *tp)),
         });
     }
     // The worst endpoint decides: a pipeline that fails on one replica fails.
     let worst = results
         .iter()
-        .max_by_key(|r| (r.outcome != Outcome::Allow, r.outcome))
-        .cloned();
-    let (outcome, transport) = worst
-        .map(|w| (w.outcome, w.transport))
-        .unwrap_or((Outcome::Allow, None));
+        .enumerate()
+        .max_by_key(|(_, r)| (r.outcome != Outcome::Allow, r.outcome))
+        .map(|(i, r)| (r.clone(), first_hops.get(i).copied()));
+    let (outcome, transport, provider, first_hop) = match worst {
+        Some((w, hop)) => (
+            w.outcome,
+            w.transport,
+            w.provider,
+            hop.unwrap_or(Chain::Http),
+        ),
+        None => (Outcome::Allow, None, None, Chain::Http),
+    };
     if multi && results.iter().any(|r| r.outcome != outcome) {
         steps.push(Step::new(
             "H",
             "the endpoints disagree; the verdict is the worst endpoint's",
         ));
     }
-    steps.push(Step::new(
-        "H",
-        format!("outcome: {outcome} ({})", outcome.symptom()),
-    ));
+    // A probe that some endpoint does not answer fails some of the time: the worst decides.
+    let probe = results
+        .iter()
+        .filter_map(|r| r.probe.clone())
+        .max_by_key(|p| p.result);
+    let symptom = outcome.symptom_on(first_hop);
+    steps.push(Step::new("H", format!("outcome: {outcome} ({symptom})")));
+    if let Some(p) = &probe {
+        steps.push(Step::new(
+            "H",
+            format!(
+                "a connect-only probe (`nc -z`) on this connection: {} ({})",
+                p.result.as_str(),
+                p.why
+            ),
+        ));
+    }
     Ok(Verdict {
         outcome,
         transport,
-        symptom: outcome.symptom(),
+        provider,
+        symptom,
+        probe,
         explanation: steps,
         fix,
         endpoints: results,
     })
+}
+
+/// What a connect-only client observes: who completes its TCP handshake, if anyone.
+///
+/// A client sidecar (or the client's ztunnel) accepts every outbound connection locally
+/// before it contacts the server (iptables redirects it to the proxy's listener; Envoy's TCP
+/// proxy connects upstream only after accepting), so such a probe connects whatever the server
+/// side or a NetworkPolicy would do with data. Without one, the server side's own listener
+/// answers: its sidecar or ztunnel accept before any filter chain or policy is chosen (those
+/// need the first bytes), else the application. Only a NetworkPolicy drop stops the handshake.
+/// The client's sidecar is assumed to be running (a native sidecar, or a main container).
+fn connect_probe(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    port: u16,
+) -> ConnectProbe {
+    let probe = |result, by, why: &str| ConnectProbe {
+        result,
+        accepted_by: by,
+        why: why.to_string(),
+    };
+    if client.has_sidecar {
+        return probe(
+            ProbeOutcome::Connected,
+            Some(ProbeAcceptor::ClientSidecar),
+            "the client's own sidecar accepts the connection before it contacts the server, so the probe succeeds whatever the server would decide",
+        );
+    }
+    if client.data_plane == DataPlane::Ambient {
+        return probe(
+            ProbeOutcome::Connected,
+            Some(ProbeAcceptor::ClientZtunnel),
+            "the client's ztunnel accepts the connection before it contacts the server, so the probe succeeds whatever the server would decide",
+        );
+    }
+    if inv.has_network_policies() && !client.kubelet {
+        let peer = match client.workload {
+            Some(w) => NetPeer::Pod(w),
+            None => NetPeer::External(client.ip),
+        };
+        if !netpol::allows(inv, peer, endpoint, port).value {
+            return probe(
+                ProbeOutcome::TimedOut,
+                None,
+                "a NetworkPolicy drops the packets: the handshake never completes",
+            );
+        }
+    }
+    match membership::data_plane(inv, endpoint).value {
+        DataPlane::Sidecar if membership::intercepts_inbound(endpoint, port).value => probe(
+            ProbeOutcome::Connected,
+            Some(ProbeAcceptor::ServerSidecar),
+            "the server's sidecar accepts the connection before it chooses a filter chain (that needs the first bytes), so the probe succeeds even where data would be reset or denied",
+        ),
+        DataPlane::Ambient => probe(
+            ProbeOutcome::Connected,
+            Some(ProbeAcceptor::ServerZtunnel),
+            "the server's ztunnel accepts the connection before it applies policy to data",
+        ),
+        _ => probe(
+            ProbeOutcome::Connected,
+            Some(ProbeAcceptor::Application),
+            "no proxy in front of the port: the application accepts the connection (assuming it listens)",
+        ),
+    }
+}
+
+/// What one endpoint does with the connection.
+struct Reached {
+    outcome: Outcome,
+    transport: Option<Transport>,
+    /// The ext-authz provider when the outcome is [`Outcome::ProviderDecides`].
+    provider: Option<String>,
+    /// The chain the client application speaks to its first hop (its own sidecar's listener,
+    /// or the server side when it has none): whether a failure can be an HTTP status at all.
+    first_hop: Chain,
+}
+
+/// How a client sidecar forwards the connection: an HTTP connection manager (a failure
+/// upstream is its own HTTP 503) or a TCP proxy (a failure upstream resets the application's
+/// connection). A Service port's protocol (D7) decides, sniffing on auto-detected ports. A pod
+/// IP (C5) is not a Service address: it lands in the `0.0.0.0:<port>` HTTP listener when some
+/// Service declares that port number as HTTP (istiod binds HTTP listeners to the wildcard and
+/// routes unknown hosts to PassthroughCluster), else in the virtual outbound listener's
+/// PassthroughFilterChain, a TCP proxy to PassthroughCluster
+/// (`istio:pilot/pkg/networking/core/listener.go` `buildSidecarOutboundListeners`,
+/// `buildListenerFromEntry`).
+pub fn client_proxy_chain(
+    inv: &Inventory,
+    destination: Destination<'_>,
+    port: u16,
+    port_protocol: PortProtocol,
+    request: &RequestSpec,
+) -> Chain {
+    let http_request = !request.app_tls && request.protocol != Some(RequestProtocol::Tcp);
+    match destination {
+        Destination::Service { .. } => match port_protocol {
+            PortProtocol::Http if !request.app_tls => Chain::Http,
+            PortProtocol::Auto if http_request => Chain::Http,
+            _ => Chain::Tcp,
+        },
+        Destination::PodIp => {
+            let http_listener = inv.services.values().any(|svc| {
+                svc.spec.ports.iter().any(|sp| {
+                    sp.port == i64::from(port) && service_port_protocol(sp) == PortProtocol::Http
+                })
+            });
+            if http_request && http_listener {
+                Chain::Http
+            } else {
+                Chain::Tcp
+            }
+        }
+    }
 }
 
 fn describe_client<'a>(
@@ -553,7 +813,33 @@ fn evaluate_endpoint(
     destination: Destination<'_>,
     request: &RequestSpec,
     steps: &mut Vec<Step>,
-) -> (Outcome, Option<Transport>) {
+) -> Reached {
+    let first_hop = if client.has_sidecar {
+        client_proxy_chain(inv, destination, port, port_protocol, request)
+    } else {
+        request_chain(
+            port_protocol,
+            request,
+            if request.app_tls {
+                Wire::OtherTls
+            } else {
+                Wire::Plain
+            },
+        )
+    };
+    let done = |outcome, transport| Reached {
+        outcome,
+        transport,
+        provider: None,
+        first_hop,
+    };
+    let authorized =
+        |(outcome, transport, provider): (Outcome, Option<Transport>, Option<String>)| Reached {
+            outcome,
+            transport,
+            provider,
+            first_hop,
+        };
     // 1. NetworkPolicy: the first gate (kubelet probes come from the node, which
     // NetworkPolicy does not restrict).
     if inv.has_network_policies() && client.kubelet {
@@ -569,7 +855,7 @@ fn evaluate_endpoint(
         let np = netpol::allows(inv, peer, endpoint, port);
         steps.extend(np.steps);
         if !np.value {
-            return (Outcome::Blocked, None);
+            return done(Outcome::Blocked, None);
         }
     }
 
@@ -586,7 +872,7 @@ fn evaluate_endpoint(
 
     // Kubelet probes are rewritten by the injector to the sidecar agent (B7).
     if client.kubelet {
-        return (Outcome::Allow, Some(Transport::Plaintext));
+        return done(Outcome::Allow, Some(Transport::Plaintext));
     }
 
     // 3. What the client sends.
@@ -602,7 +888,7 @@ fn evaluate_endpoint(
     );
     let wire = match wire {
         Ok(w) => w,
-        Err(outcome) => return (outcome, None),
+        Err(outcome) => return done(outcome, None),
     };
 
     // The application's own TLS into a client sidecar that treats the port as HTTP (D7): the
@@ -617,7 +903,13 @@ fn evaluate_endpoint(
             "D7",
             "the client application speaks TLS itself, but its sidecar treats the port as HTTP (port name or appProtocol): the outbound HTTP codec fails on the TLS handshake and closes the connection (declare the port `tls`/`https` or `appProtocol: tls` so the TLS passes through inside Istio mTLS)",
         ));
-        return (Outcome::Reset, None);
+        // The application sees its connection closed during its own handshake: no HTTP.
+        return Reached {
+            outcome: Outcome::Reset,
+            transport: None,
+            provider: None,
+            first_hop: Chain::Tcp,
+        };
     }
 
     // 4. What the server side accepts.
@@ -634,9 +926,9 @@ fn evaluate_endpoint(
                         "C4",
                         "the client sidecar sends Istio mTLS to a server without a sidecar: the handshake fails",
                     ));
-                    (Outcome::UpstreamFailure, None)
+                    done(Outcome::UpstreamFailure, None)
                 }
-                _ => (Outcome::Allow, Some(Transport::Plaintext)),
+                _ => done(Outcome::Allow, Some(Transport::Plaintext)),
             }
         }
         DataPlane::Sidecar => {
@@ -649,19 +941,20 @@ fn evaluate_endpoint(
                             "B7",
                             "the port bypasses the server sidecar, but the client sidecar still sends Istio mTLS to it (auto mTLS ignores excluded ports): the application cannot read it",
                         ));
-                        (Outcome::UpstreamFailure, None)
+                        done(Outcome::UpstreamFailure, None)
                     }
-                    _ => (Outcome::Allow, Some(Transport::Plaintext)),
+                    _ => done(Outcome::Allow, Some(Transport::Plaintext)),
                 };
             }
             let mode = peer_authn::effective_mode(inv, endpoint, port);
             steps.extend(mode.steps);
-            let transport = match sidecar_transport(mode.value, wire, port_protocol, client, steps)
-            {
-                Ok(t) => t,
-                Err(o) => return (o, None),
-            };
-            authorize_at(
+            let relay = client.has_sidecar && first_hop == Chain::Tcp;
+            let transport =
+                match sidecar_transport(mode.value, wire, port_protocol, client, relay, steps) {
+                    Ok(t) => t,
+                    Err(o) => return done(o, None),
+                };
+            authorized(authorize_at(
                 inv,
                 client,
                 endpoint,
@@ -671,7 +964,7 @@ fn evaluate_endpoint(
                 request,
                 transport,
                 steps,
-            )
+            ))
         }
         DataPlane::Ambient => {
             let mode = peer_authn::effective_mode_ambient(inv, endpoint, port);
@@ -684,7 +977,7 @@ fn evaluate_endpoint(
                         "A6.2",
                         "ztunnel enforces STRICT as \"deny when the source has no principal\": the plaintext client is reset",
                     ));
-                    return (Outcome::Reset, None);
+                    return done(Outcome::Reset, None);
                 }
                 Transport::Plaintext
             };
@@ -700,7 +993,7 @@ fn evaluate_endpoint(
                             service.name()
                         ),
                     ));
-                let (o, t) = authorize_at(
+                let (o, t, provider) = authorize_at(
                     inv,
                     client,
                     endpoint,
@@ -711,8 +1004,8 @@ fn evaluate_endpoint(
                     transport,
                     steps,
                 );
-                if o != Outcome::Allow {
-                    return (o, t);
+                if !matches!(o, Outcome::Allow | Outcome::ProviderDecides) {
+                    return done(o, t);
                 }
                 let waypoint_client = Client {
                     workload: None,
@@ -730,7 +1023,7 @@ fn evaluate_endpoint(
                     "A6.4",
                     "the destination ztunnel sees the waypoint's identity as the source",
                 ));
-                return authorize_at(
+                let (zo, zt, _) = authorize_at(
                     inv,
                     &waypoint_client,
                     endpoint,
@@ -741,8 +1034,15 @@ fn evaluate_endpoint(
                     Transport::Mtls,
                     steps,
                 );
+                // The waypoint's ext-authz provider still decides what ztunnel lets through.
+                return match (zo, o) {
+                    (Outcome::Allow, Outcome::ProviderDecides) => {
+                        authorized((Outcome::ProviderDecides, zt, provider))
+                    }
+                    _ => done(zo, zt),
+                };
             }
-            authorize_at(
+            authorized(authorize_at(
                 inv,
                 client,
                 endpoint,
@@ -752,7 +1052,7 @@ fn evaluate_endpoint(
                 request,
                 transport,
                 steps,
-            )
+            ))
         }
     }
 }
@@ -892,6 +1192,7 @@ fn sidecar_transport(
     wire: Wire,
     protocol: PortProtocol,
     client: &Client<'_>,
+    relay: bool,
     steps: &mut Vec<Step>,
 ) -> Result<Transport, Outcome> {
     match (mode, wire) {
@@ -910,14 +1211,14 @@ fn sidecar_transport(
                 "B5",
                 "STRICT has no plaintext filter chain: Envoy finds no filter chain (`filter_chain_not_found`) and resets the connection",
             ));
-            Err(failure(client, Outcome::Reset))
+            Err(failure(client, Outcome::Reset, relay, steps))
         }
         (MtlsMode::Strict, Wire::OtherTls) => {
             steps.push(Step::new(
                 "B5",
                 "STRICT: the TLS chain matches, the server sidecar terminates TLS and demands an Istio client certificate the client cannot present: the handshake fails",
             ));
-            Err(failure(client, Outcome::TlsFailure))
+            Err(failure(client, Outcome::TlsFailure, relay, steps))
         }
         (MtlsMode::Permissive, Wire::Plain) => {
             steps.push(Step::new(
@@ -932,7 +1233,7 @@ fn sidecar_transport(
                     "B5",
                     "PERMISSIVE on a port declared HTTP has no chain for non-Istio TLS: the connection is reset (name the port `https`/`tcp` or leave it unnamed)",
                 ));
-                Err(failure(client, Outcome::Reset))
+                Err(failure(client, Outcome::Reset, relay, steps))
             } else {
                 steps.push(Step::new(
                     "B5",
@@ -946,7 +1247,7 @@ fn sidecar_transport(
                 "B5",
                 "DISABLE has only plaintext chains: the client sidecar's Istio mTLS finds no chain and fails",
             ));
-            Err(Outcome::UpstreamFailure)
+            Err(failure(client, Outcome::Reset, relay, steps))
         }
         (MtlsMode::Disable, Wire::Plain) => {
             steps.push(Step::new("B5", "DISABLE accepts plaintext"));
@@ -957,19 +1258,38 @@ fn sidecar_transport(
                 "B5",
                 "DISABLE has no chain for TLS traffic: the connection is reset",
             ));
-            Err(failure(client, Outcome::Reset))
+            Err(failure(client, Outcome::Reset, relay, steps))
         }
     }
 }
 
-/// How a rejected connection shows: a client sidecar turns every failure toward the server into
-/// its own 503; without one the client sees `plain` (a reset, a TLS failure).
-fn failure(client: &Client<'_>, plain: Outcome) -> Outcome {
-    if client.has_sidecar {
-        Outcome::UpstreamFailure
-    } else {
-        plain
+/// How a connection the server side rejects shows: a client sidecar's HTTP connection manager
+/// turns it into its own 503 (`upstream-failure`); a client sidecar's TCP proxy (`relay`) has
+/// no status to answer with and passes it on as a reset of the application's connection, so
+/// the client sees what a client without a sidecar sees: `plain` (a reset, a TLS failure).
+fn failure(client: &Client<'_>, plain: Outcome, relay: bool, steps: &mut Vec<Step>) -> Outcome {
+    if !client.has_sidecar {
+        return plain;
     }
+    if relay {
+        steps.push(Step::new(
+            "C5",
+            format!(
+                "the client sidecar forwards this connection with a TCP proxy: it has no HTTP status to answer with, so the server side's rejection reaches the application as {} (no HTTP 503 on TCP)",
+                if plain == Outcome::TlsFailure {
+                    "a failed TLS handshake"
+                } else {
+                    "a connection reset"
+                }
+            ),
+        ));
+        return plain;
+    }
+    steps.push(Step::new(
+        "C4",
+        "the client sidecar's HTTP connection manager turns the rejected upstream connection into its own HTTP 503",
+    ));
+    Outcome::UpstreamFailure
 }
 
 fn request_chain(protocol: PortProtocol, request: &RequestSpec, wire: Wire) -> Chain {
@@ -995,7 +1315,7 @@ fn authorize_at(
     request: &RequestSpec,
     transport: Transport,
     steps: &mut Vec<Step>,
-) -> (Outcome, Option<Transport>) {
+) -> (Outcome, Option<Transport>, Option<String>) {
     let http = (chain == Chain::Http).then(|| HttpRequest {
         method: request.method.clone().unwrap_or_else(|| "GET".to_string()),
         path: request.path.clone().unwrap_or_else(|| "/".to_string()),
@@ -1024,12 +1344,13 @@ fn authorize_at(
     let verdict = authz::authorize(inv, server, enforcer, &ctx);
     steps.extend(verdict.steps);
     let ztunnel = matches!(enforcer, Enforcer::Ztunnel);
-    let outcome = match verdict.value {
-        AuthzVerdict::Allow | AuthzVerdict::Custom { .. } => Outcome::Allow,
-        AuthzVerdict::Deny if ztunnel => Outcome::Reset,
-        AuthzVerdict::Deny => Outcome::Deny,
-        AuthzVerdict::CustomDeny => Outcome::CustomDeny,
-        AuthzVerdict::Unauthenticated => Outcome::Unauthenticated,
+    let (outcome, provider) = match verdict.value {
+        AuthzVerdict::Allow => (Outcome::Allow, None),
+        AuthzVerdict::Custom { provider } => (Outcome::ProviderDecides, Some(provider)),
+        AuthzVerdict::Deny if ztunnel => (Outcome::Reset, None),
+        AuthzVerdict::Deny => (Outcome::Deny, None),
+        AuthzVerdict::CustomDeny => (Outcome::CustomDeny, None),
+        AuthzVerdict::Unauthenticated => (Outcome::Unauthenticated, None),
     };
     if ztunnel && outcome == Outcome::Reset {
         steps.push(Step::new(
@@ -1037,7 +1358,7 @@ fn authorize_at(
             "a denial at ztunnel shows as a connection reset",
         ));
     }
-    (outcome, Some(transport))
+    (outcome, Some(transport), provider)
 }
 
 /// What to change for a failing connection, from the outcome and the objects that decided it.
@@ -1074,7 +1395,7 @@ fn suggest_fix(
         endpoint.namespace
     );
     let fix = match outcome {
-        Outcome::Allow => return None,
+        Outcome::Allow | Outcome::ProviderDecides => return None,
         // The application's TLS into a client sidecar that treats the port as HTTP (D7).
         Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => format!(
             "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
@@ -1141,6 +1462,24 @@ fn suggest_fix(
             ),
             None => format!("a NetworkPolicy drops the traffic: admit {caller} on port {port}"),
         },
+        Outcome::Reset | Outcome::TlsFailure if client.has_sidecar => {
+            match last_cited("DestinationRule") {
+                Some(dr) => format!(
+                    "{dr} sets client TLS that {server} does not accept on port {port}: remove its `tls` (auto mTLS then chooses correctly) or make it match the server's mode"
+                ),
+                None if steps
+                    .iter()
+                    .any(|s| s.message.contains("PassthroughCluster")) =>
+                {
+                    format!(
+                        "{caller} reaches port {port} of {server} through PassthroughCluster, which sends plaintext: call it through a Service that declares the port (the client sidecar then sends Istio mTLS), or exempt the port with {permissive_port}"
+                    )
+                }
+                None => format!(
+                    "{server} rejects what {caller}'s sidecar sends on port {port}; see the explanation"
+                ),
+            }
+        }
         Outcome::Reset | Outcome::TlsFailure => {
             format!("{server} rejects what {caller} sends on port {port}; see the explanation")
         }

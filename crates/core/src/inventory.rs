@@ -1171,7 +1171,14 @@ struct RawMesh {
     trust_domain_aliases: Option<Vec<String>>,
     enable_auto_mtls: Option<bool>,
     default_config: Option<RawProxyConfig>,
-    extension_providers: Option<Vec<RawProvider>>,
+    extension_providers: Option<Vec<serde_json::Value>>,
+    path_normalization: Option<RawPathNormalization>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RawPathNormalization {
+    normalization: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -1180,10 +1187,50 @@ struct RawProxyConfig {
     hold_application_until_proxy_starts: Option<bool>,
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RawProvider {
-    name: String,
+/// One `extensionProviders` entry: its name, its kind (the one key besides `name`) and the
+/// fields CUSTOM authorization checks.
+fn parse_extension_provider(v: &serde_json::Value) -> ExtensionProvider {
+    let text = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut p = ExtensionProvider {
+        name: text(v.get("name")).unwrap_or_default(),
+        ..ExtensionProvider::default()
+    };
+    let Some(obj) = v.as_object() else {
+        return p;
+    };
+    let Some((kind, body)) = obj.iter().find(|(k, _)| k.as_str() != "name") else {
+        return p;
+    };
+    p.kind = kind.clone();
+    p.service = text(body.get("service"));
+    p.port = text(body.get("port"));
+    p.status_on_error = text(body.get("statusOnError"));
+    p.path_prefix = text(body.get("pathPrefix"));
+    p.fail_open = body
+        .get("failOpen")
+        .and_then(|b| b.as_bool())
+        .unwrap_or(false);
+    for field in [
+        "includeRequestHeadersInCheck",
+        "includeHeadersInCheck",
+        "headersToDownstreamOnDeny",
+        "headersToDownstreamOnAllow",
+        "headersToUpstreamOnAllow",
+    ] {
+        let bare = body
+            .get(field)
+            .and_then(|l| l.as_array())
+            .is_some_and(|l| l.iter().any(|h| h.as_str() == Some("*")));
+        if bare {
+            p.bare_wildcard_fields.push(field.to_string());
+        }
+    }
+    p
 }
 
 /// Parse `data.mesh` of the `istio` ConfigMap. The root namespace defaults to the ConfigMap's
@@ -1201,6 +1248,18 @@ pub fn parse_mesh_config(text: &str, configmap_namespace: &str) -> Result<MeshCo
         }
     };
     let d = MeshConfig::default();
+    let path_normalization = match raw
+        .path_normalization
+        .and_then(|p| p.normalization)
+        .as_deref()
+    {
+        None => d.path_normalization,
+        Some(v) => PathNormalization::parse(v).ok_or_else(|| {
+            format!(
+                "pathNormalization.normalization `{v}` is not one of DEFAULT, NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES (istiod rejects a mesh config it cannot parse)"
+            )
+        })?,
+    };
     Ok(MeshConfig {
         root_namespace: raw
             .root_namespace
@@ -1215,10 +1274,11 @@ pub fn parse_mesh_config(text: &str, configmap_namespace: &str) -> Result<MeshCo
         extension_providers: raw
             .extension_providers
             .unwrap_or_default()
-            .into_iter()
-            .map(|p| p.name)
+            .iter()
+            .map(parse_extension_provider)
             .collect(),
         native_sidecars: None,
+        path_normalization,
     })
 }
 

@@ -520,10 +520,87 @@ pub struct MeshConfig {
     pub enable_auto_mtls: bool,
     /// `defaultConfig.holdApplicationUntilProxyStarts`.
     pub hold_application_until_proxy_starts: bool,
-    /// Names of `extensionProviders` (for CUSTOM authorization).
-    pub extension_providers: Vec<String>,
+    /// `extensionProviders` in the order given (for CUSTOM authorization). Istio merges
+    /// entries of the same name (the later definition wins): see
+    /// [`MeshConfig::extension_provider`].
+    pub extension_providers: Vec<ExtensionProvider>,
     /// Pod-level setting of `ENABLE_NATIVE_SIDECARS` when known (from istiod's env).
     pub native_sidecars: Option<bool>,
+    /// `pathNormalization.normalization`: what Envoy does to a request path before routing
+    /// and authorization (`paths` / `notPaths`).
+    pub path_normalization: PathNormalization,
+}
+
+impl MeshConfig {
+    /// The effective definition of the extension provider `name`: `ApplyMeshConfig` merges
+    /// entries of the same name into one, the later definition replacing the earlier
+    /// (`istio:pkg/config/mesh/mesh.go`).
+    pub fn extension_provider(&self, name: &str) -> Option<&ExtensionProvider> {
+        self.extension_providers
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+    }
+}
+
+/// One `meshConfig.extensionProviders` entry, with what authorization needs of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExtensionProvider {
+    pub name: String,
+    /// The provider key: `envoyExtAuthzHttp`, `envoyExtAuthzGrpc`, or another kind (e.g.
+    /// `zipkin`, `envoyFileAccessLog`); empty when the entry has none.
+    pub kind: String,
+    /// `service`: `<namespace>/<host>` or `<host>`.
+    pub service: Option<String>,
+    /// `port` as written: a number, or a string of digits (protobuf JSON accepts both).
+    pub port: Option<String>,
+    pub status_on_error: Option<String>,
+    /// `pathPrefix` (HTTP providers).
+    pub path_prefix: Option<String>,
+    /// Header-list fields that contain a bare `*` (HTTP providers reject it).
+    pub bare_wildcard_fields: Vec<String>,
+    pub fail_open: bool,
+}
+
+impl ExtensionProvider {
+    pub const EXT_AUTHZ_HTTP: &'static str = "envoyExtAuthzHttp";
+    pub const EXT_AUTHZ_GRPC: &'static str = "envoyExtAuthzGrpc";
+}
+
+/// `meshConfig.pathNormalization.normalization`, as istiod programs Envoy's HTTP connection
+/// manager with it (`istio:pilot/pkg/networking/core/listener_builder.go`): `NONE` turns
+/// `normalize_path` off; `BASE` (and `DEFAULT`, the default) turns it on; `MERGE_SLASHES` adds
+/// `merge_slashes`; `DECODE_AND_MERGE_SLASHES` adds `path_with_escaped_slashes_action:
+/// UNESCAPE_AND_FORWARD`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalization {
+    None,
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+impl PathNormalization {
+    /// The `normalization` value of the mesh config (`DEFAULT` is `BASE`).
+    pub fn parse(value: &str) -> Option<PathNormalization> {
+        Some(match value {
+            "DEFAULT" | "BASE" => PathNormalization::Base,
+            "NONE" => PathNormalization::None,
+            "MERGE_SLASHES" => PathNormalization::MergeSlashes,
+            "DECODE_AND_MERGE_SLASHES" => PathNormalization::DecodeAndMergeSlashes,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathNormalization::None => "NONE",
+            PathNormalization::Base => "BASE",
+            PathNormalization::MergeSlashes => "MERGE_SLASHES",
+            PathNormalization::DecodeAndMergeSlashes => "DECODE_AND_MERGE_SLASHES",
+        }
+    }
 }
 
 impl Default for MeshConfig {
@@ -536,6 +613,7 @@ impl Default for MeshConfig {
             hold_application_until_proxy_starts: false,
             extension_providers: Vec::new(),
             native_sidecars: None,
+            path_normalization: PathNormalization::Base,
         }
     }
 }

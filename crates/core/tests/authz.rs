@@ -509,7 +509,212 @@ fn d2_custom_authz_custom_task() {
     // ... and the ALLOW `methods: [GET]` rule is skipped there, so TCP is denied anyway.
     assert_eq!(d.value, Deny, "{}", dump(&d));
     assert!(explains(&d, "D7", "paths is HTTP-only"), "{}", dump(&d));
-    assert!(explains(&d, "D7", "envoyExtAuthzGrpc"), "{}", dump(&d));
+    assert!(explains(&d, "D2", "envoyExtAuthzGrpc provider: Istio also enforces it on the TCP filter chain"), "{}", dump(&d));
+}
+
+/// D2 CUSTOM whose provider istiod cannot build (`builder/extauthz.go`: `processExtensionProvider`,
+/// `getExtAuthz`, `parsePort`, `LookupCluster`, `parseStatusOnError`; validation
+/// `ValidateExtensionProviderEnvoyExtAuthz*`): `buildHTTP`/`buildTCP` "will generate deny
+/// configs", so what the CUSTOM rules match is denied (on both filter chains) and the rest is
+/// not affected. Each row: the `extensionProviders` of the mesh config, and the words the
+/// explanation must give.
+#[test]
+#[rustfmt::skip]
+fn d2_custom_provider_missing_or_invalid_fails_closed() {
+    let policy = ap("foo", "ext-authz", r#"{action: CUSTOM, provider: {name: authz}, selector: {matchLabels: {app: httpbin}}, rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]}"#);
+    let grpc = |fields: &str| format!("- name: authz\n  envoyExtAuthzGrpc: {{{fields}}}");
+    let http_p = |fields: &str| format!("- name: authz\n  envoyExtAuthzHttp: {{{fields}}}");
+    let svc = "service: ext-authz.foo.svc.cluster.local";
+    let failing: Vec<(&str, String, &str)> = vec![
+        ("port out of range",          grpc(&format!("{svc}, port: 70000")),             "port must be in the range [1, 65535], found: 70000"),
+        ("port 0",                     grpc(&format!("{svc}, port: 0")),                 "found: 0"),
+        ("no port",                    grpc(svc),                                        "it has no `port`"),
+        ("port not a number",          grpc(&format!("{svc}, port: grpc")),              "port `grpc` is not a number"),
+        ("no service",                 grpc("port: 9000"),                               "service must not be empty"),
+        ("service with two slashes",   grpc("service: foo/ext-authz/x, port: 9000"),     "neither `<namespace>/<host>` nor `<host>`"),
+        ("namespace/host mismatch",    grpc("service: bar/ext-authz.foo.svc.cluster.local, port: 9000"), "is a Service of namespace foo"),
+        ("statusOnError not a status", grpc(&format!("{svc}, port: 9000, statusOnError: \"600\"")), "statusOnError 600"),
+        ("statusOnError not a number", grpc(&format!("{svc}, port: 9000, statusOnError: oops")), "statusOnError `oops` is not a number"),
+        ("HTTP pathPrefix without /",  http_p(&format!("{svc}, port: 8000, pathPrefix: check")), "pathPrefix must begin with `/`"),
+        ("HTTP bare * header list",    http_p(&format!("{svc}, port: 8000, includeRequestHeadersInCheck: [\"*\"]")), "a single wildcard"),
+        ("a tracing provider",         format!("- name: authz\n  zipkin: {{{svc}, port: 9411}}"), "is a `zipkin` provider"),
+        ("another name",               grpc(&format!("{svc}, port: 9000")).replace("name: authz", "name: other"), "provider authz is not in meshConfig.extensionProviders"),
+        ("duplicate name, the later definition is invalid",
+            grpc(&format!("{svc}, port: 9000")) + "\n" + &grpc(&format!("{svc}, port: 70000")), "found: 70000"),
+    ];
+    for (what, providers, needle) in failing {
+        let inv = build(&[HTTPBIN, &mesh(&format!("extensionProviders:\n{providers}")), &policy]);
+        table(&inv, "foo", "httpbin", Enforcer::Sidecar, &[
+            (what, get("/admin/users"), CustomDeny),
+            (what, get("/ip"),          Allow),
+            // On the TCP chain the HTTP-only `paths` is dropped (DENY-like, D7): every
+            // connection matches, and the bad provider denies it too (`buildTCP`).
+            (what, tcp(8080),           CustomDeny),
+        ]);
+        let d = decide(&inv, "foo", "httpbin", Enforcer::Sidecar, &get("/admin/users"));
+        assert!(explains(&d, "D2", needle), "{what}: lacks {needle:?}:\n{}", dump(&d));
+        assert!(explains(&d, "D2", "turns the CUSTOM rules into a DENY"), "{what}:\n{}", dump(&d));
+    }
+
+    // Usable providers: the provider decides what CUSTOM matches.
+    let ext_service = "apiVersion: v1\nkind: Service\nmetadata: {name: ext-authz, namespace: foo}\nspec:\n  selector: {app: ext-authz}\n  ports: [{name: grpc, port: 9000}]\n";
+    let usable: Vec<(&str, String)> = vec![
+        ("grpc, port as a string",            grpc(&format!("{svc}, port: \"9000\"")) ),
+        ("grpc, namespace/host form",         grpc("service: foo/ext-authz.foo.svc.cluster.local, port: 9000")),
+        ("grpc, statusOnError 403",           grpc(&format!("{svc}, port: 9000, statusOnError: \"403\""))),
+        ("duplicate name, the later definition is valid",
+            grpc(&format!("{svc}, port: 70000")) + "\n" + &grpc(&format!("{svc}, port: 9000"))),
+    ];
+    for (what, providers) in usable {
+        let inv = build(&[HTTPBIN, ext_service, &mesh(&format!("extensionProviders:\n{providers}")), &policy]);
+        table(&inv, "foo", "httpbin", Enforcer::Sidecar, &[
+            (what, get("/admin/users"), custom("authz")),
+            (what, get("/ip"),          Allow),
+            (what, tcp(8080),           custom("authz")),
+        ]);
+    }
+    // An HTTP provider is not enforced on TCP filter chains at all ("ignored CUSTOM action
+    // with HTTP provider on TCP filter chain"; builder test `custom-only-http`).
+    let inv = build(&[HTTPBIN, ext_service, &mesh(&format!("extensionProviders:\n{}", http_p(&format!("{svc}, port: 8000, pathPrefix: /check")))), &policy]);
+    table(&inv, "foo", "httpbin", Enforcer::Sidecar, &[
+        ("HTTP provider, HTTP chain", get("/admin/users"), custom("authz")),
+        ("HTTP provider, TCP chain",  tcp(8080),           Allow),
+    ]);
+    let d = decide(&inv, "foo", "httpbin", Enforcer::Sidecar, &tcp(8080));
+    assert!(explains(&d, "D7", "ignored CUSTOM action with HTTP provider on TCP filter chain"), "{}", dump(&d));
+    // A provider whose Service is not in the input: usable, with what could not be checked.
+    let inv = build(&[HTTPBIN, &mesh(&format!("extensionProviders:\n{}", grpc(&format!("{svc}, port: 9000")))), &policy]);
+    let d = decide(&inv, "foo", "httpbin", Enforcer::Sidecar, &get("/admin/users"));
+    assert_eq!(d.value, custom("authz"), "{}", dump(&d));
+    assert!(explains(&d, "D2", "ext-authz.foo.svc.cluster.local is not in the input"), "{}", dump(&d));
+    // A short host name is not how Kubernetes Services are registered: said, not decided.
+    let inv = build(&[HTTPBIN, ext_service, &mesh(&format!("extensionProviders:\n{}", grpc("service: ext-authz, port: 9000"))), &policy]);
+    let d = decide(&inv, "foo", "httpbin", Enforcer::Sidecar, &get("/admin/users"));
+    assert_eq!(d.value, custom("authz"), "{}", dump(&d));
+    assert!(explains(&d, "D2", "is not a Kubernetes Service host"), "{}", dump(&d));
+}
+
+/// The normalization table of Istio's own integration test
+/// (`istio:tests/integration/security/normalization_test.go`, `TestNormalization`): the path
+/// the application receives (and `paths` match) for each `meshConfig.pathNormalization`.
+#[test]
+#[rustfmt::skip]
+fn d4_path_normalization_istio_table() {
+    use kfp_mesh_core::mesh::authz::normalize_path;
+    use kfp_mesh_core::model::PathNormalization::{self, *};
+    let tables: &[(PathNormalization, &[(&str, &str)])] = &[
+        (None, &[
+            ("/", "/"), ("/app#foo", "/app"), ("/app/", "/app/"), ("/app/../admin", "/app/../admin"),
+            ("/app", "/app"), ("/app//", "/app//"), ("/app/%2f", "/app/%2f"), ("/app%2f/", "/app%2f/"),
+            ("/xyz%30..//abc", "/xyz%30..//abc"), ("/app/%2E./admin", "/app/%2E./admin"),
+            (r"/app\admin", r"/app\admin"), (r"/app/\/\/\admin", r"/app/\/\/\admin"),
+            ("/%2Fapp%5cadmin%5Cabc", "/%2Fapp%5cadmin%5Cabc"),
+            (r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc", r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc"),
+            ("/app//../admin", "/app//../admin"), ("/app//../../admin", "/app//../../admin"),
+        ]),
+        (Base, &[
+            ("/", "/"), ("/app#foo", "/app"), ("/app/", "/app/"), ("/app/../admin", "/admin"),
+            ("/app", "/app"), ("/app//", "/app//"), ("/app/%2f", "/app/%2f"), ("/app%2f/", "/app%2f/"),
+            ("/xyz%30..//abc", "/xyz0..//abc"), ("/app/%2E./admin", "/admin"),
+            (r"/app\admin", "/app/admin"), (r"/app/\/\/\admin", "/app//////admin"),
+            ("/%2Fapp%5cadmin%5Cabc", "/%2Fapp%5cadmin%5Cabc"),
+            (r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc", "/%5Capp%2f%5c%2F..%2fadmin%5c/abc"),
+            ("/app//../admin", "/app/admin"), ("/app//../../admin", "/admin"),
+        ]),
+        (MergeSlashes, &[
+            ("/", "/"), ("/app#foo", "/app"), ("/app/", "/app/"), ("/app/../admin", "/admin"),
+            ("/app", "/app"), ("/app//", "/app/"), ("/app/%2f", "/app/%2f"), ("/app%2f/", "/app%2f/"),
+            ("/xyz%30..//abc", "/xyz0../abc"), ("/app/%2E./admin", "/admin"),
+            (r"/app\admin", "/app/admin"), (r"/app/\/\/\admin", "/app/admin"),
+            ("/%2Fapp%5cadmin%5Cabc", "/%2Fapp%5cadmin%5Cabc"),
+            (r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc", "/%5Capp%2f%5c%2F..%2fadmin%5c/abc"),
+            ("/app//../admin", "/app/admin"), ("/app//../../admin", "/admin"),
+        ]),
+        (DecodeAndMergeSlashes, &[
+            ("/", "/"), ("/app#foo", "/app"), ("/app/", "/app/"), ("/app/../admin", "/admin"),
+            ("/app", "/app"), ("/app//", "/app/"), ("/app/%2f", "/app/"), ("/app%2f/", "/app/"),
+            ("/xyz%30..//abc", "/xyz0../abc"), ("/app/%2E./admin", "/admin"),
+            (r"/app\admin", "/app/admin"), (r"/app/\/\/\admin", "/app/admin"),
+            ("/%2Fapp%5cadmin%5Cabc", "/app/admin/abc"),
+            (r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc", "/app/admin/abc"),
+            ("/app//../admin", "/app/admin"), ("/app//../../admin", "/admin"),
+            ("/%c0%2e%c0%2e/admin", "/%c0.%c0./admin"), ("/%c0%2fadmin", "/%c0/admin"),
+            // "NotNormalized": never decoded twice, no overlong UTF-8, no `;` parameters.
+            ("/0x2e0x2e/admin", "/0x2e0x2e/admin"), ("/%25c0%25ae%25c1%259cadmin", "/%25c0%25ae%25c1%259cadmin"),
+            ("/%252e%252e/admin", "/%252e%252e/admin"), ("/%252e%252e%252fadmin", "/%252e%252e%252fadmin"),
+            ("/%c1%9cadmin", "/%c1%9cadmin"), ("/%c0%ae%c0%ae/admin", "/%c0%ae%c0%ae/admin"),
+            ("/.../admin", "/.../admin"), ("/..../admin", "/..../admin"), ("/..;/admin", "/..;/admin"),
+            ("/;/admin", "/;/admin"), ("/admin;a=b", "/admin;a=b"), ("/admin,a=b/xyz", "/admin,a=b/xyz"),
+            ("/Admin", "/Admin"), ("/ADMIN", "/ADMIN"),
+        ]),
+    ];
+    for (mode, rows) in tables {
+        for (input, want) in *rows {
+            assert_eq!(normalize_path(input, *mode), *want, "{mode:?}: {input}");
+        }
+    }
+    // "PercentEncoded": `/admin%XX` for XX = 01..ff under DECODE_AND_MERGE_SLASHES: decoded
+    // iff XX is an unreserved character, `/` or `\` (then a slash); kept as written otherwise.
+    for i in 1u8..=0xff {
+        let input = format!("/admin%{i:02x}");
+        let c = i as char;
+        let want = match c {
+            '\\' | '/' => "/admin/".to_string(),
+            _ if c.is_ascii_alphanumeric() || "-._~".contains(c) => format!("/admin{c}"),
+            _ => input.clone(),
+        };
+        assert_eq!(normalize_path(&input, DecodeAndMergeSlashes), want, "{input}");
+        // BASE decodes the same set except the two slashes.
+        let base_want = if matches!(c, '/' | '\\') { input.clone() } else { want };
+        assert_eq!(normalize_path(&input, Base), base_want, "BASE {input}");
+    }
+}
+
+/// D4: `paths` match the normalised path (`io:content/en/docs/reference/config/security/normalization/index.md`:
+/// "The normalized request will be used for both the evaluation of authorization policies and
+/// the request that is ultimately sent to the backend server"). Istio's default is BASE.
+#[test]
+#[rustfmt::skip]
+fn d4_paths_match_the_normalized_path() {
+    let policies = [
+        ap("foo", "allow-v1", r#"{selector: {matchLabels: {app: httpbin}}, rules: [{to: [{operation: {paths: ["/v1", "/admin/*", "/public/*"]}}]}]}"#),
+        ap("foo", "deny-admin", r#"{action: DENY, selector: {matchLabels: {app: httpbin}}, rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]}"#),
+    ];
+    let default_mesh = build(&[HTTPBIN, &policies[0], &policies[1]]);
+    table(&default_mesh, "foo", "httpbin", Enforcer::Sidecar, &[
+        ("plain /v1",                              get("/v1"),                Allow),
+        ("%31 is the unreserved digit 1",          get("/v%31"),              Allow),
+        ("lower-case hex works as well",           get("/%76%31"),            Allow),
+        ("/v2 matches no ALLOW",                   get("/v2"),                Deny),
+        ("%61 is a: /admin/ is denied",            get("/%61dmin/users"),     Deny),
+        ("dot segments resolved",                  get("/public/../admin/x"), Deny),
+        ("%2E%2E is a dot segment too",            get("/public/%2E%2E/admin/x"), Deny),
+        ("BASE keeps %2F: one segment, no match",  get("/admin%2Fusers"),     Deny),
+        ("BASE keeps // (no DENY, no ALLOW)",      get("//admin/users"),      Deny),
+        ("the query string is not part of paths", get("/v1?x=/admin/"),      Allow),
+    ]);
+    let d = decide(&default_mesh, "foo", "httpbin", Enforcer::Sidecar, &get("/v%31"));
+    assert!(explains(&d, "D4", "`/v%31` is matched as `/v1`"), "{}", dump(&d));
+    assert!(explains(&d, "D4", "BASE, Istio's default"), "{}", dump(&d));
+    let d = decide(&default_mesh, "foo", "httpbin", Enforcer::Sidecar, &get("/admin%2Fusers"));
+    assert!(explains(&d, "D2", "none matches"), "{}", dump(&d));
+
+    // DENY `/public/*` catches nothing that BASE turns into another path; with a DENY on
+    // `/admin/*`, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES close the `//` and `%2F` holes.
+    let with = |mode: &str| build(&[HTTPBIN, &policies[0], &policies[1], &mesh(&format!("pathNormalization:\n  normalization: {mode}"))]);
+    table(&with("MERGE_SLASHES"), "foo", "httpbin", Enforcer::Sidecar, &[
+        ("// merged",            get("//admin/users"),  Deny),
+        ("%2F still kept",       get("/admin%2Fusers"), Deny),
+        ("merged into /v1",      get("//v1"),           Allow),
+    ]);
+    table(&with("DECODE_AND_MERGE_SLASHES"), "foo", "httpbin", Enforcer::Sidecar, &[
+        ("%2F decoded: DENY /admin/* matches", get("/admin%2Fusers"), Deny),
+        ("%5C decoded then a slash: /v1",      get("/%5Cv1"),          Allow),
+    ]);
+    table(&with("NONE"), "foo", "httpbin", Enforcer::Sidecar, &[
+        ("NONE: %31 stays, /v%31 is not /v1",  get("/v%31"),              Deny),
+        ("NONE: dot segments stay",            get("/public/../admin/x"), Allow),
+    ]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 use kfp_mesh_core::inventory::{
     Inventory, MAX_DEPTH, MIN_NODE_BUDGET, node_budget, parse_bytes, parse_stream,
 };
-use kfp_mesh_core::model::PeerMode;
+use kfp_mesh_core::model::{PathNormalization, PeerMode};
 
 fn inv(text: &str) -> Inventory {
     Inventory::from_sources([("in.yaml", text)])
@@ -319,11 +319,86 @@ data:
     assert_eq!(i.mesh.trust_domain_aliases, vec!["old-td"]);
     assert!(!i.mesh.enable_auto_mtls);
     assert!(i.mesh.hold_application_until_proxy_starts);
-    assert_eq!(i.mesh.extension_providers, vec!["oauth2-proxy"]);
+    let names: Vec<&str> = i
+        .mesh
+        .extension_providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["oauth2-proxy"]);
+    let p = i.mesh.extension_provider("oauth2-proxy").expect("provider");
+    assert_eq!(p.kind, "envoyExtAuthzHttp");
+    assert_eq!(
+        p.service.as_deref(),
+        Some("oauth2-proxy.oauth2-proxy.svc.cluster.local")
+    );
+    assert_eq!(p.port.as_deref(), Some("80"));
+    assert_eq!(
+        i.mesh.path_normalization,
+        PathNormalization::Base,
+        "Istio's default"
+    );
     assert_eq!(i.injector.policy, "disabled");
     assert_eq!(i.injector.always_inject_selector.len(), 1);
     assert_eq!(i.injector.never_inject_selector.len(), 1);
     assert!(i.injector.enable_namespaces_by_default);
+}
+
+#[test]
+fn mesh_path_normalization_and_provider_fields_are_read() {
+    let mesh = |body: &str| {
+        let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
+        inv(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n{indented}"
+        ))
+    };
+    for (value, want) in [
+        ("DEFAULT", PathNormalization::Base),
+        ("BASE", PathNormalization::Base),
+        ("NONE", PathNormalization::None),
+        ("MERGE_SLASHES", PathNormalization::MergeSlashes),
+        (
+            "DECODE_AND_MERGE_SLASHES",
+            PathNormalization::DecodeAndMergeSlashes,
+        ),
+    ] {
+        let i = mesh(&format!("pathNormalization:\n  normalization: {value}"));
+        assert!(i.errors.is_empty(), "{value}: {:?}", i.errors);
+        assert_eq!(i.mesh.path_normalization, want, "{value}");
+    }
+    // An unknown value: istiod cannot parse the mesh config; kfp-mesh says so.
+    let i = mesh("pathNormalization:\n  normalization: STRICTEST");
+    assert_eq!(i.errors.len(), 1, "{:?}", i.errors);
+    assert!(
+        i.errors[0].message.contains("STRICTEST"),
+        "{}",
+        i.errors[0].message
+    );
+
+    // Ports written as strings (protobuf JSON accepts both), statusOnError, pathPrefix, bare
+    // `*` header lists, and a provider of another kind; duplicates are kept in order and the
+    // later definition is the effective one.
+    let i = mesh(
+        "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.ns.svc.cluster.local, port: \"9000\", statusOnError: \"503\", failOpen: true}\n- name: b\n  envoyExtAuthzHttp: {service: ns/b.ns.svc.cluster.local, port: 8000, pathPrefix: check, includeRequestHeadersInCheck: [\"*\"]}\n- name: t\n  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}\n- name: a\n  envoyExtAuthzHttp: {service: a.ns.svc.cluster.local, port: 70000}",
+    );
+    assert!(i.errors.is_empty(), "{:?}", i.errors);
+    assert_eq!(i.mesh.extension_providers.len(), 4);
+    let a = i.mesh.extension_provider("a").expect("a");
+    assert_eq!(
+        (a.kind.as_str(), a.port.as_deref()),
+        ("envoyExtAuthzHttp", Some("70000"))
+    );
+    let first = &i.mesh.extension_providers[0];
+    assert_eq!(first.port.as_deref(), Some("9000"));
+    assert_eq!(first.status_on_error.as_deref(), Some("503"));
+    assert!(first.fail_open);
+    let b = i.mesh.extension_provider("b").expect("b");
+    assert_eq!(b.path_prefix.as_deref(), Some("check"));
+    assert_eq!(b.bare_wildcard_fields, vec!["includeRequestHeadersInCheck"]);
+    assert_eq!(
+        i.mesh.extension_provider("t").map(|t| t.kind.as_str()),
+        Some("zipkin")
+    );
 }
 
 #[test]

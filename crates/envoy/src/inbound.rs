@@ -27,12 +27,14 @@ use kfp_mesh_core::mesh::authz::Chain;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::mesh::protocol::{PortProtocol, service_port_protocol};
+use kfp_mesh_core::model::PathNormalization;
 use serde_json::{Value, json};
 
 use crate::rbac::{self, RbacFilters};
 use crate::{
     DOWNSTREAM_TLS, HCM, LowerError, MTLS_HTTP_ALPNS, MTLS_TCP_ALPNS, PLAINTEXT_HTTP_ALPNS, ROUTER,
-    TCP_PROXY, TLS_SOCKET, TlsFiles, access_log, admin, socket_address, static_cluster,
+    TCP_PROXY, TLS_SOCKET, TlsFiles, access_log, admin, path_normalization_fields, socket_address,
+    static_cluster,
 };
 
 /// What the server sidecar needs besides the inventory.
@@ -273,7 +275,14 @@ pub fn lower_inbound(p: &InboundParams<'_>) -> Result<InboundLowering, LowerErro
             let name = format!("inbound|{port}|{}", kind.as_str());
             let stat = format!("inbound_{port}_{}", kind.as_str().replace('-', "_"));
             let filters = if kind.http() {
-                vec![hcm(&stat, port, &http_cluster, &http_rbac, p.access_log)]
+                vec![hcm(
+                    &stat,
+                    port,
+                    &http_cluster,
+                    &http_rbac,
+                    inv.mesh.path_normalization,
+                    p.access_log,
+                )]
             } else {
                 let mut f = tcp_rbac.network_filters(&format!("{stat}."));
                 f.push(json!({
@@ -346,11 +355,18 @@ pub fn lower_inbound(p: &InboundParams<'_>) -> Result<InboundLowering, LowerErro
     Ok(InboundLowering { bootstrap, ports })
 }
 
-fn hcm(stat: &str, port: u16, cluster: &str, rbac: &RbacFilters, log: Option<&Path>) -> Value {
+fn hcm(
+    stat: &str,
+    port: u16,
+    cluster: &str,
+    rbac: &RbacFilters,
+    paths: PathNormalization,
+    log: Option<&Path>,
+) -> Value {
     let mut http_filters = rbac.http_filters();
     http_filters
         .push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}));
-    json!({
+    let mut filter = json!({
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": HCM,
@@ -360,9 +376,6 @@ fn hcm(stat: &str, port: u16, cluster: &str, rbac: &RbacFilters, log: Option<&Pa
             // is replaced.
             "forward_client_cert_details": "SANITIZE_SET",
             "set_current_client_cert_details": {"uri": true},
-            "normalize_path": true,
-            "merge_slashes": true,
-            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
             "route_config": {
                 "name": format!("inbound|{port}"),
                 "virtual_hosts": [{
@@ -374,5 +387,9 @@ fn hcm(stat: &str, port: u16, cluster: &str, rbac: &RbacFilters, log: Option<&Pa
             "http_filters": http_filters,
             "access_log": access_log(log),
         },
-    })
+    });
+    if let Some(config) = filter["typed_config"].as_object_mut() {
+        config.extend(path_normalization_fields(paths));
+    }
+    filter
 }

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 
 use kfp_mesh_core::mesh::authz::Chain;
 use kfp_mesh_core::mesh::protocol::PortProtocol;
+use kfp_mesh_core::model::PathNormalization;
 use serde_json::{Value, json};
 
 /// What cannot be lowered.
@@ -79,6 +80,23 @@ pub fn request_chain(protocol: PortProtocol, http_request: bool) -> Chain {
         PortProtocol::Auto if http_request => Chain::Http,
         PortProtocol::Auto => Chain::Tcp,
     }
+}
+
+/// The path normalization fields of an HTTP connection manager, as istiod sets them from
+/// `meshConfig.pathNormalization` (`istio:pilot/pkg/networking/core/listener_builder.go`,
+/// `buildHTTPConnectionManager`): escaped slashes are kept unless `DECODE_AND_MERGE_SLASHES`.
+pub fn path_normalization_fields(mode: PathNormalization) -> serde_json::Map<String, Value> {
+    let (normalize, merge, escaped) = match mode {
+        PathNormalization::None => (false, false, "KEEP_UNCHANGED"),
+        PathNormalization::Base => (true, false, "KEEP_UNCHANGED"),
+        PathNormalization::MergeSlashes => (true, true, "KEEP_UNCHANGED"),
+        PathNormalization::DecodeAndMergeSlashes => (true, true, "UNESCAPE_AND_FORWARD"),
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("normalize_path".into(), json!(normalize));
+    m.insert("merge_slashes".into(), json!(merge));
+    m.insert("path_with_escaped_slashes_action".into(), json!(escaped));
+    m
 }
 
 pub(crate) const TLS_SOCKET: &str = "envoy.transport_sockets.tls";

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use kfp_mesh_core::connection::principal_of;
-use kfp_mesh_core::inventory::{Inventory, Service, Workload};
+use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::authz::Chain;
 use kfp_mesh_core::mesh::client_tls::{self, ClientTls, Destination, service_fqdn};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
@@ -20,21 +20,23 @@ use serde_json::{Value, json};
 
 use crate::{
     HCM, LowerError, MTLS_HTTP_ALPNS, MTLS_TCP_ALPNS, ROUTER, TCP_PROXY, TLS_SOCKET, TlsFiles,
-    UPSTREAM_TLS, access_log, admin, socket_address, static_cluster,
+    UPSTREAM_TLS, access_log, admin, path_normalization_fields, socket_address, static_cluster,
 };
 
-/// One destination of the client: a Service port, the endpoint behind it, and where that
-/// endpoint (its sidecar, or the application when it has none) listens.
+/// One destination of the client: a Service port (or a pod IP), the endpoint behind it, and
+/// where that endpoint (its sidecar, or the application when it has none) listens.
 #[derive(Clone, Debug)]
 pub struct OutboundTarget<'a> {
     /// A short unique name for the listener and cluster (`[a-z0-9_-]`).
     pub name: String,
-    pub service: &'a Service,
-    pub service_port: u16,
+    /// A Service port, or the endpoint's pod IP (`istio-semantics.md` C5: the connection goes
+    /// to PassthroughCluster, in plaintext).
+    pub destination: Destination<'a>,
     pub endpoint: &'a Workload,
     pub target_port: u16,
     pub endpoint_address: SocketAddr,
-    /// How the application's request travels: HTTP connection manager or TCP proxy.
+    /// How the client sidecar forwards the application's connection: HTTP connection manager
+    /// or TCP proxy (the engine's `connection::client_proxy_chain`).
     pub chain: Chain,
 }
 
@@ -82,33 +84,49 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
     let mut clusters = Vec::new();
     let mut routes = Vec::new();
     for t in p.targets {
-        let fqdn = service_fqdn(t.service);
-        let decision = client_tls::client_tls(
-            inv,
-            p.client,
+        let (host, port, cluster_name) = match t.destination {
             Destination::Service {
-                service: t.service,
-                service_port: t.service_port,
-            },
-            t.endpoint,
-            t.target_port,
-        );
+                service,
+                service_port,
+            } => {
+                let fqdn = service_fqdn(service);
+                let cluster = format!("outbound|{service_port}||{fqdn}|{}", t.name);
+                (fqdn, service_port, cluster)
+            }
+            // Istio's PassthroughCluster is ORIGINAL_DST; here a static cluster to the
+            // endpoint stands for it.
+            Destination::PodIp => (
+                format!("pod IP of {}", t.endpoint.object_ref()),
+                t.target_port,
+                format!("PassthroughCluster|{}", t.name),
+            ),
+        };
+        let decision =
+            client_tls::client_tls(inv, p.client, t.destination, t.endpoint, t.target_port);
         let listener_name = format!("outbound_{}", t.name);
-        let cluster_name = format!("outbound|{}||{fqdn}|{}", t.service_port, t.name);
         let mut cluster = static_cluster(&cluster_name, t.endpoint_address);
         let mut notes = vec![format!(
-            "client TLS toward {fqdn}:{} (endpoint {} port {}): {:?}",
-            t.service_port,
+            "client TLS toward {host}:{port} (endpoint {} port {}): {:?}; forwarded by {}",
             t.endpoint.object_ref(),
             t.target_port,
-            decision.value
+            decision.value,
+            match t.chain {
+                Chain::Http => "an HTTP connection manager",
+                Chain::Tcp => "a TCP proxy",
+            }
         )];
         notes.extend(decision.steps.iter().map(|s| format!("  {s}")));
         match decision.value {
             ClientTls::IstioMutual => {
+                let Destination::Service { service, .. } = t.destination else {
+                    return Err(LowerError::Invalid(format!(
+                        "Istio mTLS toward the pod IP of {}: PassthroughCluster has no TLS",
+                        t.endpoint.object_ref()
+                    )));
+                };
                 // Istio verifies the server against the service accounts of the service.
                 let mut sans: Vec<String> = inv
-                    .service_endpoints(t.service)
+                    .service_endpoints(service)
                     .into_iter()
                     .map(|w| format!("spiffe://{}", principal_of(inv, w)))
                     .collect();
@@ -122,7 +140,7 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
                     "name": TLS_SOCKET,
                     "typed_config": {
                         "@type": UPSTREAM_TLS,
-                        "sni": format!("outbound_.{}_._.{fqdn}", t.service_port),
+                        "sni": format!("outbound_.{port}_._.{host}"),
                         "common_tls_context": {
                             "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
                             "alpn_protocols": alpn,
@@ -147,7 +165,7 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
             ClientTls::Plaintext => notes.push("originates plaintext".to_string()),
             other => {
                 return Err(LowerError::unsupported(
-                    format!("client TLS {other:?} toward {fqdn}"),
+                    format!("client TLS {other:?} toward {host}"),
                     "only Istio mTLS and plaintext origination are lowered",
                 ));
             }
@@ -158,7 +176,7 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
                 json!({"source_address": {"address": ip.to_string(), "port_value": 0}}),
             );
         }
-        let filter = match t.chain {
+        let mut filter = match t.chain {
             Chain::Http => json!({
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {
@@ -166,9 +184,9 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
                     "stat_prefix": listener_name,
                     "codec_type": "AUTO",
                     "route_config": {
-                        "name": format!("{}", t.service_port),
+                        "name": format!("{port}"),
                         "virtual_hosts": [{
-                            "name": format!("{fqdn}:{}", t.service_port),
+                            "name": format!("{host}:{port}"),
                             "domains": ["*"],
                             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster_name, "timeout": "5s"}}],
                         }],
@@ -187,6 +205,11 @@ pub fn lower_outbound(p: &OutboundParams<'_>) -> Result<OutboundLowering, LowerE
                 },
             }),
         };
+        if t.chain == Chain::Http
+            && let Some(config) = filter["typed_config"].as_object_mut()
+        {
+            config.extend(path_normalization_fields(inv.mesh.path_normalization));
+        }
         listeners.push(json!({
             "name": listener_name,
             "address": socket_address(IpAddr::from([127, 0, 0, 1]), 0),

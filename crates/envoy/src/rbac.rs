@@ -15,6 +15,9 @@
 //! * DENY policies go into a DENY filter placed before the ALLOW filter; a workload with no
 //!   enforced ALLOW policy gets no ALLOW rules. Dry-run policies become `shadow_rules` of the
 //!   filter of their action. A policy without rules never matches.
+//! * CUSTOM policies whose provider istiod cannot build (missing, invalid, several providers)
+//!   become an RBAC DENY filter of their rules before the others, as istiod generates them;
+//!   CUSTOM with a usable provider is not lowered (it needs an external authorizer).
 //! * On a TCP filter chain, HTTP-only keys (methods, paths, hosts, request headers, request
 //!   principals, `request.auth.*`) make an ALLOW rule be skipped entirely and are dropped from
 //!   DENY/AUDIT rules, leaving the rest of the rule (D7).
@@ -42,6 +45,9 @@ pub struct RbacAction {
     pub rules: Option<Value>,
     /// Dry-run rules (`istio.io/dry-run`), evaluated and counted but never enforced.
     pub shadow_rules: Option<Value>,
+    /// The fail-closed DENY of CUSTOM policies whose provider istiod cannot build; its stats
+    /// carry `custom_deny` so a test can tell it from an ordinary DENY.
+    pub custom: bool,
 }
 
 /// The RBAC filters of one filter chain, in the order Envoy runs them (DENY, then ALLOW),
@@ -63,6 +69,9 @@ impl RbacFilters {
                 if let Some(r) = &a.rules {
                     cfg.insert("rules".into(), r.clone());
                 }
+                if a.custom {
+                    cfg.insert("rules_stat_prefix".into(), json!("custom_deny_"));
+                }
                 if let Some(r) = &a.shadow_rules {
                     cfg.insert("shadow_rules".into(), r.clone());
                     cfg.insert(
@@ -82,9 +91,14 @@ impl RbacFilters {
             .map(|a| {
                 let mut cfg = Map::new();
                 cfg.insert("@type".into(), json!(NETWORK_RBAC));
+                let label = if a.custom {
+                    "custom_deny".to_string()
+                } else {
+                    a.action.to_ascii_lowercase()
+                };
                 cfg.insert(
                     "stat_prefix".into(),
-                    json!(format!("{stat_prefix}{}.", a.action.to_ascii_lowercase())),
+                    json!(format!("{stat_prefix}{label}.")),
                 );
                 if let Some(r) = &a.rules {
                     cfg.insert("rules".into(), r.clone());
@@ -136,6 +150,7 @@ pub fn lower_policies(
     let mut out = RbacFilters::default();
     let mut deny = Bucket::default();
     let mut allow = Bucket::default();
+    let mut custom: Vec<&AuthorizationPolicy> = Vec::new();
     for p in applicable_policies(inv, server) {
         let dry = authz::is_dry_run(&p.meta.annotations);
         let (bucket, action) = match p.spec.action {
@@ -150,10 +165,8 @@ pub fn lower_policies(
                 continue;
             }
             AuthzAction::Custom => {
-                return Err(LowerError::unsupported(
-                    format!("AuthorizationPolicy {}/{}", p.namespace(), p.name()),
-                    "CUSTOM (ext-authz) policies need an external authorizer",
-                ));
+                custom.push(p);
+                continue;
             }
         };
         let policies = lower_policy(&cx, p, action, &mut out.notes)?;
@@ -164,6 +177,9 @@ pub fn lower_policies(
         };
         target.get_or_insert_with(Map::new).extend(policies);
     }
+    if let Some(bad) = lower_custom(&cx, inv, &custom, &mut out.notes)? {
+        out.actions.push(bad);
+    }
     for (name, bucket) in [("DENY", deny), ("ALLOW", allow)] {
         if bucket.enforced.is_none() && bucket.shadow.is_none() {
             continue;
@@ -173,9 +189,73 @@ pub fn lower_policies(
             action: name,
             rules: bucket.enforced.map(wrap),
             shadow_rules: bucket.shadow.map(wrap),
+            custom: false,
         });
     }
     Ok(out)
+}
+
+/// CUSTOM policies. istiod builds an ext-authz filter per usable provider; when the provider
+/// is missing or invalid, or several providers apply, it builds instead an RBAC DENY filter of
+/// the enforced CUSTOM rules, placed before the DENY and ALLOW filters
+/// (`builder.go` `buildHTTP`/`buildTCP`, `getBadCustomDenyRules`). Only that fail-closed form
+/// is lowered: a usable provider needs an external authorizer.
+fn lower_custom(
+    cx: &Cx<'_>,
+    inv: &Inventory,
+    custom: &[&AuthorizationPolicy],
+    notes: &mut Vec<String>,
+) -> Result<Option<RbacAction>, LowerError> {
+    if custom.is_empty() {
+        return Ok(None);
+    }
+    let provider = |p: &AuthorizationPolicy| {
+        p.spec
+            .provider
+            .as_ref()
+            .map(|x| x.name.clone())
+            .unwrap_or_default()
+    };
+    let providers: std::collections::BTreeSet<String> =
+        custom.iter().map(|p| provider(p)).collect();
+    let mut rules = Map::new();
+    for p in custom {
+        let what = format!("AuthorizationPolicy {}/{}", p.namespace(), p.name());
+        let name = provider(p);
+        let status = authz::provider_status(inv, &name);
+        if providers.len() == 1 && matches!(status, authz::ProviderStatus::Usable { .. }) {
+            return Err(LowerError::unsupported(
+                what,
+                format!("CUSTOM with the usable provider {name} needs an external authorizer"),
+            ));
+        }
+        if authz::is_dry_run(&p.meta.annotations) {
+            notes.push(format!(
+                "{what} (CUSTOM, dry-run): not part of the fail-closed DENY (istiod denies with the enforced CUSTOM rules only)"
+            ));
+            continue;
+        }
+        notes.push(format!(
+            "{what} (CUSTOM, provider {name}): istiod cannot build the provider ({status:?}{}), so its rules become an RBAC DENY",
+            if providers.len() > 1 {
+                ", and several providers apply"
+            } else {
+                ""
+            }
+        ));
+        for (k, v) in lower_policy(cx, p, AuthzAction::Deny, notes)? {
+            rules.insert(format!("istio-ext-authz-{k}-bad-custom-action"), v);
+        }
+    }
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RbacAction {
+        action: "DENY",
+        rules: Some(json!({"action": "DENY", "policies": Value::Object(rules)})),
+        shadow_rules: None,
+        custom: true,
+    }))
 }
 
 #[derive(Default)]

@@ -391,3 +391,110 @@ async fn envoy_authz_tcp_several_policies_and_dry_run() {
     .probe(LEGACY, &tcp("when-source-ns"), Req::Tcp);
     check(world).await;
 }
+
+/// `paths` match the path Envoy normalized (`istio-semantics.md` D4), as
+/// `meshConfig.pathNormalization` makes istiod program the HTTP connection managers: Istio's
+/// default BASE decodes percent-encoded unreserved characters (`/v%31` is `/v1`) and resolves
+/// dot segments, but keeps `%2F` and `//`; MERGE_SLASHES merges `//`; DECODE_AND_MERGE_SLASHES
+/// also decodes `%2F`; NONE leaves the path alone. One world per mode, the same policies:
+/// ALLOW `/v1`, `/admin/*`, `/public/*`, DENY `/admin/*`.
+#[tokio::test]
+async fn envoy_authz_path_normalization() {
+    let policies = allow(
+        "paths",
+        "  - to:\n    - operation:\n        paths: [\"/v1\", \"/admin/*\", \"/public/*\"]\n",
+    ) + &deny(
+        "paths",
+        "deny-admin",
+        "  - to:\n    - operation:\n        paths: [\"/admin/*\"]\n",
+    );
+    let mesh = |mode: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: istio\n  namespace: istio-system\ndata:\n  mesh: |\n    pathNormalization:\n      normalization: {mode}\n---\n"
+        )
+    };
+    let text = shop(&[("paths", policies)]);
+    let get = Req::get;
+    let cases = |w: World, callers: &[&str], paths: &[&str]| {
+        let mut w = w;
+        for c in callers {
+            for p in paths {
+                w = w.probe(c, &http("paths"), get(p));
+            }
+        }
+        w
+    };
+    let paths = [
+        "/v1",
+        "/v%31",
+        "/%76%31",
+        "/v2",
+        "/public/%2e%2e/v1",
+        "/%61dmin/users",
+        "/public/../admin/x",
+        "/public%2Fx",
+        "/admin%2Fusers",
+        "//v1",
+    ];
+    for mode in [
+        None,
+        Some("MERGE_SLASHES"),
+        Some("DECODE_AND_MERGE_SLASHES"),
+        Some("NONE"),
+    ] {
+        let input = match mode {
+            None => text.clone(),
+            Some(m) => text.clone() + &mesh(m),
+        };
+        let world = World::new(
+            &format!(
+                "authz: path normalization {}",
+                mode.unwrap_or("BASE (default)")
+            ),
+            &[("authz-paths.yaml", &input)],
+        );
+        check(cases(world, &[FRONTEND, LEGACY], &paths)).await;
+    }
+}
+
+/// A CUSTOM policy whose provider istiod cannot build (`istio-semantics.md` D2,
+/// `builder/extauthz.go`): missing from `meshConfig.extensionProviders`, of another kind, with
+/// a port out of range, or several providers on one workload. istiod turns its rules into an
+/// RBAC DENY ("will generate deny configs"), so what the CUSTOM rules match is denied, on
+/// the HTTP and (with the HTTP-only `paths` dropped) the TCP chain; the rest is allowed.
+#[tokio::test]
+async fn envoy_authz_custom_provider_fails_closed() {
+    let mesh = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: istio\n  namespace: istio-system\ndata:\n  mesh: |\n    extensionProviders:\n    - name: bad-port\n      envoyExtAuthzGrpc: {service: ext-authz.shop.svc.cluster.local, port: 70000}\n    - name: tracing\n      zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}\n    - name: grpc-a\n      envoyExtAuthzGrpc: {service: ext-authz.shop.svc.cluster.local, port: 9000}\n    - name: grpc-b\n      envoyExtAuthzGrpc: {service: ext-authz.shop.svc.cluster.local, port: 9001}\n---\n";
+    let custom = |server: &str, name: &str, provider: &str| {
+        policy(
+            "shop",
+            name,
+            server,
+            &format!(
+                "  action: CUSTOM\n  provider:\n    name: {provider}\n  rules:\n  - to:\n    - operation:\n        paths: [\"/admin/*\"]\n"
+            ),
+        )
+    };
+    let servers = [
+        ("c-bad-port", custom("c-bad-port", "c-bad-port", "bad-port")),
+        ("c-missing", custom("c-missing", "c-missing", "nope")),
+        ("c-tracing", custom("c-tracing", "c-tracing", "tracing")),
+        (
+            "c-two",
+            custom("c-two", "c-two-a", "grpc-a") + &custom("c-two", "c-two-b", "grpc-b"),
+        ),
+    ];
+    let text = shop(&servers) + mesh;
+    let mut world = World::new(
+        "authz: CUSTOM fails closed",
+        &[("authz-custom.yaml", &text)],
+    );
+    for (server, _) in &servers {
+        world = world
+            .probe(FRONTEND, &http(server), Req::get("/admin/users"))
+            .probe(FRONTEND, &http(server), Req::get("/public"))
+            .probe(LEGACY, &http(server), Req::get("/admin/users"))
+            .probe(FRONTEND, &tcp(server), Req::Tcp);
+    }
+    check(world).await;
+}

@@ -124,3 +124,100 @@ async fn envoy_transport_matrix_workload_and_port_modes() {
     .probes(matrix(&nss));
     check(world).await;
 }
+
+/// `istio-semantics.md` C5 and C4 on TCP: a client sidecar's TCP proxy has no HTTP status to
+/// answer with. A pod IP goes through PassthroughCluster (a TCP proxy, plaintext); under
+/// STRICT the server's listener finds no filter chain and the application sees a reset, not a
+/// 503 (the authz-tcp task's port 9002 "connection fails"). Only where a Service declares the
+/// port number as HTTP does the client sidecar's `0.0.0.0:<port>` HTTP listener take the
+/// request and answer 503 itself.
+#[tokio::test]
+async fn envoy_transport_passthrough_and_tcp_failures() {
+    let text = server_in("srv-strict", true, &pa_namespace("srv-strict", "STRICT"))
+        + &server_in(
+            "srv-permissive",
+            true,
+            &pa_namespace("srv-permissive", "PERMISSIVE"),
+        )
+        + &clients(&["srv-strict"]);
+    let world = World::new(
+        "transport: pod IP passthrough",
+        &[("passthrough.yaml", &text)],
+    )
+    .probe_pod("c-none/app", "srv-strict/server:9000", Req::Tcp)
+    .probe_pod("c-none/app", "srv-strict/server:8080", Req::get("/"))
+    .probe_pod("c-disable/app", "srv-strict/server:9000", Req::Tcp)
+    .probe_pod(PLAIN_CLIENT, "srv-strict/server:9000", Req::Tcp)
+    .probe_pod("c-none/app", "srv-permissive/server:9000", Req::Tcp)
+    .probe_pod("c-none/app", "srv-permissive/server:8080", Req::get("/"))
+    // Through the Service instead: mTLS, allowed.
+    .probe("c-none/app", "srv-strict/server:9000", Req::Tcp)
+    // A DestinationRule DISABLE toward STRICT on the TCP port: the reset is passed on.
+    .probe("c-disable/app", "srv-strict/server:9000", Req::Tcp);
+    check(world).await;
+
+    // A Service somewhere declares port 8080 as HTTP: the client sidecar's 0.0.0.0:8080 HTTP
+    // listener routes the pod IP to PassthroughCluster and answers 503 itself.
+    let http_8080 = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: legacy\nspec:\n  selector:\n    app: nothing\n  ports:\n  - name: http\n    port: 8080\n---\n";
+    let world = World::new(
+        "transport: pod IP on a port some Service declares HTTP",
+        &[("passthrough-http.yaml", &(text + http_8080))],
+    )
+    .probe_pod("c-none/app", "srv-strict/server:8080", Req::get("/"))
+    .probe_pod("c-none/app", "srv-strict/server:9000", Req::Tcp);
+    check(world).await;
+}
+
+/// Connect-only probes (`nc -z`, e.g. KFP's `wait-for-*` init containers): the client's own
+/// sidecar accepts the connection before it contacts the server, and a server sidecar accepts
+/// before it can choose a filter chain, so the probe connects where the real call after it is
+/// reset or denied. Each probe is paired with the call it stands for.
+#[tokio::test]
+async fn envoy_transport_connect_only_probes() {
+    let allow_c_none = policy(
+        "srv-strict",
+        "allow-c-none",
+        "server",
+        "  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/c-none/sa/app\", \"cluster.local/ns/c-disable/sa/app\"]\n",
+    );
+    let text = server_in(
+        "srv-strict",
+        true,
+        &(pa_namespace("srv-strict", "STRICT") + &allow_c_none),
+    ) + &server_in("srv-plain", false, "")
+        + &clients(&["srv-strict"]);
+    let mut world = World::new("transport: connect-only probes", &[("probes.yaml", &text)]);
+    for (from, to, pod) in [
+        // the real call: allow (mTLS)
+        ("c-none/app", "srv-strict/server:9000", false),
+        // the real call: reset (DestinationRule DISABLE toward STRICT)
+        ("c-disable/app", "srv-strict/server:9000", false),
+        // the real call: deny (not in the ALLOW policy)
+        ("c-mutual/app", "srv-strict/server:9000", false),
+        // the real call: reset (plaintext into STRICT)
+        (PLAIN_CLIENT, "srv-strict/server:9000", false),
+        // the real call: reset (pod IP through PassthroughCluster)
+        ("c-none/app", "srv-strict/server:9000", true),
+        // the real call: allow (no sidecar on either side)
+        (PLAIN_CLIENT, "srv-plain/server:9000", false),
+    ] {
+        for req in [Req::Connect, Req::Tcp] {
+            world = if pod {
+                world.probe_pod(from, to, req)
+            } else {
+                world.probe(from, to, req)
+            };
+        }
+    }
+    let report = check(world).await;
+    let real: Vec<_> = report
+        .results
+        .iter()
+        .filter_map(|r| r.observed.outcome)
+        .collect();
+    assert!(
+        real.iter()
+            .any(|o| *o != kfp_mesh_core::connection::Outcome::Allow),
+        "the world must hold calls that fail behind a probe that connects: {real:?}"
+    );
+}

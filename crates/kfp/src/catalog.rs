@@ -183,6 +183,10 @@ pub struct Flow {
     #[serde(default)]
     pub requires: Vec<Feature>,
     pub required: bool,
+    /// The caller only opens a TCP connection and closes it (`nc -z` in KFP 2.17's
+    /// `wait-for-*` init containers): what matters is what that probe observes.
+    #[serde(default)]
+    pub connect_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

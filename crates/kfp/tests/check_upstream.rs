@@ -632,3 +632,57 @@ fn namespaces_the_input_does_not_define_are_reported_with_the_assumption() {
     );
     assert_all(&r, "driver-to-mlmd", Outcome::Reset);
 }
+
+/// Item 6: KFP 2.17's `wait-for-*` init containers only open a TCP connection. Through the API
+/// server's sidecar that connect succeeds whatever MySQL's policies decide, so the wait passes
+/// while the real calls after it are denied: the wait flow carries what its probe observes
+/// and no finding claims it fails; the real flow is the one reported.
+#[test]
+fn connect_only_waits_succeed_through_the_client_sidecar_where_the_real_call_is_denied() {
+    let only_mlmd = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mysql-mlmd-only, namespace: kubeflow}
+spec:
+  selector: {matchLabels: {app: mysql}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: [cluster.local/ns/kubeflow/sa/metadata-grpc-server]}}]}]
+";
+    let inv = inventory(
+        &["kfp-master-platform-agnostic.yaml"],
+        &format!("{MESH_STRICT}---\n{only_mlmd}"),
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    assert_all(&r, "api-server-to-database", Outcome::Deny);
+    let wait = flows(&r, "api-server-wait-for-database")[0];
+    let probe = wait
+        .probe
+        .as_ref()
+        .expect("a connect-only flow carries its probe");
+    assert_eq!(
+        probe.result,
+        kfp_mesh_core::connection::ProbeOutcome::Connected
+    );
+    assert_eq!(
+        probe.accepted_by,
+        Some(kfp_mesh_core::connection::ProbeAcceptor::ClientSidecar)
+    );
+    // Data on that connection would be denied, but the wait never sends any.
+    assert_eq!(wait.outcome, Outcome::Deny);
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.flow.as_deref() != Some("api-server-wait-for-database")),
+        "{:#?}",
+        r.findings
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "KM003" && f.flow.as_deref() == Some("api-server-to-database")),
+        "the real call is reported"
+    );
+    // Flows that are not connect-only carry no probe.
+    assert!(flows(&r, "api-server-to-database")[0].probe.is_none());
+}

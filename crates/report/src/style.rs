@@ -28,7 +28,9 @@ impl Style {
 
     pub fn of(outcome: Outcome, transport: Option<Transport>) -> Style {
         match outcome {
-            Outcome::Allow => match transport {
+            // The connection is established and the ext-authz provider answers per request:
+            // drawn by its transport; the flow's outcome text says who decides.
+            Outcome::Allow | Outcome::ProviderDecides => match transport {
                 Some(Transport::Mtls) => Style::Mtls,
                 _ => Style::Plaintext,
             },

@@ -22,12 +22,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use kfp_mesh_core::connection::{
-    self, Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport, resolve_service,
-    resolve_workload,
+    self, Caller, Outcome, ProbeOutcome, RequestProtocol, RequestSpec, Target, Transport,
+    resolve_service, resolve_workload,
 };
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::authz::Chain;
+use kfp_mesh_core::mesh::client_tls::Destination;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
+use kfp_mesh_core::mesh::protocol::PortProtocol;
 use kfp_mesh_core::mesh::protocol::service_port_protocol;
 use kfp_mesh_core::object::Object;
 use kfp_mesh_envoy::inbound::{self, InboundParams};
@@ -50,6 +52,8 @@ pub enum Req {
         headers: Vec<(String, String)>,
     },
     Tcp,
+    /// Open a TCP connection and close it without sending anything (`nc -z`).
+    Connect,
 }
 
 impl Req {
@@ -69,6 +73,7 @@ impl Req {
     fn describe(&self) -> String {
         match self {
             Req::Tcp => "TCP".to_string(),
+            Req::Connect => "connect-only (nc -z)".to_string(),
             Req::Http {
                 method,
                 path,
@@ -84,25 +89,37 @@ impl Req {
     }
 }
 
-/// One connection to make: from a workload (`ns/name`) to a Service port (`ns/name:port`).
+/// One connection to make: from a workload (`ns/name`) to a Service port (`ns/name:port`),
+/// or to the pod IP of a workload and one of its container ports.
 #[derive(Clone, Debug)]
 pub struct Probe {
     pub from: (String, String),
     pub to: (String, String, u16),
+    /// `to` is a workload's pod IP and container port, not a Service port.
+    pub pod_ip: bool,
     pub req: Req,
 }
 
 impl Probe {
     pub fn name(&self) -> String {
         format!(
-            "{}/{} -> {}/{}:{} {}",
+            "{}/{} -> {}{}/{}:{} {}",
             self.from.0,
             self.from.1,
+            if self.pod_ip { "pod IP of " } else { "" },
             self.to.0,
             self.to.1,
             self.to.2,
             self.req.describe()
         )
+    }
+}
+
+/// `probe_pod("ns/client", "ns/workload:container-port", req)`: to the pod IP.
+pub fn probe_pod(from: &str, to: &str, req: Req) -> Probe {
+    Probe {
+        pod_ip: true,
+        ..probe(from, to, req)
     }
 }
 
@@ -118,6 +135,7 @@ pub fn probe(from: &str, to: &str, req: Req) -> Probe {
             tname.to_string(),
             port.parse().expect("port number"),
         ),
+        pod_ip: false,
         req,
     }
 }
@@ -196,6 +214,12 @@ impl World {
         self
     }
 
+    /// A probe to the pod IP of workload `ns/name` on a container port (`ns/name:port`).
+    pub fn probe_pod(mut self, from: &str, to: &str, req: Req) -> World {
+        self.probes.push(probe_pod(from, to, req));
+        self
+    }
+
     pub fn probes(mut self, probes: impl IntoIterator<Item = Probe>) -> World {
         self.probes.extend(probes);
         self
@@ -208,10 +232,16 @@ pub struct Seen {
     pub outcome: Option<Outcome>,
     /// Compared only when both sides say `allow`.
     pub transport: Option<Transport>,
+    /// For a connect-only probe: whether the TCP handshake completed (the outcome is then
+    /// `None` on both sides: no request is sent).
+    pub probe: Option<ProbeOutcome>,
 }
 
 impl std::fmt::Display for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.probe {
+            return write!(f, "probe {}", p.as_str());
+        }
         match self.outcome {
             None => f.write_str("unclassified")?,
             Some(o) => f.write_str(o.as_str())?,
@@ -241,6 +271,8 @@ pub struct ProbeResult {
 impl ProbeResult {
     pub fn agrees(&self) -> bool {
         self.predicted.outcome == self.observed.outcome
+            && self.predicted.probe == self.observed.probe
+            && (self.predicted.outcome.is_some() || self.predicted.probe.is_some())
             && (self.predicted.outcome != Some(Outcome::Allow)
                 || self.predicted.transport == self.observed.transport)
     }
@@ -341,9 +373,14 @@ struct Planned<'a> {
     client_dp: DataPlane,
     server: &'a Workload,
     server_dp: DataPlane,
-    service: &'a kfp_mesh_core::inventory::Service,
+    /// The Service of the probe (`None` for a pod IP probe).
+    service: Option<&'a kfp_mesh_core::inventory::Service>,
+    destination: Destination<'a>,
     target_port: u16,
+    /// The chain the request lands in at the server.
     chain: Chain,
+    /// How the client sidecar forwards it (HTTP connection manager or TCP proxy).
+    client_chain: Chain,
     predicted: Seen,
     explanation: String,
 }
@@ -389,27 +426,48 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
     let mut planned = Vec::new();
     for p in &world.probes {
         let client = resolve_workload(&inv, &p.from.0, &p.from.1)?;
-        let service = resolve_service(&inv, &p.to.0, &p.to.1)?;
-        let sp = service
-            .spec
-            .ports
-            .iter()
-            .find(|sp| sp.port == i64::from(p.to.2))
-            .ok_or_else(|| anyhow!("{}: no such service port", p.name()))?;
-        let endpoints = inv.service_endpoints(service);
-        let [server] = endpoints.as_slice() else {
-            anyhow::bail!(
-                "{}: the harness needs exactly one endpoint per Service, found {}",
-                p.name(),
-                endpoints.len()
-            );
+        let http_request = matches!(p.req, Req::Http { .. });
+        let (service, server, target_port, destination, port_protocol) = if p.pod_ip {
+            let server = resolve_workload(&inv, &p.to.0, &p.to.1)?;
+            (None, server, p.to.2, Destination::PodIp, PortProtocol::Auto)
+        } else {
+            let service = resolve_service(&inv, &p.to.0, &p.to.1)?;
+            let sp = service
+                .spec
+                .ports
+                .iter()
+                .find(|sp| sp.port == i64::from(p.to.2))
+                .ok_or_else(|| anyhow!("{}: no such service port", p.name()))?;
+            let endpoints = inv.service_endpoints(service);
+            let [server] = endpoints.as_slice() else {
+                anyhow::bail!(
+                    "{}: the harness needs exactly one endpoint per Service, found {}",
+                    p.name(),
+                    endpoints.len()
+                );
+            };
+            let target_port = server
+                .target_port(sp)
+                .ok_or_else(|| anyhow!("{}: targetPort does not resolve", p.name()))?;
+            (
+                Some(service),
+                *server,
+                target_port,
+                Destination::Service {
+                    service,
+                    service_port: p.to.2,
+                },
+                service_port_protocol(sp),
+            )
         };
-        let target_port = server
-            .target_port(sp)
-            .ok_or_else(|| anyhow!("{}: targetPort does not resolve", p.name()))?;
         let request = match &p.req {
             Req::Tcp => RequestSpec {
                 protocol: Some(RequestProtocol::Tcp),
+                ..RequestSpec::default()
+            },
+            Req::Connect => RequestSpec {
+                protocol: Some(RequestProtocol::Tcp),
+                connect_only: true,
                 ..RequestSpec::default()
             },
             Req::Http {
@@ -424,15 +482,17 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 ..RequestSpec::default()
             },
         };
-        let verdict = connection::evaluate(
-            &inv,
-            Caller::Workload(client),
-            Target::Service {
+        let target = match service {
+            Some(service) => Target::Service {
                 service,
                 port: p.to.2,
             },
-            &request,
-        )?;
+            None => Target::Pod {
+                workload: server,
+                port: target_port,
+            },
+        };
+        let verdict = connection::evaluate(&inv, Caller::Workload(client), target, &request)?;
         anyhow::ensure!(
             verdict.outcome != Outcome::Blocked,
             "{}: kfp-mesh predicts a NetworkPolicy drop; the harness runs on loopback and does not emulate Kubernetes networking, so this probe cannot be observed. Explanation:\n{}",
@@ -444,7 +504,21 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        let chain = request_chain(service_port_protocol(sp), matches!(p.req, Req::Http { .. }));
+        let chain = request_chain(port_protocol, http_request);
+        let client_chain =
+            connection::client_proxy_chain(&inv, destination, target_port, port_protocol, &request);
+        let predicted = match p.req {
+            Req::Connect => Seen {
+                outcome: None,
+                transport: None,
+                probe: verdict.probe.as_ref().map(|pr| pr.result),
+            },
+            _ => Seen {
+                outcome: Some(verdict.outcome),
+                transport: verdict.transport,
+                probe: None,
+            },
+        };
         planned.push(Planned {
             probe: p,
             client,
@@ -452,12 +526,11 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
             server,
             server_dp: membership::data_plane(&inv, server).value,
             service,
+            destination,
             target_port,
             chain,
-            predicted: Seen {
-                outcome: Some(verdict.outcome),
-                transport: verdict.transport,
-            },
+            client_chain,
+            predicted,
             explanation: verdict
                 .explanation
                 .iter()
@@ -557,12 +630,11 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
             .iter()
             .map(|(route, p)| OutboundTarget {
                 name: route.clone(),
-                service: p.service,
-                service_port: p.probe.to.2,
+                destination: p.destination,
                 endpoint: p.server,
                 target_port: p.target_port,
                 endpoint_address: endpoint_address(p, &server_ip, apps),
-                chain: p.chain,
+                chain: p.client_chain,
             })
             .collect();
         let principal = connection::principal_of(&inv, w);
@@ -682,9 +754,10 @@ fn route_name(p: &Planned<'_>) -> String {
         Chain::Tcp => "tcp",
     };
     format!(
-        "{}_{}_{}_{chain}",
-        p.service.namespace(),
-        p.service.name(),
+        "{}{}_{}_{}_{chain}",
+        if p.probe.pod_ip { "pod_" } else { "" },
+        p.probe.to.0,
+        p.probe.to.1,
         p.probe.to.2
     )
     .replace(['.', '/'], "_")
@@ -772,19 +845,35 @@ enum Raw {
         data: Vec<u8>,
         end: String,
     },
+    /// A connect-only probe: whether the handshake completed.
+    Connect(Result<(), String>),
     Failed(String),
 }
 
 const TCP_PAYLOAD: &[u8] = b"kfp-mesh tcp probe\n";
 
 async fn send(p: &Planned<'_>, entry: SocketAddr) -> Raw {
-    let host = format!(
-        "{}.{}.svc.cluster.local:{}",
-        p.service.name(),
-        p.service.namespace(),
-        p.probe.to.2
-    );
+    let host = match p.service {
+        Some(svc) => format!(
+            "{}.{}.svc.cluster.local:{}",
+            svc.name(),
+            svc.namespace(),
+            p.probe.to.2
+        ),
+        None => format!("{}:{}", entry.ip(), p.target_port),
+    };
     match &p.probe.req {
+        Req::Connect => {
+            // `nc -z`: the handshake, then close without sending anything.
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(entry)).await {
+                Err(_) => Raw::Connect(Err("no handshake within 5s".to_string())),
+                Ok(Err(e)) => Raw::Connect(Err(format!("connect {entry}: {e}"))),
+                Ok(Ok(stream)) => {
+                    drop(stream);
+                    Raw::Connect(Ok(()))
+                }
+            }
+        }
         Req::Http {
             method,
             path,
@@ -899,6 +988,21 @@ impl CounterDelta {
                 .collect(),
         )
     }
+    /// Denials by the fail-closed DENY of a CUSTOM policy (its stats carry `custom_deny`).
+    fn custom_denied(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.contains("custom_deny") && k.ends_with("denied"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+    fn no_filter_chain(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.ends_with("no_filter_chain_match"))
+            .map(|(_, v)| v)
+            .sum()
+    }
     fn rbac_denied(&self) -> u64 {
         self.0
             .iter()
@@ -943,14 +1047,19 @@ fn xfcc_uri(body: &Value) -> Option<String> {
 /// * No HTTP response at all: `reset`.
 /// * TCP echo complete: `allow`; mTLS iff it came through a chain that terminated mTLS.
 /// * TCP closed without the echo: `deny` when the server sidecar's RBAC counted a denial
-///   during the probe, else `upstream-failure` when the client has a sidecar (its TLS or
-///   plaintext origination was rejected), else `reset`.
+///   during the probe (`custom-deny` when it was the fail-closed DENY of a CUSTOM policy),
+///   else `reset` when the server side found no filter chain (a client sidecar's TCP proxy
+///   passes that on as a reset) or the client has no sidecar, else `upstream-failure` (the
+///   client sidecar's own upstream connection failed).
+/// * A connect-only probe: `connected` when the handshake completes, `timed-out` when
+///   nothing answers within 5 s.
 fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) {
     let none = |why: String| {
         (
             Seen {
                 outcome: None,
                 transport: None,
+                probe: None,
             },
             why,
         )
@@ -958,10 +1067,35 @@ fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) 
     let seen = |o: Outcome, t: Option<Transport>| Seen {
         outcome: Some(o),
         transport: t,
+        probe: None,
     };
     let counters = format!("server counters: {}", delta.interesting());
+    let denied = |o: Outcome| {
+        if delta.custom_denied() > 0 {
+            Outcome::CustomDeny
+        } else {
+            o
+        }
+    };
     match raw {
         Raw::Failed(why) => none(format!("harness failure: {why}")),
+        Raw::Connect(Ok(())) => (
+            Seen {
+                outcome: None,
+                transport: None,
+                probe: Some(ProbeOutcome::Connected),
+            },
+            format!("TCP handshake completed, closed without sending; {counters}"),
+        ),
+        Raw::Connect(Err(why)) if why.starts_with("no handshake") => (
+            Seen {
+                outcome: None,
+                transport: None,
+                probe: Some(ProbeOutcome::TimedOut),
+            },
+            why.clone(),
+        ),
+        Raw::Connect(Err(why)) => none(format!("the handshake failed: {why}; {counters}")),
         Raw::HttpNoResponse(why) => (
             seen(Outcome::Reset, None),
             format!("no HTTP response: {why}; {counters}"),
@@ -995,7 +1129,7 @@ fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) 
             let rbac = *status == 403 && body.trim() == "RBAC: access denied"
                 || grpc == Some("7") && grpc_message.contains("RBAC");
             if rbac {
-                return (seen(Outcome::Deny, None), detail);
+                return (seen(denied(Outcome::Deny), None), detail);
             }
             let upstream = *status == 503 && body.contains("upstream connect error")
                 || grpc == Some("14") && grpc_message.contains("upstream connect error");
@@ -1021,11 +1155,15 @@ fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) 
             if !data.is_empty() {
                 return none(format!("unexpected bytes: {detail}"));
             }
-            if delta.rbac_denied() > 0 {
-                (seen(Outcome::Deny, None), detail)
-            } else if p.client_dp == DataPlane::Sidecar {
+            if delta.rbac_denied() > 0 || delta.custom_denied() > 0 {
+                (seen(denied(Outcome::Deny), None), detail)
+            } else if p.client_dp == DataPlane::Sidecar && delta.no_filter_chain() == 0 {
+                // The client sidecar's own upstream connection failed (e.g. its mTLS toward a
+                // peer that is no mesh proxy): it resets the application's connection.
                 (seen(Outcome::UpstreamFailure, None), detail)
             } else {
+                // The server side found no filter chain and closed the connection; a client
+                // sidecar's TCP proxy passes that on as a reset.
                 (seen(Outcome::Reset, None), detail)
             }
         }

@@ -84,6 +84,11 @@ pub struct FlowResult {
     pub transport: Option<Transport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// For a connect-only flow (`nc -z`): what that probe observes, which can differ from the
+    /// outcome of data sent on the connection (a client sidecar accepts it whatever the
+    /// server decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<connection::ConnectProbe>,
     /// Codes of the findings about this flow.
     pub findings: Vec<Code>,
     pub explanation: Vec<Step>,
@@ -350,6 +355,7 @@ fn request_for(r: &ResolvedFlow<'_>, server_tls: bool) -> RequestSpec {
         )),
         headers,
         app_tls,
+        connect_only: r.flow.connect_only,
         ..RequestSpec::default()
     }
 }
@@ -508,6 +514,7 @@ fn evaluate_flow(
             outcome: v.outcome,
             transport: v.transport,
             fix: v.fix,
+            probe: v.probe,
             findings: Vec::new(),
             explanation: keep(steps, explanations),
         }));

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::model::PathNormalization;
+
 /// D4 string matching: `abc` exact, `abc*` prefix, `*abc` suffix, `*` presence (non-empty).
 /// A `*` anywhere else is a literal character.
 pub(super) fn string_match(pattern: &str, value: &str) -> bool {
@@ -182,11 +184,71 @@ pub(super) fn path_template_match(pattern: &str, path: &str) -> bool {
     next[0]
 }
 
-/// The path Envoy's RBAC filter sees: without query string or fragment, with `.` and `..`
-/// segments resolved (Istio's default `BASE` normalisation).
-pub(super) fn normalize_path(raw: &str) -> String {
+/// The path Envoy's RBAC filter matches `paths` / `notPaths` against: the request path without
+/// query string or fragment, normalised as `meshConfig.pathNormalization` makes istiod program
+/// Envoy (`istio:pilot/pkg/networking/core/listener_builder.go`):
+///
+/// * `NONE`: as sent.
+/// * `BASE` (Istio's default; Envoy `normalize_path`): percent-encoded *unreserved* characters
+///   (`A-Z a-z 0-9 - . _ ~`, any hex case) are decoded, so `/v%31` is `/v1`; a backslash is a
+///   slash; `.` and `..` segments are resolved (RFC 3986 5.2.4, after decoding, so
+///   `/a/%2E%2E/b` is `/b`). Other escapes (`%2F`, `%5C`, `%20`, ...) stay as written, in their
+///   hex case. Decoding happens once: `%252e` is `%2e`, never `.`.
+/// * `MERGE_SLASHES`: `BASE`, then runs of `/` become one.
+/// * `DECODE_AND_MERGE_SLASHES`: first `%2F`/`%2f` become `/` and `%5C`/`%5c` a backslash
+///   (`UNESCAPE_AND_FORWARD`), then `MERGE_SLASHES`.
+///
+/// The table of `istio:tests/integration/security/normalization_test.go` is the reference
+/// (checked in `crates/core/tests/authz.rs`); the per-character rules are those of
+/// `io:content/en/docs/reference/config/security/normalization/index.md`. Not modelled: `%00`,
+/// which Envoy rejects with HTTP 400 before any policy runs.
+pub fn normalize_path(raw: &str, mode: PathNormalization) -> String {
     let end = raw.find(['?', '#']).unwrap_or(raw.len());
     let path = &raw[..end];
+    if mode == PathNormalization::None {
+        return path.to_string();
+    }
+    let decoded = percent_decode(path, mode == PathNormalization::DecodeAndMergeSlashes);
+    let slashed = decoded.replace('\\', "/");
+    let resolved = remove_dot_segments(&slashed);
+    match mode {
+        PathNormalization::MergeSlashes | PathNormalization::DecodeAndMergeSlashes => {
+            merge_slashes(&resolved)
+        }
+        _ => resolved,
+    }
+}
+
+/// One pass of percent-decoding: unreserved characters always, `/` and `\` only when
+/// `slashes`. Every other escape is kept byte for byte.
+fn percent_decode(path: &str, slashes: bool) -> String {
+    let b = path.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            let c = (h * 16 + l) as u8;
+            let unreserved = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+            if unreserved || (slashes && matches!(c, b'/' | b'\\')) {
+                out.push(c);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Only ASCII bytes were produced from escapes, so the text stays valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// RFC 3986 5.2.4 on an absolute path: `.` segments vanish, `..` removes the segment before
+/// it (an empty one too: `/a//../b` is `/a/b`) and never climbs above the root.
+fn remove_dot_segments(path: &str) -> String {
     if !path.split('/').any(|seg| seg == "." || seg == "..") {
         return path.to_string();
     }
@@ -217,6 +279,17 @@ pub(super) fn normalize_path(raw: &str) -> String {
     } else {
         format!("/{joined}")
     }
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// An `ipBlocks`-style value: an address (a /32 or /128) or a CIDR. `None` when malformed.
@@ -375,12 +448,18 @@ mod tests {
 
     #[test]
     fn normalisation() {
-        assert_eq!(normalize_path("/a/b?x=1"), "/a/b");
-        assert_eq!(normalize_path("/a/./b"), "/a/b");
-        assert_eq!(normalize_path("/a/../b"), "/b");
-        assert_eq!(normalize_path("/../../b"), "/b");
-        assert_eq!(normalize_path("/a/b/.."), "/a/");
-        assert_eq!(normalize_path("/headers#frag"), "/headers");
+        let base = |p| normalize_path(p, PathNormalization::Base);
+        assert_eq!(base("/a/b?x=1"), "/a/b");
+        assert_eq!(base("/a/./b"), "/a/b");
+        assert_eq!(base("/a/../b"), "/b");
+        assert_eq!(base("/../../b"), "/b");
+        assert_eq!(base("/a/b/.."), "/a/");
+        assert_eq!(base("/headers#frag"), "/headers");
+        assert_eq!(base("/v%31"), "/v1");
+        assert_eq!(base("/%"), "/%");
+        assert_eq!(base("/%4"), "/%4");
+        assert_eq!(base("/%zz"), "/%zz");
+        assert_eq!(base("/é%41"), "/éA");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::model::{AuthzAction, PolicyTargetReference, WorkloadSelector};
 use crate::object::Cited;
 
 use eval::{Cx, Evaluation, Flavor, Notes, Point, RuleOutcome};
-use matcher::{Peer, normalize_path};
+use matcher::Peer;
+pub use matcher::normalize_path;
 
 /// Which proxy enforces the policies.
 #[derive(Clone, Copy, Debug)]
@@ -84,8 +85,8 @@ pub enum AuthzVerdict {
     Deny,
     /// A CUSTOM rule matched and fails closed (provider unknown or several providers).
     CustomDeny,
-    /// A CUSTOM rule matched and the named ext-authz provider decides; the rest of the
-    /// evaluation assumed it allows.
+    /// A CUSTOM rule matched, the named ext-authz provider is usable, and no other policy
+    /// denies: the provider's answer decides.
     Custom {
         provider: String,
     },
@@ -675,10 +676,30 @@ pub fn authorize(
             .map(Peer::parse),
         jwt,
         http,
-        path: http.map(|h| normalize_path(&h.path)),
+        path: http.map(|h| normalize_path(&h.path, inv.mesh.path_normalization)),
         trust_domain: &inv.mesh.trust_domain,
         aliases: &inv.mesh.trust_domain_aliases,
     };
+    if let (Some(h), Some(p)) = (cx.http, cx.path.as_deref()) {
+        let sent = h.path.split(['?', '#']).next().unwrap_or_default();
+        if sent != p {
+            steps.push(
+                Step::new(
+                    "D4",
+                    format!(
+                        "Envoy normalizes the path before `paths` match (meshConfig pathNormalization {}{}): `{sent}` is matched as `{p}`",
+                        inv.mesh.path_normalization.as_str(),
+                        if inv.mesh_source.is_none() {
+                            ", Istio's default"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .by_all(inv.mesh_source.iter().cloned()),
+            );
+        }
+    }
     let req = describe_request(&cx);
     let rule_id = if point == Point::Ztunnel {
         "A6.3"
@@ -886,7 +907,7 @@ pub fn authorize(
             steps.push(Step::new(
                 "D2",
                 format!(
-                    "the final decision belongs to ext-authz provider {provider}; kfp-mesh cannot know it and assumed it allows"
+                    "no other policy denies: the decision belongs to ext-authz provider {provider}, whose answer kfp-mesh cannot know"
                 ),
             ));
             AuthzVerdict::Custom { provider }
@@ -894,6 +915,167 @@ pub fn authorize(
         (v, _) => v,
     };
     Decision::new(value, steps)
+}
+
+/// What istiod makes of the extension provider a CUSTOM policy names
+/// (`istio:pilot/pkg/security/authz/builder/extauthz.go` `processExtensionProvider`,
+/// `getExtAuthz`, `buildExtAuthzHTTP`/`buildExtAuthzGRPC`; `istio:pkg/config/validation`
+/// `ValidateExtensionProviderEnvoyExtAuthz*`). When the provider is missing or cannot be built,
+/// `buildHTTP`/`buildTCP` log "failed to process CUSTOM action ..., will generate deny
+/// configs" and turn the CUSTOM rules into an RBAC DENY (`getBadCustomDenyRules`): what the
+/// rules match is denied. An invalid provider is only a *warning* when istiod loads the mesh
+/// config ("can be ignored if the given extension provider is not used"), so the rest of the
+/// mesh config still applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum ProviderStatus {
+    /// No ext-authz provider of that name: CUSTOM fails closed.
+    Missing { why: String },
+    /// The entry exists but istiod cannot build it: CUSTOM fails closed.
+    Invalid { problems: Vec<String> },
+    /// Built. `grpc`: an `envoyExtAuthzGrpc` provider, the only kind Istio also enforces on
+    /// TCP filter chains. `notes`: what kfp-mesh could not check from the input.
+    Usable { grpc: bool, notes: Vec<String> },
+}
+
+/// Envoy's `envoy.type.v3.StatusCode` values, the codes `statusOnError` may name.
+const ENVOY_STATUS_CODES: &[u16] = &[
+    100, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
+    400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421,
+    422, 423, 424, 426, 428, 429, 431, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+];
+
+/// D2 CUSTOM: the status of extension provider `name` in the mesh config of `inv`.
+pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
+    use crate::model::ExtensionProvider as P;
+    let in_config = inv
+        .mesh_source
+        .as_ref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_else(|| " (no mesh config in the input: Istio's default has none)".to_string());
+    if name.is_empty() {
+        return ProviderStatus::Missing {
+            why: "it names no provider".to_string(),
+        };
+    }
+    let Some(p) = inv.mesh.extension_provider(name) else {
+        let known: Vec<&str> = inv
+            .mesh
+            .extension_providers
+            .iter()
+            .filter(|p| p.kind == P::EXT_AUTHZ_HTTP || p.kind == P::EXT_AUTHZ_GRPC)
+            .map(|p| p.name.as_str())
+            .collect();
+        return ProviderStatus::Missing {
+            why: format!(
+                "provider {name} is not in meshConfig.extensionProviders{in_config}; ext-authz providers there: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        };
+    };
+    let grpc = p.kind == P::EXT_AUTHZ_GRPC;
+    if !grpc && p.kind != P::EXT_AUTHZ_HTTP {
+        return ProviderStatus::Missing {
+            why: format!(
+                "provider {name} is a `{}` provider, not envoyExtAuthzHttp or envoyExtAuthzGrpc: istiod does not build it for authorization{in_config}",
+                if p.kind.is_empty() {
+                    "(no kind)"
+                } else {
+                    p.kind.as_str()
+                }
+            ),
+        };
+    }
+    let mut problems = Vec::new();
+    match p.port.as_deref().map(str::parse::<u64>) {
+        None => problems
+            .push("it has no `port` (port must be in the range [1, 65535], found: 0)".to_string()),
+        Some(Ok(n)) if (1..=65535).contains(&n) => {}
+        Some(Ok(n)) => problems.push(format!("port must be in the range [1, 65535], found: {n}")),
+        Some(Err(_)) => problems.push(format!(
+            "port `{}` is not a number",
+            p.port.as_deref().unwrap_or_default()
+        )),
+    }
+    let mut notes = Vec::new();
+    match p.service.as_deref().map(str::trim) {
+        None | Some("") => problems.push("service must not be empty".to_string()),
+        Some(svc) => match resolve_provider_service(inv, svc) {
+            Ok(None) => {}
+            Ok(Some(note)) => notes.push(note),
+            Err(problem) => problems.push(problem),
+        },
+    }
+    if let Some(status) = p.status_on_error.as_deref().filter(|s| !s.is_empty()) {
+        match status.parse::<i64>() {
+            Ok(code) if u16::try_from(code).is_ok_and(|c| ENVOY_STATUS_CODES.contains(&c)) => {}
+            Ok(code) => problems.push(format!(
+                "statusOnError {code} is not an HTTP status Envoy knows"
+            )),
+            Err(_) => problems.push(format!("statusOnError `{status}` is not a number")),
+        }
+    }
+    if !grpc {
+        if let Some(prefix) = p.path_prefix.as_deref().filter(|s| !s.is_empty())
+            && !prefix.starts_with('/')
+        {
+            problems.push(format!("pathPrefix must begin with `/`, found: {prefix:?}"));
+        }
+        for f in &p.bare_wildcard_fields {
+            problems.push(format!(
+                "a single wildcard (\"*\") is not supported in {f} (use a prefix or suffix match)"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        ProviderStatus::Usable { grpc, notes }
+    } else {
+        ProviderStatus::Invalid { problems }
+    }
+}
+
+/// `extensionproviders.LookupCluster`: `<namespace>/<host>` or a `<host>` that only one
+/// namespace has. Kubernetes Services are registered under `<name>.<namespace>.svc.<domain>`.
+/// `Ok(None)`: found in the input; `Ok(Some(note))`: not decidable from the input; `Err`: Istio
+/// cannot resolve it.
+fn resolve_provider_service(inv: &Inventory, svc: &str) -> Result<Option<String>, String> {
+    let parts: Vec<&str> = svc.split('/').collect();
+    let (ns, host) = match parts.as_slice() {
+        [host] => (None, *host),
+        [ns, host] => (Some(*ns), *host),
+        _ => {
+            return Err(format!(
+                "service `{svc}` is neither `<namespace>/<host>` nor `<host>`: istiod cannot find it in its service registry"
+            ));
+        }
+    };
+    let domain = crate::mesh::client_tls::CLUSTER_DOMAIN;
+    let kube = host
+        .strip_suffix(&format!(".svc.{domain}"))
+        .and_then(|rest| rest.split_once('.'))
+        .filter(|(name, svc_ns)| !name.is_empty() && !svc_ns.contains('.'));
+    match kube {
+        Some((name, svc_ns)) if ns.is_none_or(|n| n == svc_ns) => {
+            if inv.service(svc_ns, name).is_some() {
+                Ok(None)
+            } else {
+                Ok(Some(format!(
+                    "its service {host} is not in the input; if it does not exist in the cluster, istiod cannot build the provider and the CUSTOM rules deny"
+                )))
+            }
+        }
+        Some((_, svc_ns)) => Err(format!(
+            "service `{svc}` names namespace {} but host {host} is a Service of namespace {svc_ns}: istiod cannot find it",
+            ns.unwrap_or_default()
+        )),
+        None => Ok(Some(format!(
+            "its service `{svc}` is not a Kubernetes Service host (`<name>.<namespace>.svc.{domain}`); istiod resolves it only if a ServiceEntry declares that exact host (kfp-mesh does not read ServiceEntries), else the CUSTOM rules deny"
+        ))),
+    }
 }
 
 /// D2 CUSTOM: returns the provider a matching CUSTOM policy sends the request to, and
@@ -935,7 +1117,6 @@ fn evaluate_custom(
     let mut fail_closed = false;
     for p in custom {
         let provider = provider_of(p);
-        let known = inv.mesh.extension_providers.contains(&provider);
         let dry = is_dry_run(&p.meta.annotations);
         let r = run_policy(p, Flavor::DenyLike, cx);
         push_notes(steps, p, &r.notes);
@@ -965,50 +1146,70 @@ fn evaluate_custom(
             );
             continue;
         }
-        if several || !known {
-            let why = if several {
-                "several CUSTOM providers apply to this workload".to_string()
-            } else if provider.is_empty() {
-                "it names no provider".to_string()
-            } else {
-                format!(
-                    "provider {provider} is not in meshConfig.extensionProviders{}",
+        let status = provider_status(inv, &provider);
+        let fail_why = if several {
+            Some("several CUSTOM providers apply to this workload".to_string())
+        } else {
+            match &status {
+                ProviderStatus::Missing { why } => Some(why.clone()),
+                ProviderStatus::Invalid { problems } => Some(format!(
+                    "provider {provider} is invalid in meshConfig.extensionProviders{}: {}",
                     inv.mesh_source
                         .as_ref()
                         .map(|c| format!(" ({c})"))
-                        .unwrap_or_default()
-                )
-            };
+                        .unwrap_or_default(),
+                    problems.join("; ")
+                )),
+                ProviderStatus::Usable { .. } => None,
+            }
+        };
+        if let Some(why) = fail_why {
             steps.push(
                 Step::new(
                     "D2",
                     format!(
-                        "{name} (CUSTOM): rule {n} matches {req}, and {why}: Istio fails closed with a DENY for the requests this CUSTOM policy matches → deny"
+                        "{name} (CUSTOM): rule {n} matches {req}, and {why}: istiod cannot build the ext-authz filter and turns the CUSTOM rules into a DENY (fail closed) → deny"
+                    ),
+                )
+                .by_all([p.cite()].into_iter().chain(inv.mesh_source.iter().cloned())),
+            );
+            fail_closed = true;
+            continue;
+        }
+        let (grpc, notes) = match status {
+            ProviderStatus::Usable { grpc, notes } => (grpc, notes),
+            _ => (false, Vec::new()),
+        };
+        if tcp && !grpc {
+            steps.push(
+                Step::new(
+                    "D7",
+                    format!(
+                        "{name} (CUSTOM): rule {n} matches {req}, but {provider} is an envoyExtAuthzHttp provider: Istio builds no ext-authz filter for TCP filter chains with an HTTP provider (\"ignored CUSTOM action with HTTP provider on TCP filter chain\"), so nothing is sent to it"
                     ),
                 )
                 .by(p.cite()),
             );
-            fail_closed = true;
             continue;
         }
         steps.push(
             Step::new(
                 "D2",
                 format!(
-                    "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}; evaluation continues assuming it allows"
+                    "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}{}; evaluation continues with the other policies",
+                    if tcp {
+                        " (an envoyExtAuthzGrpc provider: Istio also enforces it on the TCP filter chain)"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .by(p.cite()),
         );
-        if tcp {
+        for note in notes {
             steps.push(
-                Step::new(
-                    "D7",
-                    format!(
-                        "{name}: on the TCP filter chain Istio enforces CUSTOM only with an envoyExtAuthzGrpc provider; if {provider} is an envoyExtAuthzHttp provider, nothing is sent to it for TCP traffic"
-                    ),
-                )
-                .by(p.cite()),
+                Step::new("D2", format!("provider {provider}: {note}"))
+                    .by_all(inv.mesh_source.iter().cloned()),
             );
         }
         sent_to.get_or_insert(provider);

@@ -2,7 +2,10 @@
 //! denied (KM003), blocked (KM004), TLS failure (KM005), plaintext where STRICT would break it
 //! (KM006), kube-apiserver refused at a STRICT webhook port (KM020).
 
-use kfp_mesh_core::connection::{Outcome, Transport};
+use kfp_mesh_core::connection::{Outcome, ProbeOutcome, Transport};
+use kfp_mesh_core::object::Cited;
+
+use crate::check::FlowResult;
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
@@ -49,6 +52,27 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         let plaintext_expected = kubelet
             || (apiserver
                 && service.is_some_and(|s| apiserver_port_exception(inv, s, flow.to.port)));
+        // A connect-only wait (`nc -z`) observes only whether the connection opens: where it
+        // does (a client sidecar accepts it whatever the server decides), it never fails,
+        // whatever data sent on it would get; the real calls are flows of their own.
+        if let Some(probe) = &flow.probe {
+            if probe.result == ProbeOutcome::TimedOut {
+                findings.push(
+                    Finding::new(
+                        Code::FlowBlocked,
+                        format!(
+                            "{}: the bare TCP connect of {} times out ({}): it waits until its retries run out and the pod does not start",
+                            flow.id,
+                            from_desc_of(flow),
+                            probe.why
+                        ),
+                        service_cite_of(inv, flow).as_ref(),
+                    )
+                    .for_flow(&flow.id),
+                );
+            }
+            continue;
+        }
         let code = match flow.outcome {
             Outcome::Allow
                 if flow.transport == Some(Transport::Plaintext) && !plaintext_expected =>
@@ -56,6 +80,9 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 Code::FlowPlaintext
             }
             Outcome::Allow => continue,
+            // Decided by an ext-authz provider: no error finding; the flow shows it as its
+            // outcome (`provider-decides`, with the provider in the explanation).
+            Outcome::ProviderDecides => continue,
             Outcome::Reset | Outcome::TlsFailure if apiserver => Code::ApiserverWebhookStrict,
             Outcome::Reset => Code::FlowReset,
             Outcome::UpstreamFailure => Code::FlowUpstreamFailure,
@@ -131,4 +158,22 @@ fn port_level_open(inv: &Inventory, w: &Workload, port: u16) -> bool {
         .and_then(|ports| ports.get(&port.to_string()))
         .and_then(|m| peer_authn::declared_mode(m.mode))
         .is_some_and(|m| matches!(m, MtlsMode::Permissive | MtlsMode::Disable))
+}
+
+fn from_desc_of(flow: &FlowResult) -> String {
+    let container = flow
+        .from
+        .container
+        .as_deref()
+        .map(|c| format!(" (container {c})"))
+        .unwrap_or_default();
+    match &flow.from.namespace {
+        Some(ns) => format!("{ns}/{}{container}", flow.from.workload),
+        None => format!("{}{container}", flow.from.workload),
+    }
+}
+
+fn service_cite_of(inv: &Inventory, flow: &FlowResult) -> Option<Cited> {
+    inv.service(&flow.to.namespace, &flow.to.service)
+        .map(|s| s.cite())
 }
