@@ -163,7 +163,7 @@ pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
     let port = port.ok_or_else(|| crate::usage("--port is required"))?;
     let request = request_spec(&args, &from)?;
 
-    let verdict = match evaluate(
+    let mut verdict = match evaluate(
         &inventory,
         &from,
         to.as_deref(),
@@ -178,6 +178,13 @@ pub fn run(args: TlsCheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::BadInput);
         }
     };
+    // KFP's words for a KFP run pod (core words every fix for any workload).
+    let client = from
+        .split_once('/')
+        .and_then(|(ns, name)| inventory.workload(ns, name));
+    if let Some(fix) = verdict.fix.as_mut() {
+        fix.text = kfp_mesh_kfp::check::fix_text(fix, client);
+    }
     // What to call the caller in the output: a synthetic identity is named by it.
     let from_label = match (&args.from, &args.source_principal, &args.source_namespace) {
         (None, Some(p), _) => format!("principal {p}"),

@@ -252,6 +252,44 @@ pub struct EndpointVerdict {
     pub probe: Option<ConnectProbe>,
 }
 
+/// What to change so a connection works: a typed fact, and core's wording of it. Callers that
+/// know more about the workloads (the KFP layer) word it their own way by its kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fix {
+    pub kind: FixKind,
+    pub text: String,
+}
+
+impl std::fmt::Display for Fix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The cause a [`Fix`] addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixKind {
+    /// The server terminates TLS on a port the client sidecar treats as HTTP (D7).
+    DeclarePortTls,
+    /// The caller can never have a mesh identity (kube-apiserver, kubelet, outside callers):
+    /// a port-level exception.
+    ExemptPort,
+    /// The client has no sidecar (`opted_out`: it carries `sidecar.istio.io/inject: "false"`).
+    ClientWithoutSidecar { opted_out: bool },
+    /// The client's TLS settings (DestinationRule, Sidecar egress, PassthroughCluster) do not
+    /// match what the server accepts.
+    ClientTls,
+    /// An AuthorizationPolicy decides.
+    Authorization,
+    /// A RequestAuthentication rejects the token.
+    Authentication,
+    /// A NetworkPolicy drops the traffic.
+    NetworkPolicy,
+    /// None of the above: see the explanation.
+    Other,
+}
+
 /// The verdict for a connection: outcome, transport and the explanation.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
@@ -271,7 +309,7 @@ pub struct Verdict {
     pub explanation: Vec<Step>,
     /// What to change so the connection works (absent when it is allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
+    pub fix: Option<Fix>,
     /// One entry per backing workload when the target is a Service.
     pub endpoints: Vec<EndpointVerdict>,
 }
@@ -1368,7 +1406,7 @@ fn suggest_fix(
     port: u16,
     outcome: Outcome,
     steps: &[Step],
-) -> Option<String> {
+) -> Option<Fix> {
     let last_cited = |kind: &str| {
         steps
             .iter()
@@ -1386,10 +1424,6 @@ fn suggest_fix(
         w.annotation("sidecar.istio.io/inject") == Some("false")
             || w.label("sidecar.istio.io/inject") == Some("false")
     });
-    let kfp_run_pod = client.workload.is_some_and(|w| {
-        w.label("pipelines.kubeflow.org/v2_component").is_some()
-            || w.label("workflows.argoproj.io/workflow").is_some()
-    });
     let permissive_port = format!(
         "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{\"{port}\": {{mode: PERMISSIVE}}}}` (the port quoted: kustomize refuses integer keys), and an AuthorizationPolicy that still names who may call",
         endpoint.namespace
@@ -1405,13 +1439,6 @@ fn suggest_fix(
         {
             format!(
                 "{caller} can never have a mesh identity: exempt port {port} of {server} with {permissive_port}; name the Service port `https` or `tcp` so Istio passes TLS through"
-            )
-        }
-        Outcome::Reset | Outcome::TlsFailure | Outcome::UpstreamFailure
-            if client.data_plane == DataPlane::Plain && kfp_run_pod =>
-        {
-            format!(
-                "{caller} is a KFP run pod without a sidecar (the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on every workflow template): deploy the kfp-mesh webhook (manifests/kustomize/components/driver-webhook) so run pods get `sidecar.istio.io/inject: \"true\"` as a label"
             )
         }
         Outcome::Reset | Outcome::TlsFailure | Outcome::UpstreamFailure
@@ -1484,5 +1511,26 @@ fn suggest_fix(
             format!("{server} rejects what {caller} sends on port {port}; see the explanation")
         }
     };
-    Some(fix)
+    let kind = match outcome {
+        Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => FixKind::DeclarePortTls,
+        Outcome::Reset | Outcome::TlsFailure
+            if client.workload.is_none() && client.principal.is_none() =>
+        {
+            FixKind::ExemptPort
+        }
+        Outcome::Reset | Outcome::TlsFailure | Outcome::UpstreamFailure
+            if client.data_plane == DataPlane::Plain =>
+        {
+            FixKind::ClientWithoutSidecar {
+                opted_out: client_opted_out,
+            }
+        }
+        Outcome::UpstreamFailure => FixKind::ClientTls,
+        Outcome::Deny | Outcome::CustomDeny => FixKind::Authorization,
+        Outcome::Unauthenticated => FixKind::Authentication,
+        Outcome::Blocked => FixKind::NetworkPolicy,
+        Outcome::Reset | Outcome::TlsFailure if client.has_sidecar => FixKind::ClientTls,
+        _ => FixKind::Other,
+    };
+    Some(Fix { kind, text: fix })
 }

@@ -878,7 +878,7 @@ fn istio_io_auto_mtls_task() {
 #[test]
 fn d7_application_tls_through_the_client_sidecar() {
     use kfp_mesh_core::connection::{
-        Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport, evaluate,
+        Caller, FixKind, Outcome, RequestProtocol, RequestSpec, Target, Transport, evaluate,
     };
     let rows: [(&str, &str, Outcome, Option<Transport>); 7] = [
         (
@@ -958,12 +958,9 @@ fn d7_application_tls_through_the_client_sidecar() {
                     .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")),
                 "{what}: {text:?}"
             );
-            assert!(
-                v.fix
-                    .as_deref()
-                    .is_some_and(|f| f.contains("appProtocol: tls")),
-                "{what}"
-            );
+            let fix = v.fix.as_ref().expect("a fix");
+            assert_eq!(fix.kind, FixKind::DeclarePortTls, "{what}");
+            assert!(fix.text.contains("appProtocol: tls"), "{what}");
         }
     }
 }

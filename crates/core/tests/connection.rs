@@ -199,7 +199,7 @@ fn tcp_failures_through_a_client_sidecar_are_resets() {
     // The fix for a passthrough reset names the way out.
     let inv = build(&strict);
     let v = eval(&inv, SLEEP, To::Pod("bar", 9002), &tcp());
-    let fix = v.fix.unwrap_or_default();
+    let fix = v.fix.map(|f| f.text).unwrap_or_default();
     assert!(fix.contains("through a Service that declares the port"), "{fix}");
 }
 

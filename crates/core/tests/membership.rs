@@ -624,3 +624,36 @@ fn b7_inbound_interception() {
         );
     }
 }
+
+/// `holdApplicationUntilProxyStarts`: the pod's `proxy.istio.io/config` (ProxyConfig as YAML
+/// or JSON) sets it when it names the field, otherwise meshConfig `defaultConfig` decides
+/// (istio.io "ProxyConfig" / `proxy.istio.io/config` annotation reference).
+#[test]
+fn hold_application_until_proxy_starts_from_the_annotation_or_the_mesh() {
+    use kfp_mesh_core::mesh::membership::holds_application_until_proxy_starts;
+    let mesh_hold = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    defaultConfig:\n      holdApplicationUntilProxyStarts: true\n---\n";
+    #[rustfmt::skip]
+    let rows: [(&str, &str, bool, bool); 7] = [
+        ("JSON annotation true",            r#"proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'"#,  false, true),
+        ("YAML annotation true",            r#"proxy.istio.io/config: 'holdApplicationUntilProxyStarts: true'"#,      false, true),
+        ("annotation false overrides mesh", r#"proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": false}'"#, true,  false),
+        ("other fields only: mesh decides", r#"proxy.istio.io/config: '{"concurrency": 2}'"#,                         true,  true),
+        ("a string `true` is not a bool",   r#"proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": "nope"}'"#, false, false),
+        ("no annotation, mesh default off", "",                                                                      false, false),
+        ("no annotation, mesh default on",  "",                                                                      true,  true),
+    ];
+    for (what, annotations, mesh, want) in rows {
+        let mut yaml = ns("foo", "") + &pod("foo", "", annotations, "");
+        if mesh {
+            yaml.push_str(mesh_hold);
+        }
+        let inv = Inventory::from_sources([("t.yaml", yaml.as_str())]);
+        assert!(inv.errors.is_empty(), "{what}: {:?}", inv.errors);
+        let w = inv.workload("foo", "p").expect("pod");
+        assert_eq!(
+            holds_application_until_proxy_starts(&inv, w),
+            want,
+            "{what}"
+        );
+    }
+}

@@ -968,3 +968,10 @@ pub fn add_run_pods(inv: &mut Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     }
     pods
 }
+
+/// A pod Argo created for a KFP run (KFP's `pipelines.kubeflow.org/v2_component` label, or
+/// Argo's `workflows.argoproj.io/workflow`).
+pub fn is_run_pod(w: &kfp_mesh_core::inventory::Workload) -> bool {
+    w.label("pipelines.kubeflow.org/v2_component").is_some()
+        || w.label("workflows.argoproj.io/workflow").is_some()
+}

@@ -665,3 +665,15 @@ pub fn advertises_istio_tls(w: &Workload) -> bool {
     w.label("security.istio.io/tlsMode")
         .is_none_or(|v| v == "istio")
 }
+
+/// Whether the sidecar of `w` holds the application until it is ready
+/// (`holdApplicationUntilProxyStarts`): the pod's `proxy.istio.io/config` annotation (a
+/// ProxyConfig in YAML or JSON) decides when it sets the field, else the mesh's
+/// `defaultConfig`. An annotation that does not parse sets nothing (Istio's injector rejects
+/// it; the mesh default stands).
+pub fn holds_application_until_proxy_starts(inv: &Inventory, w: &Workload) -> bool {
+    w.annotation("proxy.istio.io/config")
+        .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(text).ok())
+        .and_then(|v| v.get("holdApplicationUntilProxyStarts")?.as_bool())
+        .unwrap_or(inv.mesh.hold_application_until_proxy_starts)
+}

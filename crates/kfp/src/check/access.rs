@@ -5,26 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kfp_mesh_core::connection;
 use kfp_mesh_core::inventory::{Inventory, Workload};
-use kfp_mesh_core::mesh::authz;
+use kfp_mesh_core::mesh::authz::{self, sources};
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
-use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 
 use super::{FlowResult, ServerAccess};
 use crate::detect::KfpFacts;
-
-pub(crate) fn container_ports(w: &Workload) -> Vec<u16> {
-    let mut ports: Vec<u16> = w
-        .spec
-        .containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| u16::try_from(p.container_port).ok())
-        .collect();
-    if ports.is_empty() {
-        ports.push(80);
-    }
-    ports
-}
 
 /// The principal of a flow source, when it has a mesh identity.
 fn source_principal(inv: &Inventory, f: &FlowResult) -> Option<String> {
@@ -114,10 +99,11 @@ pub(super) fn server_access(
             .filter(|a| {
                 !(a.as_str() == "any-plaintext"
                     && !needs_open.is_empty()
-                    && open_rule_ports(inv, server).is_some_and(|p| p.is_subset(&needs_open)))
+                    && sources::identityless_rule_ports(inv, server)
+                        .is_some_and(|p| p.is_subset(&needs_open)))
             })
             .filter(|a| {
-                !(is_principal_pattern(a)
+                !(sources::is_principal_pattern(a)
                     && required
                         .iter()
                         .any(|r| authz::principal_pattern_matches(a, r)))
@@ -136,98 +122,13 @@ pub(super) fn server_access(
     out
 }
 
-/// What the enforced ALLOW policies of a workload admit, as identity descriptions:
-/// principals, `ns:<namespace>`, `any-authenticated` (`principals: ["*"]`), and for rules that
-/// name no source identity (or no ALLOW policy at all) what actually reaches the workload:
-/// `any-mesh-identity` when every port the rule covers enforces STRICT (plaintext is reset
-/// there, so only callers with a sidecar arrive, whatever their identity), else
-/// `any-plaintext` (a rule) or `anyone` (no ALLOW policy).
+/// What the enforced ALLOW policies of a workload admit, as the labels reports use (see
+/// `kfp_mesh_core::mesh::authz::sources::AllowedSource::label`).
 pub fn allowed_identities(inv: &Inventory, server: &Workload) -> Vec<String> {
-    let all_ports = container_ports(server);
-    let strict = |ports: &[u16]| {
-        ports
-            .iter()
-            .all(|p| peer_authn::effective_mode(inv, server, *p).value == MtlsMode::Strict)
-    };
-    // The workload ports a rule applies to (`to.operation.ports`), all of them when it names
-    // none.
-    let rule_ports = |rule: &kfp_mesh_core::model::Rule| -> Vec<u16> {
-        let listed: Vec<u16> = rule
-            .to
-            .iter()
-            .flatten()
-            .flatten()
-            .filter_map(|t| t.operation.as_ref())
-            .flat_map(|o| o.ports.iter().flatten())
-            .filter_map(|p| p.parse::<u16>().ok())
-            .collect();
-        if listed.is_empty() {
-            all_ports.clone()
-        } else {
-            listed
-        }
-    };
-    let no_identity = |rule: &kfp_mesh_core::model::Rule| {
-        if strict(&rule_ports(rule)) {
-            "any-mesh-identity"
-        } else {
-            "any-plaintext"
-        }
-    };
-    let mut allowed = BTreeSet::new();
-    let mut any_allow = false;
-    for p in authz::enforced_allow_policies(inv, server) {
-        let spec = &p.spec;
-        any_allow = true;
-        for rule in spec.rules.iter().flatten().flatten() {
-            let sources: Vec<_> = rule
-                .from
-                .iter()
-                .flatten()
-                .flatten()
-                .filter_map(|f| f.source.as_ref())
-                .collect();
-            if sources.is_empty() {
-                allowed.insert(no_identity(rule).to_string());
-                continue;
-            }
-            for s in sources {
-                let mut identity = false;
-                for pr in s.principals.iter().flatten() {
-                    identity = true;
-                    if pr == "*" {
-                        allowed.insert("any-authenticated".to_string());
-                    } else {
-                        allowed.insert(pr.replacen(
-                            "cluster.local/",
-                            &format!("{}/", inv.mesh.trust_domain),
-                            1,
-                        ));
-                    }
-                }
-                for n in s.namespaces.iter().flatten() {
-                    identity = true;
-                    allowed.insert(format!("ns:{n}"));
-                }
-                for sa in s.service_accounts.iter().flatten() {
-                    identity = true;
-                    let (sns, sname) = sa.split_once('/').unwrap_or((p.namespace(), sa));
-                    allowed.insert(format!("{}/ns/{sns}/sa/{sname}", inv.mesh.trust_domain));
-                }
-                if !identity {
-                    allowed.insert(no_identity(rule).to_string());
-                }
-            }
-        }
-    }
-    if !any_allow {
-        allowed.insert(if strict(&all_ports) {
-            "any-mesh-identity".to_string()
-        } else {
-            "anyone".to_string()
-        });
-    }
-    allowed.into_iter().collect()
+    sources::allowed_sources(inv, server)
+        .iter()
+        .map(sources::AllowedSource::label)
+        .collect()
 }
 
 /// An entry of [`allowed_identities`] in words, for messages.
@@ -238,56 +139,4 @@ pub(crate) fn describe_allowed(entry: &str) -> String {
         "anyone" => "anyone (no ALLOW policy and plaintext accepted)".to_string(),
         other => other.to_string(),
     }
-}
-
-/// A principal with Istio's prefix or suffix wildcard (`*/sa/default-editor`,
-/// `cluster.local/ns/team-*`), other than `*` alone.
-pub(crate) fn is_principal_pattern(p: &str) -> bool {
-    p != "*" && (p.starts_with('*') || p.ends_with('*'))
-}
-
-/// The ports that the ALLOW rules admitting callers without an identity (`any-plaintext`)
-/// are restricted to; `None` when one of them is not restricted to ports.
-fn open_rule_ports(inv: &Inventory, server: &Workload) -> Option<BTreeSet<u16>> {
-    let mut ports = BTreeSet::new();
-    for p in authz::enforced_allow_policies(inv, server) {
-        let spec = &p.spec;
-        for rule in spec.rules.iter().flatten().flatten() {
-            let sources: Vec<_> = rule
-                .from
-                .iter()
-                .flatten()
-                .flatten()
-                .filter_map(|f| f.source.as_ref())
-                .collect();
-            let open = sources.is_empty()
-                || sources.iter().any(|s| {
-                    s.principals.as_ref().is_none_or(Vec::is_empty)
-                        && s.namespaces.as_ref().is_none_or(Vec::is_empty)
-                        && s.service_accounts.as_ref().is_none_or(Vec::is_empty)
-                });
-            if !open {
-                continue;
-            }
-            let ops: Vec<_> = rule
-                .to
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|t| t.operation.as_ref())
-                .collect();
-            if ops.is_empty() {
-                return None;
-            }
-            for op in ops {
-                let listed = op
-                    .and_then(|o| o.ports.as_ref())
-                    .filter(|p| !p.is_empty())?;
-                for port in listed {
-                    ports.insert(port.parse::<u16>().ok()?);
-                }
-            }
-        }
-    }
-    Some(ports)
 }

@@ -84,6 +84,9 @@ pub struct FlowResult {
     pub transport: Option<Transport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The cause the fix addresses (core's typed fact).
+    #[serde(skip)]
+    pub fix_kind: Option<connection::FixKind>,
     /// For a connect-only flow (`nc -z`): what that probe observes, which can differ from the
     /// outcome of data sent on the connection (a client sidecar accepts it whatever the
     /// server decides).
@@ -504,6 +507,11 @@ fn evaluate_flow(
         let mut steps = Vec::with_capacity(v.explanation.len() + resolution.len());
         steps.extend(resolution.iter().cloned());
         steps.extend(v.explanation);
+        let client = match caller {
+            Caller::Workload(w) => Some(w),
+            _ => None,
+        };
+        let fix = v.fix.as_ref().map(|f| fix_text(f, client));
         out.push(Ok(FlowResult {
             id: instance_id,
             from,
@@ -513,13 +521,32 @@ fn evaluate_flow(
             why: r.flow.why.trim().to_string(),
             outcome: v.outcome,
             transport: v.transport,
-            fix: v.fix,
+            fix_kind: v.fix.as_ref().map(|f| f.kind),
+            fix,
             probe: v.probe,
             findings: Vec::new(),
             explanation: keep(steps, explanations),
         }));
     }
     out
+}
+
+/// A fix in KFP's words: a KFP run pod without a sidecar (labelled by Argo or KFP) is not fixed
+/// by labelling its namespace (the KFP API server opts every run pod out) but by the kfp-mesh
+/// webhook. Every other fix keeps core's wording.
+pub fn fix_text(
+    fix: &connection::Fix,
+    client: Option<&kfp_mesh_core::inventory::Workload>,
+) -> String {
+    match (fix.kind, client) {
+        (connection::FixKind::ClientWithoutSidecar { .. }, Some(w)) if runpods::is_run_pod(w) => {
+            format!(
+                "{} is a KFP run pod without a sidecar (the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on every workflow template): deploy the kfp-mesh webhook (manifests/kustomize/components/driver-webhook) so run pods get `sidecar.istio.io/inject: \"true\"` as a label",
+                w.object_ref()
+            )
+        }
+        _ => fix.text.clone(),
+    }
 }
 
 /// The part of an explanation a report keeps: all of it, or the step that decided (the last

@@ -3,6 +3,7 @@
 
 mod eval;
 mod matcher;
+pub mod sources;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

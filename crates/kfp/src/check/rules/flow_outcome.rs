@@ -91,10 +91,10 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             Outcome::TlsFailure => Code::FlowTlsFailure,
         };
         let run_pod_without_sidecar = flow.from.synthetic
-            && flow
-                .fix
-                .as_deref()
-                .is_some_and(|f| f.contains("KFP run pod without a sidecar"));
+            && matches!(
+                flow.fix_kind,
+                Some(kfp_mesh_core::connection::FixKind::ClientWithoutSidecar { .. })
+            );
         let mut message = what;
         if code == Code::FlowPlaintext {
             message.push_str(" in plaintext (one side has no sidecar; STRICT would break it)");

@@ -1,12 +1,7 @@
 //! KM032: a principal pattern the catalog's callers need (multi-user run pods in profile
 //! namespaces that cannot be listed), which admits more than them.
 
-use kfp_mesh_core::inventory::Workload;
-use kfp_mesh_core::mesh::authz;
-use kfp_mesh_core::object::Cited;
-
-use crate::check::access::is_principal_pattern;
-use kfp_mesh_core::inventory::Inventory;
+use kfp_mesh_core::mesh::authz::{self, sources};
 
 use super::{Context, Rule};
 use crate::findings::{Code, Finding};
@@ -24,7 +19,11 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         let Some(server) = inv.workload(&a.namespace, &a.workload) else {
             continue;
         };
-        for pattern in a.allowed.iter().filter(|e| is_principal_pattern(e)) {
+        for pattern in a
+            .allowed
+            .iter()
+            .filter(|e| sources::is_principal_pattern(e))
+        {
             let served: Vec<&str> = a
                 .required
                 .iter()
@@ -34,7 +33,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             if served.is_empty() {
                 continue;
             }
-            let policies = policies_naming(inv, server, pattern);
+            let policies = sources::allow_policies_naming(inv, server, pattern);
             let message = format!(
                 "{}/{} admits the principal pattern `{pattern}` ({}): every identity that matches it reaches the server, not only the {} the flow catalog needs ({})",
                 a.namespace,
@@ -74,25 +73,4 @@ fn pattern_scope(pattern: &str) -> String {
     }
     let prefix = pattern.trim_end_matches('*');
     format!("every principal starting with `{prefix}`")
-}
-
-/// The enforced ALLOW policies of `server` that name `principal` in a source.
-fn policies_naming(inv: &Inventory, server: &Workload, principal: &str) -> Vec<Cited> {
-    let mut out = Vec::new();
-    for p in authz::enforced_allow_policies(inv, server) {
-        let spec = &p.spec;
-        let names = spec
-            .rules
-            .iter()
-            .flatten()
-            .flatten()
-            .flat_map(|r| r.from.iter().flatten().flatten())
-            .filter_map(|f| f.source.as_ref())
-            .flat_map(|s| s.principals.iter().flatten())
-            .any(|pr| pr == principal);
-        if names {
-            out.push(p.cite());
-        }
-    }
-    out
 }

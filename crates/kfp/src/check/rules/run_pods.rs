@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use kfp_mesh_core::inventory::Inventory;
+use kfp_mesh_core::mesh::authz::sources;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 
-use crate::check::access::container_ports;
 use crate::detect::KfpFacts;
 
 use super::{Context, Rule};
@@ -69,10 +69,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 facts.api_server.as_ref(),
             ));
         }
-        let hold = w
-            .annotation("proxy.istio.io/config")
-            .is_some_and(|c| c.contains("holdApplicationUntilProxyStarts") && c.contains("true"))
-            || inv.mesh.hold_application_until_proxy_starts;
+        let hold = membership::holds_application_until_proxy_starts(inv, w);
         if !hold {
             findings.push(Finding::new(
                 Code::NoHoldApplication,
@@ -117,7 +114,7 @@ fn strict_kfp_server(inv: &Inventory, facts: &KfpFacts) -> bool {
     let ns = facts.kfp_namespace();
     inv.workloads_in(ns).any(|w| {
         membership::data_plane(inv, w).value == DataPlane::Sidecar
-            && container_ports(w)
+            && sources::container_ports(w)
                 .into_iter()
                 .any(|p| peer_authn::effective_mode(inv, w, p).value == MtlsMode::Strict)
     })
