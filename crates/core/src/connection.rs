@@ -15,6 +15,7 @@ use crate::mesh::membership::{self, DataPlane};
 use crate::mesh::netpol::{self, NetPeer};
 use crate::mesh::peer_authn::{self, MtlsMode};
 use crate::mesh::protocol::{PortProtocol, service_port_protocol};
+use crate::mesh::waypoint;
 use crate::model::{IntOrString, ServicePort};
 
 /// What happens to the connection (the specification's outcome vocabulary).
@@ -394,6 +395,7 @@ pub fn evaluate(
 
     let multi = endpoints.len() > 1;
     let mut results = Vec::new();
+    let mut symptoms = Vec::new();
     let mut fix = None;
     for (endpoint, tp) in &endpoints {
         let mut ep_steps = Vec::new();
@@ -414,8 +416,15 @@ pub fn evaluate(
             ));
         }
         if fix.is_none() {
-            fix = suggest_fix(&client, endpoint, *tp, outcome, &ep_steps);
+            let waypoint = match target {
+                Target::Service { service, .. } => {
+                    waypoint::service_waypoint(inv, service).map(|w| w.principal(inv))
+                }
+                Target::Pod { .. } => None,
+            };
+            fix = suggest_fix(&client, endpoint, *tp, outcome, &ep_steps, waypoint);
         }
+        symptoms.push(endpoint_symptom(outcome, &ep_steps));
         steps.extend(ep_steps);
         results.push(EndpointVerdict {
             endpoint: endpoint.object_ref().to_string(),
@@ -427,25 +436,23 @@ pub fn evaluate(
     // The worst endpoint decides: a pipeline that fails on one replica fails.
     let worst = results
         .iter()
-        .max_by_key(|r| (r.outcome != Outcome::Allow, r.outcome))
-        .cloned();
-    let (outcome, transport) = worst
-        .map(|w| (w.outcome, w.transport))
-        .unwrap_or((Outcome::Allow, None));
+        .zip(&symptoms)
+        .max_by_key(|(r, _)| (r.outcome != Outcome::Allow, r.outcome))
+        .map(|(r, s)| (r.clone(), *s));
+    let (outcome, transport, symptom) = worst
+        .map(|(w, s)| (w.outcome, w.transport, s))
+        .unwrap_or((Outcome::Allow, None, Outcome::Allow.symptom()));
     if multi && results.iter().any(|r| r.outcome != outcome) {
         steps.push(Step::new(
             "H",
             "the endpoints disagree; the verdict is the worst endpoint's",
         ));
     }
-    steps.push(Step::new(
-        "H",
-        format!("outcome: {outcome} ({})", outcome.symptom()),
-    ));
+    steps.push(Step::new("H", format!("outcome: {outcome} ({symptom})")));
     Ok(Verdict {
         outcome,
         transport,
-        symptom: outcome.symptom(),
+        symptom,
         explanation: steps,
         fix,
         endpoints: results,
@@ -693,10 +700,7 @@ fn evaluate_endpoint(
                 Transport::Mtls
             } else {
                 if mode.value == MtlsMode::Strict {
-                    steps.push(Step::new(
-                        "A6.2",
-                        "ztunnel enforces STRICT as \"deny when the source has no principal\": the plaintext client is reset",
-                    ));
+                    steps.push(Step::new("A6.2", ZTUNNEL_STRICT_STEP));
                     return (Outcome::Reset, None);
                 }
                 Transport::Plaintext
@@ -708,9 +712,11 @@ fn evaluate_endpoint(
                 steps.push(Step::new(
                         "A6.4",
                         format!(
-                            "traffic to Service {}/{} goes through waypoint {waypoint}; it enforces targetRefs policies with the client's identity",
+                            "traffic to Service {}/{} goes through waypoint {}/{}; it enforces targetRefs policies with the client's identity",
                             service.namespace(),
-                            service.name()
+                            service.name(),
+                            waypoint.namespace,
+                            waypoint.name
                         ),
                     ));
                 let (o, t) = authorize_at(
@@ -730,13 +736,11 @@ fn evaluate_endpoint(
                 let waypoint_client = Client {
                     workload: None,
                     data_plane: DataPlane::Ambient,
-                    principal: Some(format!(
-                        "{}/ns/{}/sa/{waypoint}",
-                        inv.mesh.trust_domain,
-                        service.namespace()
-                    )),
+                    principal: Some(waypoint.principal(inv)),
                     ip: None,
-                    has_sidecar: false,
+                    // The waypoint is an Envoy: it opens the upstream connection, so a
+                    // refusal there is its own HTTP 503.
+                    has_sidecar: true,
                     kubelet: false,
                 };
                 steps.push(Step::new(
@@ -770,15 +774,10 @@ fn evaluate_endpoint(
     }
 }
 
-/// The waypoint a Service uses: `istio.io/use-waypoint` on the Service, else its namespace.
-fn waypoint_of(inv: &Inventory, service: &Service) -> Option<String> {
-    let label = "istio.io/use-waypoint";
-    let name = service.meta.label(label).map(str::to_string).or_else(|| {
-        inv.namespace_labels(service.namespace())
-            .get(label)
-            .cloned()
-    })?;
-    (name != "none" && !name.is_empty()).then_some(name)
+/// The waypoint a Service uses: `istio.io/use-waypoint` on the Service, else its namespace
+/// ([`waypoint::service_waypoint`]).
+fn waypoint_of(inv: &Inventory, service: &Service) -> Option<waypoint::ServiceWaypoint> {
+    waypoint::service_waypoint(inv, service)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1039,18 +1038,54 @@ fn authorize_at(
     let ztunnel = matches!(enforcer, Enforcer::Ztunnel);
     let outcome = match verdict.value {
         AuthzVerdict::Allow | AuthzVerdict::Custom { .. } => Outcome::Allow,
-        AuthzVerdict::Deny if ztunnel => Outcome::Reset,
+        AuthzVerdict::Deny if ztunnel => {
+            let (outcome, step) = ztunnel_denial(client);
+            steps.push(Step::new("A6.3", step));
+            outcome
+        }
         AuthzVerdict::Deny => Outcome::Deny,
         AuthzVerdict::CustomDeny => Outcome::CustomDeny,
         AuthzVerdict::Unauthenticated => Outcome::Unauthenticated,
     };
-    if ztunnel && outcome == Outcome::Reset {
-        steps.push(Step::new(
-            "D9",
-            "a denial at ztunnel shows as a connection reset",
-        ));
-    }
     (outcome, Some(transport))
+}
+
+/// The step an ambient server's STRICT adds when it refuses a plaintext client (A6.2).
+const ZTUNNEL_STRICT_STEP: &str = "ztunnel enforces STRICT as \"deny when the source has no principal\" (istiod's DENY policy `istio-system/istio_converted_static_strict`, or `<namespace>/converted_peer_authentication_<name>` for a workload policy with port exceptions): the plaintext client's connection is closed";
+/// The step of a denial at the destination ztunnel, by who opened the connection.
+const ZTUNNEL_DENY_STEP: &str = "a denial at ztunnel closes the connection without data: the client sees a reset, never an HTTP 403";
+const ZTUNNEL_DENY_SIDECAR_STEP: &str = "ztunnel refuses the connection of the client's sidecar, which turns the failure into its own HTTP 503 (TCP: the connection closes)";
+const ZTUNNEL_DENY_WAYPOINT_STEP: &str = "the destination ztunnel refuses the waypoint's connection: the waypoint answers the client with HTTP 503 (TCP: the connection closes)";
+
+/// What the ztunnel logs and the client sees when ztunnel refuses a connection (A6.2, A6.3).
+pub const ZTUNNEL_DENIAL_SYMPTOM: &str = "`connection reset by peer` (curl exit 56): the connection closes without data; the destination ztunnel logs `connection closed due to policy rejection: allow policies exist, but none allowed` (no ALLOW rule matches) or `... explicitly denied by: <namespace>/<policy>` (a DENY policy; `istio-system/istio_converted_static_strict` for plaintext under STRICT)";
+/// What the client sees when the destination ztunnel refuses the waypoint's connection.
+pub const WAYPOINT_UPSTREAM_SYMPTOM: &str = "HTTP 503 from the waypoint: `upstream connect error or disconnect/reset before headers` (TCP: the connection closes); the destination ztunnel logs `connection closed due to policy rejection` with the waypoint's identity as `src.identity`";
+
+/// A6.3: how a denial at the destination ztunnel shows, by who opened the connection: a
+/// client without a proxy sees its connection reset; a client sidecar or a waypoint (an
+/// Envoy that opened the upstream connection) answers HTTP 503.
+fn ztunnel_denial(client: &Client<'_>) -> (Outcome, &'static str) {
+    match (client.has_sidecar, client.data_plane) {
+        (false, _) => (Outcome::Reset, ZTUNNEL_DENY_STEP),
+        (true, DataPlane::Ambient) => (Outcome::UpstreamFailure, ZTUNNEL_DENY_WAYPOINT_STEP),
+        (true, _) => (Outcome::UpstreamFailure, ZTUNNEL_DENY_SIDECAR_STEP),
+    }
+}
+
+/// The symptom of an endpoint's outcome: ztunnel's and the waypoint's own words when they
+/// refused the connection (recognised by the step that recorded the refusal), else the
+/// outcome's usual symptom.
+fn endpoint_symptom(outcome: Outcome, steps: &[Step]) -> &'static str {
+    match steps.last().map(|s| s.message.as_str()) {
+        Some(ZTUNNEL_STRICT_STEP | ZTUNNEL_DENY_STEP) if outcome == Outcome::Reset => {
+            ZTUNNEL_DENIAL_SYMPTOM
+        }
+        Some(ZTUNNEL_DENY_WAYPOINT_STEP) if outcome == Outcome::UpstreamFailure => {
+            WAYPOINT_UPSTREAM_SYMPTOM
+        }
+        _ => outcome.symptom(),
+    }
 }
 
 /// What to change for a failing connection, from the outcome and the objects that decided it.
@@ -1060,6 +1095,7 @@ fn suggest_fix(
     port: u16,
     outcome: Outcome,
     steps: &[Step],
+    waypoint_principal: Option<String>,
 ) -> Option<String> {
     let last_cited = |kind: &str| {
         steps
@@ -1086,8 +1122,42 @@ fn suggest_fix(
         "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{\"{port}\": {{mode: PERMISSIVE}}}}` (the port quoted: kustomize refuses integer keys), and an AuthorizationPolicy that still names who may call",
         endpoint.namespace
     );
+    let last = steps.last().map(|s| s.message.as_str());
     let fix = match outcome {
         Outcome::Allow => return None,
+        // A6.3: the destination ztunnel refused the connection (L4 policies only).
+        Outcome::Reset | Outcome::UpstreamFailure
+            if matches!(last, Some(ZTUNNEL_DENY_WAYPOINT_STEP)) =>
+        {
+            let who = waypoint_principal.unwrap_or_default();
+            let policy = last_cited("AuthorizationPolicy")
+                .map(|ap| format!(" ({ap} decides)"))
+                .unwrap_or_default();
+            format!(
+                "{server} is behind a waypoint, so its ztunnel sees the waypoint's identity {who}: admit that principal in an ALLOW policy selecting {server}{policy}, and keep the callers' rules in the policy with `targetRefs` the waypoint enforces"
+            )
+        }
+        Outcome::Reset | Outcome::UpstreamFailure
+            if matches!(last, Some(ZTUNNEL_DENY_STEP | ZTUNNEL_DENY_SIDECAR_STEP)) =>
+        {
+            let who = client.principal.clone().unwrap_or_else(|| {
+                "a plaintext caller (no identity: principal and namespace rules never match it)"
+                    .to_string()
+            });
+            let policy = last_cited("AuthorizationPolicy")
+                .map(|ap| format!("{ap} decides at ztunnel, which sees L4 only: "))
+                .unwrap_or_default();
+            format!(
+                "{policy}admit {who} on port {port} of {server} with an ALLOW rule of principals, namespaces or ports (ztunnel omits ALLOW rules that name HTTP attributes: put those in a policy with `targetRefs` to a waypoint), or remove the DENY rule that matches"
+            )
+        }
+        Outcome::Reset
+            if matches!(last, Some(ZTUNNEL_STRICT_STEP)) && client.workload.is_some() =>
+        {
+            format!(
+                "{caller} sends plaintext to {server}, which is STRICT under ambient: enroll {caller} in the mesh (label its namespace `istio.io/dataplane-mode: ambient`, or give it a sidecar) and restart it, or exempt port {port} with {permissive_port}"
+            )
+        }
         // The application's TLS into a client sidecar that treats the port as HTTP (D7).
         Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => format!(
             "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"

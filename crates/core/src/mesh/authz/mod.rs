@@ -183,8 +183,10 @@ pub fn attachment(
                         ));
                     }
                     "Gateway"
-                        if server.label(GATEWAY_NAME_LABEL) == Some(r.name.as_str())
-                            && policy_ns == server.namespace =>
+                        if (server.label(GATEWAY_NAME_LABEL) == Some(r.name.as_str())
+                            && policy_ns == server.namespace)
+                            || crate::mesh::waypoint::service_waypoint(inv, service)
+                                .is_some_and(|w| w.name == r.name && w.namespace == policy_ns) =>
                     {
                         return Attachment::Applies(format!(
                             "targetRefs Gateway {}/{}",
