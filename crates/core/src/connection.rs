@@ -586,9 +586,31 @@ fn evaluate_endpoint(
             Some(w) => NetPeer::Pod(w),
             None => NetPeer::External(client.ip),
         };
-        let np = netpol::allows(inv, peer, endpoint, port);
-        steps.extend(np.steps);
-        if !np.value {
+        let allowed = match hbone_hops(inv, client, endpoint, destination, steps) {
+            // Mesh traffic to an ambient pod travels as HBONE: NetworkPolicy sees port 15008,
+            // from the client or, behind a waypoint, on both hops.
+            Some(Some(wp)) => {
+                let first = netpol::allows(inv, peer, &wp, waypoint::HBONE_PORT);
+                steps.extend(first.steps);
+                first.value && {
+                    let second =
+                        netpol::allows(inv, NetPeer::Pod(&wp), endpoint, waypoint::HBONE_PORT);
+                    steps.extend(second.steps);
+                    second.value
+                }
+            }
+            Some(None) => {
+                let np = netpol::allows(inv, peer, endpoint, waypoint::HBONE_PORT);
+                steps.extend(np.steps);
+                np.value
+            }
+            None => {
+                let np = netpol::allows(inv, peer, endpoint, port);
+                steps.extend(np.steps);
+                np.value
+            }
+        };
+        if !allowed {
             return (Outcome::Blocked, None);
         }
     }
@@ -705,10 +727,30 @@ fn evaluate_endpoint(
                 }
                 Transport::Plaintext
             };
-            // A waypoint (L7) in front of the service, then the destination ztunnel (L4).
-            if let Destination::Service { service, .. } = destination
-                && let Some(waypoint) = waypoint_of(inv, service)
+            // A waypoint (L7) in front of the service, then the destination ztunnel (L4). Only
+            // mesh clients are sent to it: a plaintext client reaches the pod's ztunnel
+            // directly (ztunnel's inbound passthrough has no waypoint).
+            let waypoint = match destination {
+                Destination::Service { service, .. } => {
+                    waypoint_of(inv, service).map(|w| (service, w))
+                }
+                Destination::PodIp => None,
+            };
+            if let Some((service, w)) = &waypoint
+                && wire != Wire::IstioMtls
             {
+                steps.push(Step::new(
+                    "A6.4",
+                    format!(
+                        "Service {}/{} uses waypoint {}/{}, but a client outside the mesh does not pass it: ztunnel takes the plaintext connection to the pod directly",
+                        service.namespace(),
+                        service.name(),
+                        w.namespace,
+                        w.name
+                    ),
+                ));
+            }
+            if let Some((service, waypoint)) = waypoint.filter(|_| wire == Wire::IstioMtls) {
                 steps.push(Step::new(
                         "A6.4",
                         format!(
@@ -770,6 +812,60 @@ fn evaluate_endpoint(
                 transport,
                 steps,
             )
+        }
+    }
+}
+
+/// A6.1, A6.4: whether the connection travels as HBONE into an ambient pod, as NetworkPolicy
+/// sees it: `None` when not (plaintext, sidecar-to-sidecar); `Some(None)` straight from the
+/// client; `Some(Some(waypoint pods))` through a waypoint. An ambient client sends HBONE to
+/// ambient and sidecar servers alike; other mesh clients do so toward ambient servers.
+fn hbone_hops(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    destination: Destination<'_>,
+    steps: &mut Vec<Step>,
+) -> Option<Option<Workload>> {
+    let server = membership::data_plane(inv, endpoint).value;
+    let hbone = match (client.data_plane, server) {
+        (DataPlane::Ambient, DataPlane::Ambient | DataPlane::Sidecar) => true,
+        (DataPlane::Sidecar, DataPlane::Ambient) => true,
+        _ => false,
+    };
+    if !hbone || client.kubelet {
+        return None;
+    }
+    let via = match destination {
+        Destination::Service { service, .. } if server == DataPlane::Ambient => {
+            waypoint_of(inv, service)
+        }
+        _ => None,
+    };
+    match via {
+        Some(w) => {
+            steps.push(Step::new(
+                "NP",
+                format!(
+                    "mesh traffic goes as HBONE through waypoint {}/{}: NetworkPolicies see port {} from the client to the waypoint, then from the waypoint to {}",
+                    w.namespace,
+                    w.name,
+                    waypoint::HBONE_PORT,
+                    endpoint.object_ref()
+                ),
+            ));
+            Some(Some(waypoint::waypoint_workload(inv, &w)))
+        }
+        None => {
+            steps.push(Step::new(
+                "NP",
+                format!(
+                    "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
+                    endpoint.object_ref(),
+                    waypoint::HBONE_PORT
+                ),
+            ));
+            Some(None)
         }
     }
 }

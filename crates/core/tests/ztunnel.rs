@@ -565,3 +565,54 @@ fn waypoint_facts() {
     let w = service_waypoint(&inv, svc).expect("label");
     assert!(!w.gateway.expect("gateway").takes_service_traffic());
 }
+
+#[test]
+#[rustfmt::skip]
+fn plaintext_clients_do_not_pass_the_waypoint() {
+    // [zt] `inbound_passthrough.rs`: plaintext into an ambient pod is checked by the pod's
+    // ztunnel with no identity; no waypoint is involved. A webhook port that kube-apiserver
+    // calls behind a waypointed Service therefore needs an L4 rule, not a waypoint rule.
+    let l7 = ap("shop", "api-l7", r#"{targetRefs: [{kind: Service, group: "", name: api}], rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/client"]}}]}]}"#);
+    let l4 = on_api("api-l4", r#"rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/waypoint"]}}]}, {to: [{operation: {ports: ["9000"]}}]}]"#);
+    let inv = world(&[WAYPOINT_GATEWAY.to_string(), api_uses_waypoint(), l7, l4]);
+    table(&inv, &[
+        ("plaintext: L4 port rule at ztunnel, no waypoint", PLAIN,  9000, TCP, ALLOW_PLAIN),
+        ("plaintext: the waypoint's principal is not its",  PLAIN,  8000, GET, RESET),
+        ("mesh client: through the waypoint",               CLIENT, 8000, GET, ALLOW_MTLS),
+    ]);
+    let v = call(&inv, PLAIN, 9000, &TCP);
+    assert!(explains(&v, "A6.4", "does not pass it"), "{}", text(&v));
+}
+
+// ---------------------------------------------------------------------------------------------
+// NetworkPolicy under ambient: HBONE arrives on 15008
+
+#[test]
+#[rustfmt::skip]
+fn network_policies_see_hbone_on_15008() {
+    // istio.io `docs/ambient/usage/networkpolicy`: "ambient's secure L4 overlay will tunnel
+    // traffic between your pods over port 15008 [...] you will have to add an exception to that
+    // NetworkPolicy for port 15008".
+    let np = |name: &str, ports: &str| format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  policyTypes: [Ingress]\n  ingress: [{{ports: [{ports}]}}]\n");
+    let inv = world(&[np("api-8080", "{port: 8080}")]);
+    let blocked = (Outcome::Blocked, None);
+    table(&inv, &[
+        ("ambient client: HBONE on 15008 is not admitted", CLIENT, 8000, GET, blocked),
+        ("plaintext client: port 8080 admitted",           PLAIN,  8000, GET, ALLOW_PLAIN),
+    ]);
+    let inv = world(&[np("api-8080", "{port: 8080}, {port: 15008}")]);
+    table(&inv, &[("ambient client: 15008 admitted", CLIENT, 8000, GET, ALLOW_MTLS)]);
+    // Behind a waypoint the hops are client -> waypoint and waypoint -> pod, both on 15008:
+    // a same-namespace-only policy on every pod of `shop` (Kubeflow's
+    // `default-allow-same-namespace`) admits shop/client but blocks a client from another
+    // namespace at the waypoint.
+    let same_ns = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: same-ns, namespace: shop}\nspec:\n  podSelector: {}\n  ingress: [{from: [{podSelector: {}}]}]\n".to_string();
+    let elsewhere = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team, labels: {istio.io/dataplane-mode: ambient}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: runner, namespace: team}\nspec:\n  template:\n    metadata: {labels: {app: runner}}\n    spec: {serviceAccountName: runner, containers: [{name: c}]}\n".to_string();
+    let inv = world(&[WAYPOINT_GATEWAY.to_string(), api_uses_waypoint(), same_ns, elsewhere]);
+    table(&inv, &[
+        ("same namespace, through the waypoint",  CLIENT,      8000, GET, ALLOW_MTLS),
+        ("other namespace: blocked at the waypoint", "team/runner", 8000, GET, blocked),
+    ]);
+    let v = call(&inv, "team/runner", 8000, &GET);
+    assert!(explains(&v, "NP", "through waypoint shop/waypoint"), "{}", text(&v));
+}

@@ -13,8 +13,11 @@
 //! The engine routes by the label (a static input often lacks the Gateway, which may exist in
 //! the cluster); [`ServiceWaypoint::gateway`] says whether the input has it, for findings.
 
-use crate::inventory::{Inventory, Service};
-use crate::object::{Cited, Object};
+use std::collections::BTreeMap;
+
+use crate::inventory::{Inventory, Service, Workload};
+use crate::model::PodSpec;
+use crate::object::{Cited, Object, Origin};
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
 pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace";
@@ -129,4 +132,46 @@ pub fn find_gateway(inv: &Inventory, namespace: &str, name: &str) -> Option<Wayp
 
 fn is_gateway(o: &Object) -> bool {
     o.kind == "Gateway" && o.group() == GATEWAY_API_GROUP
+}
+
+/// The port HBONE arrives on at an ambient pod (and at a waypoint): what NetworkPolicies see
+/// for mesh traffic (istio.io `docs/ambient/usage/networkpolicy`).
+pub const HBONE_PORT: u16 = 15008;
+
+/// The waypoint's pods as NetworkPolicy selects them: the input's workload labelled
+/// `gateway.networking.k8s.io/gateway-name: <name>` in the waypoint's namespace, else the pods
+/// Istio's deployment controller creates for the Gateway (that label, ServiceAccount named after
+/// the Gateway, HBONE on 15008), modelled.
+pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
+    if let Some(found) = inv
+        .workloads_in(&w.namespace)
+        .find(|x| x.label(crate::mesh::authz::GATEWAY_NAME_LABEL) == Some(w.name.as_str()))
+    {
+        return found.clone();
+    }
+    let origin = w
+        .gateway
+        .as_ref()
+        .map(|g| g.cited.origin.clone())
+        .unwrap_or_else(|| Origin::builtin("waypoint pods Istio deploys for a Gateway"));
+    Workload {
+        kind: "Deployment".to_string(),
+        name: w.name.clone(),
+        namespace: w.namespace.clone(),
+        labels: BTreeMap::from([
+            (
+                crate::mesh::authz::GATEWAY_NAME_LABEL.to_string(),
+                w.name.clone(),
+            ),
+            ("istio.io/dataplane-mode".to_string(), "none".to_string()),
+        ]),
+        annotations: BTreeMap::new(),
+        spec: PodSpec {
+            service_account_name: Some(w.name.clone()),
+            ..PodSpec::default()
+        },
+        origin,
+        synthetic: true,
+        cited: Default::default(),
+    }
 }
