@@ -828,11 +828,11 @@ fn hbone_hops(
     steps: &mut Vec<Step>,
 ) -> Option<Option<Workload>> {
     let server = membership::data_plane(inv, endpoint).value;
-    let hbone = match (client.data_plane, server) {
-        (DataPlane::Ambient, DataPlane::Ambient | DataPlane::Sidecar) => true,
-        (DataPlane::Sidecar, DataPlane::Ambient) => true,
-        _ => false,
-    };
+    let hbone = matches!(
+        (client.data_plane, server),
+        (DataPlane::Ambient, DataPlane::Ambient | DataPlane::Sidecar)
+            | (DataPlane::Sidecar, DataPlane::Ambient)
+    );
     if !hbone || client.kubelet {
         return None;
     }
