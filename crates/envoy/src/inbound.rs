@@ -347,7 +347,13 @@ pub fn lower_inbound(p: &InboundParams<'_>) -> Result<InboundLowering, LowerErro
     Ok(InboundLowering { bootstrap, ports })
 }
 
-fn hcm(stat: &str, port: u16, cluster: &str, rbac: &RbacFilters, log: Option<&Path>) -> Value {
+pub(crate) fn hcm(
+    stat: &str,
+    port: u16,
+    cluster: &str,
+    rbac: &RbacFilters,
+    log: Option<&Path>,
+) -> Value {
     let mut http_filters = rbac.http_filters();
     http_filters
         .push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}));
