@@ -643,6 +643,12 @@ fn without_the_waypoint_ztunnel_refuses_every_call_to_the_api_server() {
     for f in outcomes(&r, "driver-to-mlmd") {
         assert_eq!(f.outcome, Outcome::Allow, "{}", f.id);
     }
+    // `check` fails the install (exit 1).
+    assert!(
+        r.findings.iter().any(|f| f.severity == Severity::Error),
+        "{}",
+        summary(&r)
+    );
 }
 
 #[test]
@@ -677,6 +683,11 @@ fn upstream_header_rule_on_a_selector_is_omitted_by_ztunnel() {
     for f in outcomes(&r, "ui-to-api-server") {
         assert_eq!(f.outcome, Outcome::Allow, "{}\n{}", f.id, explained(f));
     }
+    assert!(
+        r.findings.iter().any(|f| f.severity == Severity::Error),
+        "{}",
+        summary(&r)
+    );
 }
 
 #[test]
