@@ -616,3 +616,21 @@ fn network_policies_see_hbone_on_15008() {
     let v = call(&inv, "team/runner", 8000, &GET);
     assert!(explains(&v, "NP", "through waypoint shop/waypoint"), "{}", text(&v));
 }
+
+#[test]
+#[rustfmt::skip]
+fn http_attributes_as_ztunnel_sees_them() {
+    use kfp_mesh_core::mesh::authz::ztunnel_http_attributes;
+    // [conv] httpOperations, httpSources, l4WhenAttributes.
+    let rows: &[(&str, &[&str])] = &[
+        (r#"{from: [{source: {principals: [a], namespaces: [b], ipBlocks: ["10.0.0.0/8"], serviceAccounts: [c]}}], to: [{operation: {ports: ["80"]}}]}"#, &[]),
+        (r#"{when: [{key: source.ip, values: ["1.2.3.4"]}, {key: source.namespace, values: [x]}, {key: source.principal, values: [p]}, {key: destination.ip, values: ["1.2.3.4"]}, {key: destination.port, values: ["80"]}]}"#, &[]),
+        (r#"{to: [{operation: {methods: [GET], paths: ["/x"], notHosts: [h], ports: ["80"]}}]}"#, &["notHosts", "methods", "paths"]),
+        (r#"{from: [{source: {requestPrincipals: ["*"], notRemoteIpBlocks: ["0.0.0.0/0"]}}]}"#, &["requestPrincipals", "notRemoteIpBlocks"]),
+        (r#"{when: [{key: "request.headers[kubeflow-userid]", notValues: ["*"]}, {key: source.serviceAccount, values: [x]}]}"#, &["when request.headers[kubeflow-userid] notValues", "when source.serviceAccount"]),
+    ];
+    for (rule, want) in rows {
+        let r: kfp_mesh_core::model::Rule = serde_saphyr::from_str(rule).expect("rule");
+        assert_eq!(ztunnel_http_attributes(&r), want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{rule}");
+    }
+}

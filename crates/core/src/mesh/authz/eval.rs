@@ -941,6 +941,28 @@ impl Evaluation<'_> {
     }
 }
 
+/// A6.3: the fields of `rule` that ztunnel treats as HTTP attributes (istiod omits an ALLOW
+/// rule that names any, and drops them from a DENY rule), as the policy names them.
+pub(super) fn ztunnel_http_fields(rule: &Rule) -> Vec<String> {
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    for f in rule.from.iter().flatten() {
+        fields.extend(source_fields(f.as_ref().and_then(|f| f.source.as_ref())));
+    }
+    for t in rule.to.iter().flatten() {
+        fields.extend(operation_fields(
+            t.as_ref().and_then(|t| t.operation.as_ref()),
+        ));
+    }
+    fields.extend(rule.when.iter().flatten().flatten().map(when_field));
+    let mut out: Vec<String> = fields
+        .iter()
+        .filter(|f| f.zt_class() == ZtClass::Http)
+        .flat_map(|f| f.set_labels())
+        .collect();
+    dedup(&mut out);
+    out
+}
+
 fn dedup(v: &mut Vec<String>) {
     let mut seen = std::collections::BTreeSet::new();
     v.retain(|s| seen.insert(s.clone()));

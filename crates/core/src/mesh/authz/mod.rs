@@ -260,6 +260,15 @@ fn target_refs_of<'a>(
     one.iter().chain(many.iter().flatten()).collect()
 }
 
+/// A6.3: the fields of an AuthorizationPolicy rule that ztunnel cannot enforce ("HTTP
+/// attributes" in istiod's conversion: hosts, methods, paths, requestPrincipals,
+/// remoteIpBlocks and their negations, `when` keys other than source.ip, source.namespace,
+/// source.principal, destination.ip, destination.port), as the rule names them. Empty for a
+/// rule ztunnel enforces as written.
+pub fn ztunnel_http_attributes(rule: &crate::model::Rule) -> Vec<String> {
+    eval::ztunnel_http_fields(rule)
+}
+
 /// D4: whether a value of a `principals` field (exact, `prefix*`, `*suffix`, or `*`) matches a
 /// principal. Trust-domain aliases are not expanded here.
 pub fn principal_pattern_matches(pattern: &str, principal: &str) -> bool {
