@@ -15,6 +15,7 @@ use crate::mesh::membership::{self, DataPlane};
 use crate::mesh::netpol::{self, NetPeer};
 use crate::mesh::peer_authn::{self, MtlsMode};
 use crate::mesh::protocol::{PortProtocol, service_port_protocol};
+use crate::mesh::waypoint;
 
 /// What happens to the connection (the specification's outcome vocabulary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -536,7 +537,7 @@ pub fn evaluate(
 
     let multi = endpoints.len() > 1;
     let mut results = Vec::new();
-    let mut first_hops = Vec::new();
+    let mut symptoms = Vec::new();
     let mut fix = None;
     for (endpoint, tp) in &endpoints {
         let mut ep_steps = Vec::new();
@@ -557,10 +558,20 @@ pub fn evaluate(
             ));
         }
         if fix.is_none() {
-            fix = suggest_fix(&client, endpoint, *tp, reached.outcome, &ep_steps);
+            let waypoint = match target {
+                Target::Service { service, .. } => {
+                    waypoint::service_waypoint(inv, service).map(|w| w.principal(inv))
+                }
+                Target::Pod { .. } => None,
+            };
+            fix = suggest_fix(&client, endpoint, *tp, reached.outcome, &ep_steps, waypoint);
         }
+        symptoms.push(endpoint_symptom(
+            reached.outcome,
+            &ep_steps,
+            reached.first_hop,
+        ));
         steps.extend(ep_steps);
-        first_hops.push(reached.first_hop);
         results.push(EndpointVerdict {
             endpoint: endpoint.object_ref().to_string(),
             target_port: *tp,
@@ -575,17 +586,12 @@ pub fn evaluate(
     // The worst endpoint decides: a pipeline that fails on one replica fails.
     let worst = results
         .iter()
-        .enumerate()
-        .max_by_key(|(_, r)| (r.outcome != Outcome::Allow, r.outcome))
-        .map(|(i, r)| (r.clone(), first_hops.get(i).copied()));
-    let (outcome, transport, provider, first_hop) = match worst {
-        Some((w, hop)) => (
-            w.outcome,
-            w.transport,
-            w.provider,
-            hop.unwrap_or(Chain::Http),
-        ),
-        None => (Outcome::Allow, None, None, Chain::Http),
+        .zip(&symptoms)
+        .max_by_key(|(r, _)| (r.outcome != Outcome::Allow, r.outcome))
+        .map(|(r, s)| (r.clone(), *s));
+    let (outcome, transport, provider, symptom) = match worst {
+        Some((w, s)) => (w.outcome, w.transport, w.provider, s),
+        None => (Outcome::Allow, None, None, Outcome::Allow.symptom()),
     };
     if multi && results.iter().any(|r| r.outcome != outcome) {
         steps.push(Step::new(
@@ -598,7 +604,6 @@ pub fn evaluate(
         .iter()
         .filter_map(|r| r.probe.clone())
         .max_by_key(|p| p.result);
-    let symptom = outcome.symptom_on(first_hop);
     steps.push(Step::new("H", format!("outcome: {outcome} ({symptom})")));
     if let Some(p) = &probe {
         steps.push(Step::new(
@@ -890,9 +895,31 @@ fn evaluate_endpoint(
             Some(w) => NetPeer::Pod(w),
             None => NetPeer::External(client.ip),
         };
-        let np = netpol::allows(inv, peer, endpoint, port);
-        steps.extend(np.steps);
-        if !np.value {
+        let allowed = match hbone_hops(inv, client, endpoint, destination, steps) {
+            // Mesh traffic to an ambient pod travels as HBONE: NetworkPolicy sees port 15008,
+            // from the client or, behind a waypoint, on both hops.
+            Some(Some(wp)) => {
+                let first = netpol::allows(inv, peer, &wp, waypoint::HBONE_PORT);
+                steps.extend(first.steps);
+                first.value && {
+                    let second =
+                        netpol::allows(inv, NetPeer::Pod(&wp), endpoint, waypoint::HBONE_PORT);
+                    steps.extend(second.steps);
+                    second.value
+                }
+            }
+            Some(None) => {
+                let np = netpol::allows(inv, peer, endpoint, waypoint::HBONE_PORT);
+                steps.extend(np.steps);
+                np.value
+            }
+            None => {
+                let np = netpol::allows(inv, peer, endpoint, port);
+                steps.extend(np.steps);
+                np.value
+            }
+        };
+        if !allowed {
             return done(Outcome::Blocked, None);
         }
     }
@@ -1011,24 +1038,43 @@ fn evaluate_endpoint(
                 Transport::Mtls
             } else {
                 if mode.value == MtlsMode::Strict {
-                    steps.push(Step::new(
-                        "A6.2",
-                        "ztunnel enforces STRICT as \"deny when the source has no principal\": the plaintext client is reset",
-                    ));
+                    steps.push(Step::new("A6.2", ZTUNNEL_STRICT_STEP));
                     return done(Outcome::Reset, None);
                 }
                 Transport::Plaintext
             };
-            // A waypoint (L7) in front of the service, then the destination ztunnel (L4).
-            if let Destination::Service { service, .. } = destination
-                && let Some(waypoint) = waypoint_of(inv, service)
+            // A waypoint (L7) in front of the service, then the destination ztunnel (L4). Only
+            // mesh clients are sent to it: a plaintext client reaches the pod's ztunnel
+            // directly (ztunnel's inbound passthrough has no waypoint).
+            let waypoint = match destination {
+                Destination::Service { service, .. } => {
+                    waypoint_of(inv, service).map(|w| (service, w))
+                }
+                Destination::PodIp => None,
+            };
+            if let Some((service, w)) = &waypoint
+                && wire != Wire::IstioMtls
             {
+                steps.push(Step::new(
+                    "A6.4",
+                    format!(
+                        "Service {}/{} uses waypoint {}/{}, but a client outside the mesh does not pass it: ztunnel takes the plaintext connection to the pod directly",
+                        service.namespace(),
+                        service.name(),
+                        w.namespace,
+                        w.name
+                    ),
+                ));
+            }
+            if let Some((service, waypoint)) = waypoint.filter(|_| wire == Wire::IstioMtls) {
                 steps.push(Step::new(
                         "A6.4",
                         format!(
-                            "traffic to Service {}/{} goes through waypoint {waypoint}; it enforces targetRefs policies with the client's identity",
+                            "traffic to Service {}/{} goes through waypoint {}/{}; it enforces targetRefs policies with the client's identity",
                             service.namespace(),
-                            service.name()
+                            service.name(),
+                            waypoint.namespace,
+                            waypoint.name
                         ),
                     ));
                 let (o, t, provider) = authorize_at(
@@ -1048,13 +1094,11 @@ fn evaluate_endpoint(
                 let waypoint_client = Client {
                     workload: None,
                     data_plane: DataPlane::Ambient,
-                    principal: Some(format!(
-                        "{}/ns/{}/sa/{waypoint}",
-                        inv.mesh.trust_domain,
-                        service.namespace()
-                    )),
+                    principal: Some(waypoint.principal(inv)),
                     ip: None,
-                    has_sidecar: false,
+                    // The waypoint is an Envoy: it opens the upstream connection, so a
+                    // refusal there is its own HTTP 503.
+                    has_sidecar: true,
                     kubelet: false,
                 };
                 steps.push(Step::new(
@@ -1095,15 +1139,64 @@ fn evaluate_endpoint(
     }
 }
 
-/// The waypoint a Service uses: `istio.io/use-waypoint` on the Service, else its namespace.
-fn waypoint_of(inv: &Inventory, service: &Service) -> Option<String> {
-    let label = "istio.io/use-waypoint";
-    let name = service.meta.label(label).map(str::to_string).or_else(|| {
-        inv.namespace_labels(service.namespace())
-            .get(label)
-            .cloned()
-    })?;
-    (name != "none" && !name.is_empty()).then_some(name)
+/// A6.1, A6.4: whether the connection travels as HBONE into an ambient pod, as NetworkPolicy
+/// sees it: `None` when not (plaintext, sidecar-to-sidecar); `Some(None)` straight from the
+/// client; `Some(Some(waypoint pods))` through a waypoint. An ambient client sends HBONE to
+/// ambient and sidecar servers alike; other mesh clients do so toward ambient servers.
+fn hbone_hops(
+    inv: &Inventory,
+    client: &Client<'_>,
+    endpoint: &Workload,
+    destination: Destination<'_>,
+    steps: &mut Vec<Step>,
+) -> Option<Option<Workload>> {
+    let server = membership::data_plane(inv, endpoint).value;
+    let hbone = matches!(
+        (client.data_plane, server),
+        (DataPlane::Ambient, DataPlane::Ambient | DataPlane::Sidecar)
+            | (DataPlane::Sidecar, DataPlane::Ambient)
+    );
+    if !hbone || client.kubelet {
+        return None;
+    }
+    let via = match destination {
+        Destination::Service { service, .. } if server == DataPlane::Ambient => {
+            waypoint_of(inv, service)
+        }
+        _ => None,
+    };
+    match via {
+        Some(w) => {
+            steps.push(Step::new(
+                "NP",
+                format!(
+                    "mesh traffic goes as HBONE through waypoint {}/{}: NetworkPolicies see port {} from the client to the waypoint, then from the waypoint to {}",
+                    w.namespace,
+                    w.name,
+                    waypoint::HBONE_PORT,
+                    endpoint.object_ref()
+                ),
+            ));
+            Some(Some(waypoint::waypoint_workload(inv, &w)))
+        }
+        None => {
+            steps.push(Step::new(
+                "NP",
+                format!(
+                    "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
+                    endpoint.object_ref(),
+                    waypoint::HBONE_PORT
+                ),
+            ));
+            Some(None)
+        }
+    }
+}
+
+/// The waypoint a Service uses: `istio.io/use-waypoint` on the Service, else its namespace
+/// ([`waypoint::service_waypoint`]).
+fn waypoint_of(inv: &Inventory, service: &Service) -> Option<waypoint::ServiceWaypoint> {
+    waypoint::service_waypoint(inv, service)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1385,18 +1478,54 @@ fn authorize_at(
     let (outcome, provider) = match verdict.value {
         AuthzVerdict::Allow => (Outcome::Allow, None),
         AuthzVerdict::Custom { provider } => (Outcome::ProviderDecides, Some(provider)),
-        AuthzVerdict::Deny if ztunnel => (Outcome::Reset, None),
+        AuthzVerdict::Deny if ztunnel => {
+            let (outcome, step) = ztunnel_denial(client);
+            steps.push(Step::new("A6.3", step));
+            (outcome, None)
+        }
         AuthzVerdict::Deny => (Outcome::Deny, None),
         AuthzVerdict::CustomDeny => (Outcome::CustomDeny, None),
         AuthzVerdict::Unauthenticated => (Outcome::Unauthenticated, None),
     };
-    if ztunnel && outcome == Outcome::Reset {
-        steps.push(Step::new(
-            "D9",
-            "a denial at ztunnel shows as a connection reset",
-        ));
-    }
     (outcome, Some(transport), provider)
+}
+
+/// The step an ambient server's STRICT adds when it refuses a plaintext client (A6.2).
+const ZTUNNEL_STRICT_STEP: &str = "ztunnel enforces STRICT as \"deny when the source has no principal\" (istiod's DENY policy `istio-system/istio_converted_static_strict`, or `<namespace>/converted_peer_authentication_<name>` for a workload policy with port exceptions): the plaintext client's connection is closed";
+/// The step of a denial at the destination ztunnel, by who opened the connection.
+const ZTUNNEL_DENY_STEP: &str = "a denial at ztunnel closes the connection without data: the client sees a reset, never an HTTP 403";
+const ZTUNNEL_DENY_SIDECAR_STEP: &str = "ztunnel refuses the connection of the client's sidecar, which turns the failure into its own HTTP 503 (TCP: the connection closes)";
+const ZTUNNEL_DENY_WAYPOINT_STEP: &str = "the destination ztunnel refuses the waypoint's connection: the waypoint answers the client with HTTP 503 (TCP: the connection closes)";
+
+/// What the ztunnel logs and the client sees when ztunnel refuses a connection (A6.2, A6.3).
+pub const ZTUNNEL_DENIAL_SYMPTOM: &str = "`connection reset by peer` (curl exit 56): the connection closes without data; the destination ztunnel logs `connection closed due to policy rejection: allow policies exist, but none allowed` (no ALLOW rule matches) or `... explicitly denied by: <namespace>/<policy>` (a DENY policy; `istio-system/istio_converted_static_strict` for plaintext under STRICT)";
+/// What the client sees when the destination ztunnel refuses the waypoint's connection.
+pub const WAYPOINT_UPSTREAM_SYMPTOM: &str = "HTTP 503 from the waypoint: `upstream connect error or disconnect/reset before headers` (TCP: the connection closes); the destination ztunnel logs `connection closed due to policy rejection` with the waypoint's identity as `src.identity`";
+
+/// A6.3: how a denial at the destination ztunnel shows, by who opened the connection: a
+/// client without a proxy sees its connection reset; a client sidecar or a waypoint (an
+/// Envoy that opened the upstream connection) answers HTTP 503.
+fn ztunnel_denial(client: &Client<'_>) -> (Outcome, &'static str) {
+    match (client.has_sidecar, client.data_plane) {
+        (false, _) => (Outcome::Reset, ZTUNNEL_DENY_STEP),
+        (true, DataPlane::Ambient) => (Outcome::UpstreamFailure, ZTUNNEL_DENY_WAYPOINT_STEP),
+        (true, _) => (Outcome::UpstreamFailure, ZTUNNEL_DENY_SIDECAR_STEP),
+    }
+}
+
+/// The symptom of an endpoint's outcome: ztunnel's and the waypoint's own words when they
+/// refused the connection (recognised by the step that recorded the refusal), else the
+/// outcome's usual symptom.
+fn endpoint_symptom(outcome: Outcome, steps: &[Step], first_hop: Chain) -> &'static str {
+    match steps.last().map(|s| s.message.as_str()) {
+        Some(ZTUNNEL_STRICT_STEP | ZTUNNEL_DENY_STEP) if outcome == Outcome::Reset => {
+            ZTUNNEL_DENIAL_SYMPTOM
+        }
+        Some(ZTUNNEL_DENY_WAYPOINT_STEP) if outcome == Outcome::UpstreamFailure => {
+            WAYPOINT_UPSTREAM_SYMPTOM
+        }
+        _ => outcome.symptom_on(first_hop),
+    }
 }
 
 /// What to change for a failing connection, from the outcome and the objects that decided it.
@@ -1406,6 +1535,7 @@ fn suggest_fix(
     port: u16,
     outcome: Outcome,
     steps: &[Step],
+    waypoint_principal: Option<String>,
 ) -> Option<Fix> {
     let last_cited = |kind: &str| {
         steps
@@ -1428,8 +1558,42 @@ fn suggest_fix(
         "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{\"{port}\": {{mode: PERMISSIVE}}}}` (the port quoted: kustomize refuses integer keys), and an AuthorizationPolicy that still names who may call",
         endpoint.namespace
     );
+    let last = steps.last().map(|s| s.message.as_str());
     let fix = match outcome {
         Outcome::Allow | Outcome::ProviderDecides => return None,
+        // A6.3: the destination ztunnel refused the connection (L4 policies only).
+        Outcome::Reset | Outcome::UpstreamFailure
+            if matches!(last, Some(ZTUNNEL_DENY_WAYPOINT_STEP)) =>
+        {
+            let who = waypoint_principal.unwrap_or_default();
+            let policy = last_cited("AuthorizationPolicy")
+                .map(|ap| format!(" ({ap} decides)"))
+                .unwrap_or_default();
+            format!(
+                "{server} is behind a waypoint, so its ztunnel sees the waypoint's identity {who}: admit that principal in an ALLOW policy selecting {server}{policy}, and keep the callers' rules in the policy with `targetRefs` the waypoint enforces"
+            )
+        }
+        Outcome::Reset | Outcome::UpstreamFailure
+            if matches!(last, Some(ZTUNNEL_DENY_STEP | ZTUNNEL_DENY_SIDECAR_STEP)) =>
+        {
+            let who = client.principal.clone().unwrap_or_else(|| {
+                "a plaintext caller (no identity: principal and namespace rules never match it)"
+                    .to_string()
+            });
+            let policy = last_cited("AuthorizationPolicy")
+                .map(|ap| format!("{ap} decides at ztunnel, which sees L4 only: "))
+                .unwrap_or_default();
+            format!(
+                "{policy}admit {who} on port {port} of {server} with an ALLOW rule of principals, namespaces or ports (ztunnel omits ALLOW rules that name HTTP attributes: put those in a policy with `targetRefs` to a waypoint), or remove the DENY rule that matches"
+            )
+        }
+        Outcome::Reset
+            if matches!(last, Some(ZTUNNEL_STRICT_STEP)) && client.workload.is_some() =>
+        {
+            format!(
+                "{caller} sends plaintext to {server}, which is STRICT under ambient: enroll {caller} in the mesh (label its namespace `istio.io/dataplane-mode: ambient`, or give it a sidecar) and restart it, or exempt port {port} with {permissive_port}"
+            )
+        }
         // The application's TLS into a client sidecar that treats the port as HTTP (D7).
         Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => format!(
             "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
@@ -1512,6 +1676,20 @@ fn suggest_fix(
         }
     };
     let kind = match outcome {
+        Outcome::Reset | Outcome::UpstreamFailure
+            if matches!(
+                last,
+                Some(ZTUNNEL_DENY_WAYPOINT_STEP | ZTUNNEL_DENY_STEP | ZTUNNEL_DENY_SIDECAR_STEP)
+            ) =>
+        {
+            FixKind::Authorization
+        }
+        // Plaintext into STRICT ambient: enrol the caller (ambient's own wording).
+        Outcome::Reset
+            if matches!(last, Some(ZTUNNEL_STRICT_STEP)) && client.workload.is_some() =>
+        {
+            FixKind::Other
+        }
         Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => FixKind::DeclarePortTls,
         Outcome::Reset | Outcome::TlsFailure
             if client.workload.is_none() && client.principal.is_none() =>

@@ -355,7 +355,7 @@ pub fn lower_inbound(p: &InboundParams<'_>) -> Result<InboundLowering, LowerErro
     Ok(InboundLowering { bootstrap, ports })
 }
 
-fn hcm(
+pub(crate) fn hcm(
     stat: &str,
     port: u16,
     cluster: &str,

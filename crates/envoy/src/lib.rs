@@ -13,6 +13,10 @@
 //! * [`outbound::lower_outbound`]: a client workload's sidecar. One outbound listener and cluster
 //!   per destination, originating Istio mTLS or plaintext as the engine's client-TLS decision
 //!   says.
+//! * [`waypoint::lower_waypoint`]: the waypoint in front of an ambient Service (the L7 filter
+//!   chain with the RBAC filters of the policies that name it with `targetRefs`), and
+//!   [`waypoint::lower_client_tunnel`], the caller's side of that hop (HBONE itself is not
+//!   reproduced: mTLS with the caller's identity carries the bytes).
 //!
 //! Every decision that is Istio *semantics* (which mode applies to a port, which protocol a port
 //! has, which policies attach to a workload, what the client sidecar originates) is taken by
@@ -27,6 +31,7 @@
 pub mod inbound;
 pub mod outbound;
 pub mod rbac;
+pub mod waypoint;
 
 use std::path::PathBuf;
 

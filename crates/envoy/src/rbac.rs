@@ -122,11 +122,21 @@ pub fn applicable_policies<'a>(
     inv: &'a Inventory,
     server: &'a Workload,
 ) -> Vec<&'a AuthorizationPolicy> {
+    applicable_policies_at(inv, server, Enforcer::Sidecar)
+}
+
+/// The AuthorizationPolicies that apply to `server` at `enforcer` (a sidecar, or the waypoint
+/// in front of one of its Services), as the engine decides (D1, A6.4).
+pub fn applicable_policies_at<'a>(
+    inv: &'a Inventory,
+    server: &'a Workload,
+    enforcer: Enforcer<'a>,
+) -> Vec<&'a AuthorizationPolicy> {
     let mut out = Vec::new();
-    for ns in authz::candidate_namespaces(inv, server, Enforcer::Sidecar) {
+    for ns in authz::candidate_namespaces(inv, server, enforcer) {
         for p in inv.authorization_policies_in(ns) {
             if matches!(
-                authz::policy_attachment(inv, server, Enforcer::Sidecar, p),
+                authz::policy_attachment(inv, server, enforcer, p),
                 Attachment::Applies(_)
             ) {
                 out.push(p);
@@ -136,12 +146,30 @@ pub fn applicable_policies<'a>(
     out
 }
 
-/// Translate the policies that apply to `server` into the RBAC filters of one filter chain.
+/// Translate the policies that apply to `server`'s sidecar into the RBAC filters of one filter
+/// chain.
 pub fn lower_policies(
     inv: &Inventory,
     server: &Workload,
     chain: Chain,
 ) -> Result<RbacFilters, LowerError> {
+    lower_policies_at(inv, server, Enforcer::Sidecar, chain)
+}
+
+/// [`lower_policies`] for the policies that apply at `enforcer` (Envoy enforcers only: a
+/// sidecar, or a waypoint).
+pub fn lower_policies_at(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    chain: Chain,
+) -> Result<RbacFilters, LowerError> {
+    if matches!(enforcer, Enforcer::Ztunnel) {
+        return Err(LowerError::unsupported(
+            format!("ztunnel in front of {}", server.object_ref()),
+            "ztunnel is not an Envoy",
+        ));
+    }
     let cx = Cx {
         trust_domain: &inv.mesh.trust_domain,
         aliases: &inv.mesh.trust_domain_aliases,
@@ -151,7 +179,7 @@ pub fn lower_policies(
     let mut deny = Bucket::default();
     let mut allow = Bucket::default();
     let mut custom: Vec<&AuthorizationPolicy> = Vec::new();
-    for p in applicable_policies(inv, server) {
+    for p in applicable_policies_at(inv, server, enforcer) {
         let dry = authz::is_dry_run(&p.meta.annotations);
         let (bucket, action) = match p.spec.action {
             AuthzAction::Deny => (&mut deny, AuthzAction::Deny),

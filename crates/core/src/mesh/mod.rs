@@ -9,3 +9,4 @@ pub mod netpol;
 pub mod peer_authn;
 pub mod protocol;
 pub mod validation;
+pub mod waypoint;

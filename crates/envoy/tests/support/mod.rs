@@ -5,4 +5,5 @@
 pub mod apps;
 pub mod pki;
 pub mod proxy;
+pub mod waypoint;
 pub mod world;

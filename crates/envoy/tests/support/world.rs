@@ -397,7 +397,7 @@ static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 /// A loopback address no other world of this process uses (a "pod IP"), in 127.64.0.0/10,
 /// seeded by the process id so concurrent test processes rarely collide; a collision shows as
 /// a bind failure and is retried with the next address.
-fn fresh_ip() -> IpAddr {
+pub fn fresh_ip() -> IpAddr {
     let n = NEXT_IP.fetch_add(1, Ordering::Relaxed);
     let seed = std::process::id().wrapping_mul(2_654_435_761);
     let v = seed.wrapping_add(n.wrapping_mul(7919)) % (1 << 22);

@@ -469,6 +469,30 @@ impl Evaluation<'_> {
                 )
             });
         }
+        let any_dropped = !dropped.is_empty();
+        // A6.3: an entry with nothing L4 left is an empty match, which ztunnel skips; its HTTP
+        // fields make it match less, not more.
+        if ztunnel && self.flavor == Flavor::DenyLike {
+            for (clause, entries) in [("from", &from), ("to", &to)] {
+                for fs in entries.iter() {
+                    let active = fs
+                        .iter()
+                        .any(|f| disposition(f, self.cx.point, self.flavor) == Disposition::Active);
+                    if !active && !fs.is_empty() {
+                        let labels: Vec<String> = fs.iter().flat_map(|f| f.set_labels()).collect();
+                        dropped.retain(|d| !labels.contains(d));
+                        note(
+                            &mut self.notes,
+                            "A6.3",
+                            format!(
+                                "rule {n}: the `{clause}` entry with only {} is an empty match at ztunnel, which skips it: that entry never matches",
+                                labels.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if !dropped.is_empty() {
             let msg = if ztunnel {
                 format!(
@@ -508,7 +532,7 @@ impl Evaluation<'_> {
                 } else {
                     "a `when` condition"
                 };
-                return if self.flavor == Flavor::DenyLike && !dropped.is_empty() {
+                return if self.flavor == Flavor::DenyLike && any_dropped {
                     RuleOutcome::Skipped(format!(
                         "rule {n}: after dropping its HTTP attributes, {part} has nothing ztunnel can match, and ztunnel skips empty matches: this DENY rule has no effect and the traffic it names is allowed (A6.3, istio#61126)"
                     ))
@@ -573,6 +597,25 @@ impl Evaluation<'_> {
 
     /// All active fields of one `from`/`to` entry (or one condition) match.
     fn entry(&mut self, fields: &[Field<'_>]) -> Result<(), String> {
+        // A6.3: istiod turns each entry into one ztunnel match; an entry with nothing L4 left
+        // (or nothing at all) is an empty match, which ztunnel skips: it never matches, while
+        // the other entries of the same `from`/`to` still can (a DENY rule is enforced on
+        // them alone).
+        if self.cx.point == Point::Ztunnel
+            && !fields
+                .iter()
+                .any(|f| disposition(f, self.cx.point, self.flavor) == Disposition::Active)
+        {
+            let parts: Vec<String> = fields.iter().flat_map(|f| f.set_labels()).collect();
+            return Err(if parts.is_empty() {
+                "an empty entry is an empty match, which ztunnel skips".to_string()
+            } else {
+                format!(
+                    "the entry with only {} is an empty match at ztunnel, which skips it",
+                    parts.join(", ")
+                )
+            });
+        }
         for f in fields {
             if disposition(f, self.cx.point, self.flavor) != Disposition::Active {
                 continue;
@@ -649,6 +692,19 @@ impl Evaluation<'_> {
                 );
             }
             if f.attr == Attr::Principal
+                && self.cx.point == Point::Ztunnel
+                && let Some((td, rest)) = principal_trust_domain(v)
+                && td != self.cx.trust_domain
+            {
+                note(
+                    &mut self.notes,
+                    "A6.3",
+                    format!(
+                        "principal {v}: ztunnel compares principals as written and does not read {td} as the local trust domain or its aliases (istio/ztunnel#1260), so it matches no peer of trust domain {}; write {}{}",
+                        self.cx.trust_domain, self.cx.trust_domain, rest
+                    ),
+                );
+            } else if f.attr == Attr::Principal
                 && let Some((td, rest)) = principal_trust_domain(v)
             {
                 {
@@ -779,8 +835,13 @@ impl Evaluation<'_> {
     }
 
     /// D6: a policy principal against the peer, with the local trust domain expanded to the
-    /// trust domain and its aliases.
+    /// trust domain and its aliases. ztunnel does not expand: istiod sends the principal as
+    /// written and ztunnel compares it with the peer's SPIFFE id (istio/ztunnel#1260), so
+    /// `cluster.local/...` only matches when the trust domain is `cluster.local`.
     fn principal_value(&self, v: &str, peer: &str) -> bool {
+        if self.cx.point == Point::Ztunnel {
+            return string_match(v, peer);
+        }
         match principal_trust_domain(v) {
             Some((td, rest)) if self.is_local_td(td) => std::iter::once(self.cx.trust_domain)
                 .chain(self.cx.aliases.iter().map(String::as_str))
@@ -878,6 +939,28 @@ impl Evaluation<'_> {
             Attr::Experimental | Attr::Rejected | Attr::Unknown => "this request".to_string(),
         }
     }
+}
+
+/// A6.3: the fields of `rule` that ztunnel treats as HTTP attributes (istiod omits an ALLOW
+/// rule that names any, and drops them from a DENY rule), as the policy names them.
+pub(super) fn ztunnel_http_fields(rule: &Rule) -> Vec<String> {
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    for f in rule.from.iter().flatten() {
+        fields.extend(source_fields(f.as_ref().and_then(|f| f.source.as_ref())));
+    }
+    for t in rule.to.iter().flatten() {
+        fields.extend(operation_fields(
+            t.as_ref().and_then(|t| t.operation.as_ref()),
+        ));
+    }
+    fields.extend(rule.when.iter().flatten().flatten().map(when_field));
+    let mut out: Vec<String> = fields
+        .iter()
+        .filter(|f| f.zt_class() == ZtClass::Http)
+        .flat_map(|f| f.set_labels())
+        .collect();
+    dedup(&mut out);
+    out
 }
 
 fn dedup(v: &mut Vec<String>) {

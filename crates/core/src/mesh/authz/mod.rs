@@ -185,8 +185,10 @@ pub fn attachment(
                         ));
                     }
                     "Gateway"
-                        if server.label(GATEWAY_NAME_LABEL) == Some(r.name.as_str())
-                            && policy_ns == server.namespace =>
+                        if (server.label(GATEWAY_NAME_LABEL) == Some(r.name.as_str())
+                            && policy_ns == server.namespace)
+                            || crate::mesh::waypoint::service_waypoint(inv, service)
+                                .is_some_and(|w| w.name == r.name && w.namespace == policy_ns) =>
                     {
                         return Attachment::Applies(format!(
                             "targetRefs Gateway {}/{}",
@@ -258,6 +260,15 @@ fn target_refs_of<'a>(
     many: &'a Option<Vec<PolicyTargetReference>>,
 ) -> Vec<&'a PolicyTargetReference> {
     one.iter().chain(many.iter().flatten()).collect()
+}
+
+/// A6.3: the fields of an AuthorizationPolicy rule that ztunnel cannot enforce ("HTTP
+/// attributes" in istiod's conversion: hosts, methods, paths, requestPrincipals,
+/// remoteIpBlocks and their negations, `when` keys other than source.ip, source.namespace,
+/// source.principal, destination.ip, destination.port), as the rule names them. Empty for a
+/// rule ztunnel enforces as written.
+pub fn ztunnel_http_attributes(rule: &crate::model::Rule) -> Vec<String> {
+    eval::ztunnel_http_fields(rule)
 }
 
 /// D4: whether a value of a `principals` field (exact, `prefix*`, `*suffix`, or `*`) matches a
