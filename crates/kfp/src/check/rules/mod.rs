@@ -6,6 +6,7 @@
 //! (crates/kfp/tests/codes.rs).
 
 mod allow_all;
+mod ambient;
 mod destination_rule_disable;
 mod excess_access;
 mod flow_outcome;
@@ -53,6 +54,7 @@ pub const RULES: &[Rule] = &[
     plaintext_accepted::RULE,
     destination_rule_disable::RULE,
     root_selector::RULE,
+    ambient::RULE,
 ];
 
 /// Run every rule. A rule that emits a code it does not declare is a defect: tests (debug
