@@ -43,6 +43,10 @@ pub struct WebhookArgs {
     /// Largest AdmissionReview body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request bodies held at once by all requests together, in bytes; a request whose body
+    /// would exceed it gets 503. At least --max-body-bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes_in_flight: usize,
     /// After SIGTERM, report not ready but keep serving this long (endpoint removal).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
@@ -78,6 +82,7 @@ impl WebhookArgs {
         s.admin_addr = self.admin_addr;
         s.reload_interval = self.reload_interval;
         s.max_body_bytes = self.max_body_bytes;
+        s.max_body_bytes_in_flight = self.max_body_bytes_in_flight;
         s.shutdown_delay = self.shutdown_delay;
         s.shutdown_timeout = self.shutdown_timeout;
         s.handshake_timeout = self.tls_handshake_timeout;
@@ -201,14 +206,16 @@ mod tests {
                 defaults.header_read_timeout,
                 defaults.body_read_timeout,
                 defaults.idle_timeout,
-                defaults.max_connections
+                defaults.max_connections,
+                defaults.max_body_bytes_in_flight
             ),
             (
                 built_in.handshake_timeout,
                 built_in.header_read_timeout,
                 built_in.body_read_timeout,
                 built_in.idle_timeout,
-                built_in.max_connections
+                built_in.max_connections,
+                built_in.max_body_bytes_in_flight
             ),
             "--help's defaults are the server's"
         );

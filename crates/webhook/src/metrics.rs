@@ -44,7 +44,8 @@ pub struct PortReason {
 pub struct Metrics {
     pub registry: Registry,
     /// Requests by path and result (`patched`, `unchanged`, `skipped`, `fail_open`,
-    /// `bad_request`, `payload_too_large`, `body_timeout`, `not_found`, `method_not_allowed`).
+    /// `bad_request`, `payload_too_large`, `body_timeout`, `overloaded`, `not_found`,
+    /// `method_not_allowed`).
     pub requests: Family<PathResult, Counter>,
     /// Reviews answered with a non-empty patch.
     pub patches: Family<PathLabel, Counter>,
@@ -72,6 +73,8 @@ pub struct Metrics {
     /// Connections the server closed, by port and reason (`evicted`, `rejected`,
     /// `handshake_timeout`, `header_timeout`, `idle_timeout`).
     pub connections_closed: Family<PortReason, Counter>,
+    /// Bytes of request bodies held now, all requests together (set when scraped).
+    pub body_bytes_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -99,6 +102,7 @@ impl Metrics {
         let connections_max = Family::<PortLabel, Gauge>::default();
         let connections_accepted = Family::<PortLabel, Counter>::default();
         let connections_closed = Family::<PortReason, Counter>::default();
+        let body_bytes_in_flight = Gauge::default();
         registry.register(
             "requests",
             "Admission requests by path and result",
@@ -160,6 +164,11 @@ impl Metrics {
             "Connections closed by the server, by port and reason",
             connections_closed.clone(),
         );
+        registry.register(
+            "body_bytes_in_flight",
+            "Bytes of request bodies held now, all requests together",
+            body_bytes_in_flight.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -175,6 +184,7 @@ impl Metrics {
             connections_max,
             connections_accepted,
             connections_closed,
+            body_bytes_in_flight,
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
@@ -19,7 +20,7 @@ use hyper_util::server::conn::auto;
 use kfp_mesh_kfp::mutation::MutationConfig;
 use rustls::crypto::CryptoProvider;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
@@ -62,6 +63,9 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Request bodies held at once, all connections together (503 above); at least
+    /// `max_body_bytes`.
+    pub max_body_bytes_in_flight: usize,
     /// After SIGTERM, keep accepting (while not ready) so endpoints can be removed.
     pub shutdown_delay: Duration,
     /// Then wait at most this long for in-flight reviews.
@@ -93,6 +97,7 @@ impl Settings {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             reload_interval: Duration::from_secs(10),
             max_body_bytes: 4 * 1024 * 1024,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
             shutdown_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(5),
@@ -112,6 +117,10 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     shutting_down: AtomicBool,
     max_body: usize,
+    /// Bytes of request bodies held now, all requests together: one permit per byte, of
+    /// `body_budget_total`.
+    body_budget: Arc<Semaphore>,
+    body_budget_total: usize,
     body_read_timeout: Duration,
     noop: bool,
 }
@@ -173,6 +182,13 @@ impl RunningServer {
 /// A configuration that is missing or invalid at start-up is an error; a certificate that is
 /// not there yet is not (the server is simply not ready until it appears).
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    anyhow::ensure!(
+        settings.max_body_bytes_in_flight >= settings.max_body_bytes,
+        "--max-body-bytes-in-flight ({}) is below --max-body-bytes ({}): a body of the largest \
+         size accepted could never be read; raise the first or lower the second",
+        settings.max_body_bytes_in_flight,
+        settings.max_body_bytes
+    );
     let provider = tls::provider();
     let metrics = crate::metrics::Metrics::new();
 
@@ -225,6 +241,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         metrics,
         shutting_down: AtomicBool::new(false),
         max_body: settings.max_body_bytes,
+        body_budget: Arc::new(Semaphore::new(settings.max_body_bytes_in_flight)),
+        body_budget_total: settings.max_body_bytes_in_flight,
         body_read_timeout: settings.body_read_timeout,
         noop: settings.noop,
     });
@@ -543,17 +561,29 @@ async fn handle_review(
             format!("body larger than {} bytes\n", state.max_body),
         );
     }
-    let read = Limited::new(req.into_body(), state.max_body).collect();
-    let body = match tokio::time::timeout(state.body_read_timeout, read).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = read_body(req.into_body(), state.max_body, &state.body_budget);
+    // `_held`: the body's share of the server-wide budget, until the answer is sent.
+    let (body, _held) = match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => {
             state.metrics.request(path, "payload_too_large");
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {} bytes\n", state.max_body),
             );
         }
-        Ok(Err(e)) => {
+        Ok(Err(BodyError::Overloaded)) => {
+            state.metrics.request(path, "overloaded");
+            warn!(
+                path,
+                "request bodies held by other requests fill --max-body-bytes-in-flight: 503"
+            );
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in progress; retry\n",
+            );
+        }
+        Ok(Err(BodyError::Read(e))) => {
             state.metrics.request(path, "bad_request");
             state.metrics.error("connection");
             return text(
@@ -622,6 +652,59 @@ async fn handle_review(
     }
 }
 
+/// Why a request body was not read.
+enum BodyError {
+    /// Larger than the limit for one body.
+    TooLarge,
+    /// The bodies held by all requests together would exceed their budget.
+    Overloaded,
+    Read(hyper::Error),
+}
+
+/// Reads a request body of at most `max` bytes, taking one permit of `budget` per byte as the
+/// bytes arrive (never waiting for one); the permits are returned with the body.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len += data.len();
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Overloaded)?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        chunks.push(data);
+    }
+    let bytes = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        let mut all = BytesMut::with_capacity(len);
+        for c in &chunks {
+            all.extend_from_slice(c);
+        }
+        all.freeze()
+    };
+    Ok((bytes, held))
+}
+
 fn json_response(body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     r.headers_mut()
@@ -687,6 +770,13 @@ fn admin(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             ),
         },
         "/metrics" => {
+            let held = state
+                .body_budget_total
+                .saturating_sub(state.body_budget.available_permits());
+            state
+                .metrics
+                .body_bytes_in_flight
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
             let mut r = Response::new(Full::new(Bytes::from(state.metrics.encode())));
             r.headers_mut().insert(
                 CONTENT_TYPE,

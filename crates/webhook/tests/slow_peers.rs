@@ -398,3 +398,90 @@ async fn shutdown_closes_slow_peers_and_drains_reviews() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_held_at_once_are_bounded_all_together() {
+    let pki = Pki::new();
+    let secret = SecretDir::new(&pki.leaf());
+    let mut s = settings(&secret.cert(), &secret.key());
+    s.max_body_bytes = 64 * 1024;
+    s.max_body_bytes_in_flight = 100 * 1024;
+    s.body_read_timeout = Duration::from_secs(2);
+    s.idle_timeout = Duration::from_secs(60);
+    let server = start(s).await;
+    let (addr, admin) = (server.addr, server.admin_addr);
+    let ca = pki.ca_der();
+    let held = "kfp_mesh_webhook_body_bytes_in_flight ";
+    let head = "POST /mutate/workflows HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 65536\r\n\r\n";
+
+    // A peer sends 60,000 bytes of a 65,536-byte body and stops: the server holds them.
+    let mut a = tls(addr, &ca, &[b"http/1.1"]).await;
+    a.write_all(head.as_bytes()).await.expect("head");
+    a.write_all(&[b' '; 60_000]).await.expect("body");
+    a.flush().await.expect("flush");
+    metric_reaches(admin, held, 60_000.0).await;
+
+    // A review fits in what is left, and is answered.
+    let tls_config = client_config(&ca).expect("client config");
+    let mut conn = Conn::connect(addr, SERVER_NAME, tls_config)
+        .await
+        .expect("connect");
+    let (status, body) = conn
+        .post(
+            "/mutate/workflows",
+            workflow_review("fits", submitted_workflow("kfp-2.5.0-hello_world.yaml")),
+        )
+        .await
+        .expect("post");
+    assert_eq!(status, StatusCode::OK);
+    assert!(decode(&body).1.is_some());
+
+    // A second large body does not: 503 as soon as it would pass the budget.
+    let mut b = tls(addr, &ca, &[b"http/1.1"]).await;
+    b.write_all(head.as_bytes()).await.expect("head");
+    let _ = b.write_all(&[b' '; 50_000]).await;
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut answer))
+        .await
+        .expect("answered before the body timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("too many request bodies"), "{text}");
+
+    // The stalled body times out (408) and its bytes are released.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(8), a.read_to_end(&mut answer)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    metric_reaches(admin, held, 0.0).await;
+    let m = metrics(admin).await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"kfp_mesh_webhook_requests_total{path="/mutate/workflows",result="overloaded"}"#
+        ),
+        Some(1.0)
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_budget_below_the_body_limit_is_refused_at_start() {
+    let pki = Pki::new();
+    let secret = SecretDir::new(&pki.leaf());
+    let mut s = settings(&secret.cert(), &secret.key());
+    s.max_body_bytes = 1024 * 1024;
+    s.max_body_bytes_in_flight = 1024;
+    let err = match kfp_mesh_webhook::start(s).await {
+        Ok(_) => panic!("must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("--max-body-bytes-in-flight") && err.contains("--max-body-bytes"),
+        "{err}"
+    );
+}
