@@ -90,12 +90,10 @@ impl Slot {
         self.epoch + Duration::from_millis(self.last_request_end.load(Ordering::Relaxed)) + timeout
     }
 
-    /// Whether no request is in progress and none has ended for `timeout`.
+    /// Whether no request is in progress and none has ended for `timeout` (the same clock as
+    /// [`Slot::idle_deadline`], so a wake-up at the deadline finds the connection idle).
     pub fn idle_for(&self, timeout: Duration) -> bool {
-        self.requests.load(Ordering::Relaxed) == 0
-            && millis_since(self.epoch)
-                .saturating_sub(self.last_request_end.load(Ordering::Relaxed))
-                >= u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+        self.requests.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(timeout)
     }
 }
 
