@@ -43,12 +43,35 @@ pub struct WebhookArgs {
     /// Largest AdmissionReview body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request bodies held at once by all requests together, in bytes; a request whose body
+    /// would exceed it gets 503. At least --max-body-bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes_in_flight: usize,
     /// After SIGTERM, report not ready but keep serving this long (endpoint removal).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
     /// Then wait at most this long for in-flight reviews to finish.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Close a connection whose TLS handshake is not done within this time.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/1.1: close a connection whose request head has not arrived within this time once
+    /// the server waits for it (after the handshake or the previous response, so this also
+    /// ends HTTP/1.1 keep-alive connections idle this long).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+    /// Answer 408 to a request whose body has not arrived within this time after its head.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub body_read_timeout: Duration,
+    /// Close a connection with no request in progress for this long (HTTP/2: with GOAWAY).
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Cap on open HTTPS connections. At the cap a new connection closes another: the oldest
+    /// that never completed a request, else the one served least recently; it is refused only
+    /// when every open connection is answering a request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 impl WebhookArgs {
@@ -59,8 +82,14 @@ impl WebhookArgs {
         s.admin_addr = self.admin_addr;
         s.reload_interval = self.reload_interval;
         s.max_body_bytes = self.max_body_bytes;
+        s.max_body_bytes_in_flight = self.max_body_bytes_in_flight;
         s.shutdown_delay = self.shutdown_delay;
         s.shutdown_timeout = self.shutdown_timeout;
+        s.handshake_timeout = self.tls_handshake_timeout;
+        s.header_read_timeout = self.header_read_timeout;
+        s.body_read_timeout = self.body_read_timeout;
+        s.idle_timeout = self.idle_timeout;
+        s.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         s
     }
 }
@@ -81,6 +110,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
         _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
     }
+}
+
+/// A [`parse_duration`] that is not zero (a zero timeout would close every connection).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?}: a timeout of zero would close every connection at once; give a duration like 10s"
+        ));
+    }
+    Ok(d)
 }
 
 /// Installs the global `tracing` subscriber (level from `RUST_LOG`, default `info`). Does
@@ -144,5 +184,72 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("1h").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_timeout("0s").unwrap_err().contains("zero"));
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: WebhookArgs,
+    }
+
+    #[test]
+    fn hardening_flags_reach_the_settings() {
+        use clap::Parser as _;
+        let base = ["kfp-mesh", "--cert-file", "c", "--key-file", "k"];
+        let defaults = Cli::try_parse_from(base).expect("defaults").args.settings();
+        let built_in = Settings::new("c".into(), "k".into());
+        assert_eq!(
+            (
+                defaults.handshake_timeout,
+                defaults.header_read_timeout,
+                defaults.body_read_timeout,
+                defaults.idle_timeout,
+                defaults.max_connections,
+                defaults.max_body_bytes_in_flight
+            ),
+            (
+                built_in.handshake_timeout,
+                built_in.header_read_timeout,
+                built_in.body_read_timeout,
+                built_in.idle_timeout,
+                built_in.max_connections,
+                built_in.max_body_bytes_in_flight
+            ),
+            "--help's defaults are the server's"
+        );
+        let s = Cli::try_parse_from(base.iter().copied().chain([
+            "--tls-handshake-timeout=1s",
+            "--header-read-timeout=2s",
+            "--body-read-timeout=3s",
+            "--idle-timeout=4s",
+            "--max-connections=5",
+        ]))
+        .expect("flags")
+        .args
+        .settings();
+        assert_eq!(
+            (
+                s.handshake_timeout,
+                s.header_read_timeout,
+                s.body_read_timeout,
+                s.idle_timeout,
+                s.max_connections
+            ),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(4),
+                5
+            )
+        );
+        for bad in ["--max-connections=0", "--idle-timeout=0"] {
+            assert!(
+                Cli::try_parse_from(base.iter().copied().chain([bad])).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod conns;
 pub mod metrics;
 pub mod server;
 #[doc(hidden)]

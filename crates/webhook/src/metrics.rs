@@ -28,11 +28,24 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Which listener: `https` (the admission endpoints) or `admin`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabel {
+    pub port: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortReason {
+    pub port: &'static str,
+    pub reason: &'static str,
+}
+
 /// All metrics, registered under the `kfp_mesh_webhook` prefix.
 pub struct Metrics {
     pub registry: Registry,
     /// Requests by path and result (`patched`, `unchanged`, `skipped`, `fail_open`,
-    /// `bad_request`, `payload_too_large`, `not_found`, `method_not_allowed`).
+    /// `bad_request`, `payload_too_large`, `body_timeout`, `overloaded`, `not_found`,
+    /// `method_not_allowed`).
     pub requests: Family<PathResult, Counter>,
     /// Reviews answered with a non-empty patch.
     pub patches: Family<PathLabel, Counter>,
@@ -51,6 +64,17 @@ pub struct Metrics {
     pub errors: Family<KindLabel, Counter>,
     /// 1 when ready (configuration and certificate loaded, not shutting down).
     pub ready: Gauge,
+    /// Connections open now (from accept to close, TLS handshake included), by port.
+    pub connections_open: Family<PortLabel, Gauge>,
+    /// The configured cap on open connections, by port.
+    pub connections_max: Family<PortLabel, Gauge>,
+    /// Connections accepted, by port.
+    pub connections_accepted: Family<PortLabel, Counter>,
+    /// Connections the server closed, by port and reason (`evicted`, `rejected`,
+    /// `handshake_timeout`, `header_timeout`, `idle_timeout`).
+    pub connections_closed: Family<PortReason, Counter>,
+    /// Bytes of request bodies held now, all requests together (set when scraped).
+    pub body_bytes_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +98,11 @@ impl Metrics {
         let cert_reloads = Family::<ResultLabel, Counter>::default();
         let errors = Family::<KindLabel, Counter>::default();
         let ready = Gauge::default();
+        let connections_open = Family::<PortLabel, Gauge>::default();
+        let connections_max = Family::<PortLabel, Gauge>::default();
+        let connections_accepted = Family::<PortLabel, Counter>::default();
+        let connections_closed = Family::<PortReason, Counter>::default();
+        let body_bytes_in_flight = Gauge::default();
         registry.register(
             "requests",
             "Admission requests by path and result",
@@ -115,6 +144,31 @@ impl Metrics {
             "1 when the webhook is ready to serve",
             ready.clone(),
         );
+        registry.register(
+            "connections_open",
+            "Connections open now, by port",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "Cap on open connections, by port",
+            connections_max.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Connections accepted, by port",
+            connections_accepted.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server, by port and reason",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "body_bytes_in_flight",
+            "Bytes of request bodies held now, all requests together",
+            body_bytes_in_flight.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -126,12 +180,24 @@ impl Metrics {
             cert_reloads,
             errors,
             ready,
+            connections_open,
+            connections_max,
+            connections_accepted,
+            connections_closed,
+            body_bytes_in_flight,
         }
     }
 
     pub fn request(&self, path: &'static str, result: &'static str) {
         self.requests
             .get_or_create(&PathResult { path, result })
+            .inc();
+    }
+
+    /// One connection closed by the server on `port` for `reason`.
+    pub fn closed(&self, port: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&PortReason { port, reason })
             .inc();
     }
 

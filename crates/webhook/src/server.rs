@@ -9,25 +9,44 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use kfp_mesh_kfp::mutation::MutationConfig;
 use rustls::crypto::CryptoProvider;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::admission::{Endpoint, Outcome, review};
+use crate::conns::{Connections, Slot};
 use crate::metrics::{PathLabel, ResultLabel};
 use crate::tls::{self, CertStore};
+
+/// Metric label of the admission port.
+const HTTPS: &str = "https";
+/// Metric label of the admin port.
+const ADMIN: &str = "admin";
+/// Cap on open connections to the admin port (probes and metrics scrapes need a few).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Per-connection memory bounds (see docs/webhook.md, "Limits"). HTTP/1.1: the read buffer,
+/// which also bounds the request head.
+const H1_MAX_BUF: usize = 64 * 1024;
+/// HTTP/2: requests in progress at once on one connection, and flow-control windows (the
+/// data a peer may send before the server has read it).
+const H2_MAX_STREAMS: u32 = 100;
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// HTTP/2: response data queued per stream, and the size of a request head.
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// Everything the server needs; [`crate::WebhookArgs`] converts into it.
 #[derive(Clone, Debug)]
@@ -44,11 +63,24 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Request bodies held at once, all connections together (503 above); at least
+    /// `max_body_bytes`.
+    pub max_body_bytes_in_flight: usize,
     /// After SIGTERM, keep accepting (while not ready) so endpoints can be removed.
     pub shutdown_delay: Duration,
     /// Then wait at most this long for in-flight reviews.
     pub shutdown_timeout: Duration,
+    /// A TLS handshake not done within this time is abandoned.
     pub handshake_timeout: Duration,
+    /// HTTP/1.1: the request head must arrive within this time once the server waits for it
+    /// (after the handshake, or after the previous response on a keep-alive connection).
+    pub header_read_timeout: Duration,
+    /// The request body must arrive within this time after the request head (408 if not).
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// Cap on open connections to the admission port (see [`crate::conns`]).
+    pub max_connections: usize,
     /// Benchmark only: answer every POST with a fixed body without reading it as a review
     /// (the "no-op server on the same stack" of the load test).
     #[doc(hidden)]
@@ -65,9 +97,14 @@ impl Settings {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             reload_interval: Duration::from_secs(10),
             max_body_bytes: 4 * 1024 * 1024,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
             shutdown_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(20),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1000,
             noop: false,
         }
     }
@@ -80,6 +117,11 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     shutting_down: AtomicBool,
     max_body: usize,
+    /// Bytes of request bodies held now, all requests together: one permit per byte, of
+    /// `body_budget_total`.
+    body_budget: Arc<Semaphore>,
+    body_budget_total: usize,
+    body_read_timeout: Duration,
     noop: bool,
 }
 
@@ -140,6 +182,13 @@ impl RunningServer {
 /// A configuration that is missing or invalid at start-up is an error; a certificate that is
 /// not there yet is not (the server is simply not ready until it appears).
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    anyhow::ensure!(
+        settings.max_body_bytes_in_flight >= settings.max_body_bytes,
+        "--max-body-bytes-in-flight ({}) is below --max-body-bytes ({}): a body of the largest \
+         size accepted could never be read; raise the first or lower the second",
+        settings.max_body_bytes_in_flight,
+        settings.max_body_bytes
+    );
     let provider = tls::provider();
     let metrics = crate::metrics::Metrics::new();
 
@@ -192,6 +241,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         metrics,
         shutting_down: AtomicBool::new(false),
         max_body: settings.max_body_bytes,
+        body_budget: Arc::new(Semaphore::new(settings.max_body_bytes_in_flight)),
+        body_budget_total: settings.max_body_bytes_in_flight,
+        body_read_timeout: settings.body_read_timeout,
         noop: settings.noop,
     });
     state.update_ready();
@@ -206,7 +258,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding admin {}", settings.admin_addr))?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    info!(%addr, %admin_addr, config = ?settings.config_file, "kfp-mesh webhook listening");
+    info!(
+        %addr,
+        %admin_addr,
+        config = ?settings.config_file,
+        max_connections = settings.max_connections,
+        handshake_timeout = ?settings.handshake_timeout,
+        header_read_timeout = ?settings.header_read_timeout,
+        body_read_timeout = ?settings.body_read_timeout,
+        idle_timeout = ?settings.idle_timeout,
+        "kfp-mesh webhook listening"
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -218,7 +280,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         cert_seen,
         shutdown_rx.clone(),
     ));
-    let admin_task = tokio::spawn(admin_loop(state.clone(), admin, admin_stop_rx));
+    let admin_conns = Connections::new(ADMIN, ADMIN_MAX_CONNECTIONS, &state.metrics);
+    let admin_task = tokio::spawn(admin_loop(
+        state.clone(),
+        admin,
+        admin_conns,
+        settings.header_read_timeout,
+        admin_stop_rx,
+    ));
     let serve_state = state.clone();
     let serve = tokio::spawn(async move {
         serve_loop(serve_state, listener, acceptor, &settings, shutdown_rx).await;
@@ -236,6 +305,46 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     })
 }
 
+/// What every connection of the admission port shares.
+struct Https {
+    state: Arc<State>,
+    acceptor: TlsAcceptor,
+    /// HTTP/1.1 (ALPN `http/1.1` or none) and HTTP/2 (ALPN `h2`) connection settings.
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    /// After the server has asked an idle connection to close, the most it may take.
+    close_grace: Duration,
+}
+
+impl Https {
+    fn new(state: Arc<State>, acceptor: TlsAcceptor, settings: &Settings) -> Self {
+        let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_buf_size(H1_MAX_BUF);
+        let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_send_buf_size(H2_MAX_SEND_BUF)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
+        Https {
+            state,
+            acceptor,
+            h1,
+            h2,
+            handshake_timeout: settings.handshake_timeout,
+            idle_timeout: settings.idle_timeout,
+            close_grace: settings.header_read_timeout.max(settings.body_read_timeout),
+        }
+    }
+}
+
 async fn serve_loop(
     state: Arc<State>,
     listener: TcpListener,
@@ -243,7 +352,9 @@ async fn serve_loop(
     settings: &Settings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let conns = Connections::new(HTTPS, settings.max_connections, &state.metrics);
+    let https = Arc::new(Https::new(state.clone(), acceptor, settings));
+    let (drain_tx, drain_rx) = watch::channel(false);
     let mut stop_at: Option<tokio::time::Instant> = None;
     loop {
         let stop = async {
@@ -264,35 +375,20 @@ async fn serve_loop(
                         continue;
                     }
                 };
+                let Some(place) = conns.admit() else {
+                    debug!(%peer, "connection cap reached and every connection is answering a request: refused");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                let state = state.clone();
-                let handshake_timeout = settings.handshake_timeout;
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            state.metrics.error("tls_handshake");
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            state.metrics.error("tls_handshake");
-                            debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let svc_state = state.clone();
-                    let svc = service_fn(move |req| handle(svc_state.clone(), req));
-                    let conn = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        state.metrics.error("connection");
-                        debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                let slot = place.slot().clone();
+                let https = https.clone();
+                let drain = drain_rx.clone();
+                let task = tokio::spawn(async move {
+                    let slot = place.slot().clone();
+                    serve_https(&https, tcp, peer, slot, drain).await;
+                    drop(place);
                 });
+                slot.set_task(task.abort_handle());
             }
             changed = shutdown.changed(), if stop_at.is_none() => {
                 let _ = changed;
@@ -306,11 +402,103 @@ async fn serve_loop(
     }
     drop(listener);
     info!("no longer accepting; draining in-flight reviews");
-    if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown())
+    let _ = drain_tx.send(true);
+    if tokio::time::timeout(settings.shutdown_timeout, conns.wait_empty())
         .await
         .is_err()
     {
-        warn!(timeout = ?settings.shutdown_timeout, "in-flight reviews did not finish in time");
+        warn!(timeout = ?settings.shutdown_timeout, open = conns.len(), "in-flight reviews did not finish in time; closing their connections");
+        conns.abort_all();
+    }
+}
+
+/// Sleeps until `t`, forever for `None`.
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connection of the admission port, from the TLS handshake to close.
+async fn serve_https(
+    https: &Https,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let metrics = &https.state.metrics;
+    let handshake = tokio::time::timeout(https.handshake_timeout, https.acceptor.accept(tcp));
+    let tls = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                metrics.error("tls_handshake");
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics.error("tls_handshake");
+                metrics.closed(HTTPS, "handshake_timeout");
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = drain.wait_for(|d| *d) => return,
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let svc = {
+        let (state, slot) = (https.state.clone(), slot.clone());
+        service_fn(move |req| handle(state.clone(), slot.clone(), req))
+    };
+    let builder = if h2 { &https.h2 } else { &https.h1 };
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(conn);
+    // Whether the server has asked the connection to close (idle, or draining), and by when
+    // an idle one must be gone.
+    let mut closing = false;
+    let mut close_by: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_check = (!closing)
+            .then(|| tokio::time::Instant::from_std(slot.idle_deadline(https.idle_timeout)));
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
+                        metrics.closed(HTTPS, "header_timeout");
+                        debug!(%peer, "request head not received in time: closed");
+                    } else {
+                        metrics.error("connection");
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                return;
+            }
+            () = sleep_until(idle_check) => {
+                if slot.idle_for(https.idle_timeout) {
+                    metrics.closed(HTTPS, "idle_timeout");
+                    if !slot.had_request() {
+                        // Nothing to be graceful about (and an HTTP/2 peer that never sent
+                        // its preface would never see a GOAWAY).
+                        debug!(%peer, "no request since the handshake: closed");
+                        return;
+                    }
+                    debug!(%peer, "idle: closing");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    close_by = Some(tokio::time::Instant::now() + https.close_grace);
+                }
+            }
+            _ = drain.wait_for(|d| *d), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = sleep_until(close_by) => {
+                debug!(%peer, "idle connection did not close in time: dropped");
+                return;
+            }
+        }
     }
 }
 
@@ -328,9 +516,11 @@ const NOOP_BODY: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"Admissi
 
 async fn handle(
     state: Arc<State>,
+    slot: Arc<Slot>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
+    let _in_progress = slot.request();
     let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
         state.metrics.request("other", "not_found");
         return Ok(text(
@@ -339,7 +529,7 @@ async fn handle(
         ));
     };
     let path = endpoint.path();
-    let response = handle_review(&state, endpoint, req).await;
+    let response = handle_review(&state, &slot, endpoint, req).await;
     state
         .metrics
         .latency
@@ -350,6 +540,7 @@ async fn handle(
 
 async fn handle_review(
     state: &State,
+    slot: &Arc<Slot>,
     endpoint: Endpoint,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -370,19 +561,29 @@ async fn handle_review(
             format!("body larger than {} bytes\n", state.max_body),
         );
     }
-    let body = match Limited::new(req.into_body(), state.max_body)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = read_body(req.into_body(), state.max_body, &state.body_budget);
+    // `_held`: the body's share of the server-wide budget, until the answer is sent.
+    let (body, _held) = match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => {
             state.metrics.request(path, "payload_too_large");
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {} bytes\n", state.max_body),
             );
         }
-        Err(e) => {
+        Ok(Err(BodyError::Overloaded)) => {
+            state.metrics.request(path, "overloaded");
+            warn!(
+                path,
+                "request bodies held by other requests fill --max-body-bytes-in-flight: 503"
+            );
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in progress; retry\n",
+            );
+        }
+        Ok(Err(BodyError::Read(e))) => {
             state.metrics.request(path, "bad_request");
             state.metrics.error("connection");
             return text(
@@ -390,7 +591,20 @@ async fn handle_review(
                 format!("could not read the body: {e}\n"),
             );
         }
+        Err(_) => {
+            state.metrics.request(path, "body_timeout");
+            debug!(path, timeout = ?state.body_read_timeout, "request body not received in time");
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:?}\n",
+                    state.body_read_timeout
+                ),
+            );
+        }
     };
+    // Received in full: from here the connection is not closed to make room for another.
+    let _serving = slot.serving();
     if state.noop {
         state.metrics.request(path, "noop");
         return json_response(Bytes::from_static(NOOP_BODY));
@@ -438,6 +652,59 @@ async fn handle_review(
     }
 }
 
+/// Why a request body was not read.
+enum BodyError {
+    /// Larger than the limit for one body.
+    TooLarge,
+    /// The bodies held by all requests together would exceed their budget.
+    Overloaded,
+    Read(hyper::Error),
+}
+
+/// Reads a request body of at most `max` bytes, taking one permit of `budget` per byte as the
+/// bytes arrive (never waiting for one); the permits are returned with the body.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len += data.len();
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Overloaded)?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        chunks.push(data);
+    }
+    let bytes = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        let mut all = BytesMut::with_capacity(len);
+        for c in &chunks {
+            all.extend_from_slice(c);
+        }
+        all.freeze()
+    };
+    Ok((bytes, held))
+}
+
 fn json_response(body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     r.headers_mut()
@@ -445,25 +712,48 @@ fn json_response(body: Bytes) -> Response<Full<Bytes>> {
     r
 }
 
-async fn admin_loop(state: Arc<State>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+async fn admin_loop(
+    state: Arc<State>,
+    listener: TcpListener,
+    conns: Arc<Connections>,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(H1_MAX_BUF);
+    let http = Arc::new(http);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(admin(&state, &req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                let Some(place) = conns.admit() else { continue };
+                let slot = place.slot().clone();
+                let (state, http) = (state.clone(), http.clone());
+                let task = tokio::spawn(async move {
+                    let svc = {
+                        let (state, slot) = (state.clone(), place.slot().clone());
+                        service_fn(move |req| {
+                            let response = admin(&state, &req);
+                            // An admin request is served in full at once.
+                            drop(slot.serving());
+                            async move { Ok::<_, Infallible>(response) }
+                        })
+                    };
+                    if let Err(e) = http.serve_connection(TokioIo::new(tcp), svc).await
+                        && e.is_timeout()
+                    {
+                        state.metrics.closed(ADMIN, "header_timeout");
+                    }
+                    drop(place);
                 });
+                slot.set_task(task.abort_handle());
             }
             _ = stop.changed() => break,
         }
     }
+    conns.abort_all();
 }
 
 fn admin(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -480,6 +770,13 @@ fn admin(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             ),
         },
         "/metrics" => {
+            let held = state
+                .body_budget_total
+                .saturating_sub(state.body_budget.available_permits());
+            state
+                .metrics
+                .body_bytes_in_flight
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
             let mut r = Response::new(Full::new(Bytes::from(state.metrics.encode())));
             r.headers_mut().insert(
                 CONTENT_TYPE,

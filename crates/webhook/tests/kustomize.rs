@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use kfp_mesh_core::model::LabelSelector;
 use kfp_mesh_kfp::mutation::MutationConfig;
@@ -88,6 +89,7 @@ fn driver_webhook_component_renders_a_safe_deployment() {
             "MutatingWebhookConfiguration/00-kfp-mesh-pods",
             "MutatingWebhookConfiguration/kfp-mesh-workflows",
             "Namespace/kfp-mesh-system",
+            "NetworkPolicy/kfp-mesh-webhook",
             "PodDisruptionBudget/kfp-mesh-webhook",
             "Service/kfp-mesh-webhook",
             "ServiceAccount/kfp-mesh-webhook",
@@ -290,7 +292,12 @@ fn driver_webhook_component_renders_a_safe_deployment() {
     paths.sort();
     assert_eq!(
         paths,
-        ["/mutate/pods", "/mutate/workflows", "/mutate/workflows"]
+        [
+            "/mutate/pods",
+            "/mutate/pods",
+            "/mutate/workflows",
+            "/mutate/workflows"
+        ]
     );
 
     // Workflow webhooks: each KFP namespace is selected by exactly one of them, others by none.
@@ -337,14 +344,205 @@ fn driver_webhook_component_renders_a_safe_deployment() {
             .all(|istio| name < *istio),
         "{name} must run before Istio's injector"
     );
-    let os = selector(&pods["webhooks"][0]["objectSelector"]);
-    assert!(os.matches(&labels(&[
+    let run_pod = labels(&[
         ("pipelines.kubeflow.org/v2_component", "true"),
-        ("workflows.argoproj.io/workflow", "hello-x")
-    ])));
-    assert!(
-        !os.matches(&pod_labels),
-        "the webhook's own pods are not sent to it"
+        ("workflows.argoproj.io/workflow", "hello-x"),
+    ]);
+    let pod_hooks = pods["webhooks"].as_array().expect("webhooks");
+    for w in pod_hooks {
+        let wn = w["name"].as_str().unwrap_or("?");
+        let os = selector(&w["objectSelector"]);
+        assert!(os.matches(&run_pod), "{wn}");
+        assert!(
+            !os.matches(&pod_labels),
+            "{wn}: the webhook's own pods are not sent to it"
+        );
+        assert!(!os.matches(&labels(&[("app", "web")])), "{wn}");
+        assert_eq!(w["rules"][0]["resources"], serde_json::json!(["pods"]));
+    }
+    // Scoped to KFP namespaces like the Workflow webhooks: a pod that carries the run-pod
+    // labels (anyone creating a pod can set them) is sent to the webhook only there, once.
+    let selects = |ns: &BTreeMap<String, String>| {
+        pod_hooks
+            .iter()
+            .filter(|w| {
+                selector(&w["namespaceSelector"]).matches(ns)
+                    && selector(&w["objectSelector"]).matches(&run_pod)
+            })
+            .count()
+    };
+    for (ns, expected) in [
+        (
+            labels(&[
+                ("kubernetes.io/metadata.name", "kubeflow"),
+                ("istio-injection", "enabled"),
+            ]),
+            1,
+        ),
+        (
+            labels(&[
+                ("kubernetes.io/metadata.name", "team-a"),
+                ("pipelines.kubeflow.org/enabled", "true"),
+            ]),
+            1,
+        ),
+        (labels(&[("kubernetes.io/metadata.name", "default")]), 0),
+        (
+            labels(&[
+                ("kubernetes.io/metadata.name", "team-b"),
+                ("istio-injection", "enabled"),
+            ]),
+            0,
+        ),
+    ] {
+        assert_eq!(selects(&ns), expected, "{ns:?}");
+    }
+    // The same namespaces as the Workflow webhooks.
+    for ns in [
+        labels(&[("kubernetes.io/metadata.name", "kubeflow")]),
+        labels(&[
+            ("kubernetes.io/metadata.name", "team-a"),
+            ("pipelines.kubeflow.org/enabled", "true"),
+        ]),
+        labels(&[("kubernetes.io/metadata.name", "team-b")]),
+    ] {
+        assert_eq!(selects(&ns), count(&ns), "{ns:?}");
+    }
+}
+
+/// The arguments of the Deployment, parsed by the webhook's own command line.
+#[derive(clap::Parser)]
+struct WebhookCommand {
+    #[command(flatten)]
+    args: kfp_mesh_webhook::WebhookArgs,
+}
+
+#[test]
+fn driver_webhook_component_limits_slow_peers_and_who_can_connect() {
+    use clap::Parser as _;
+    let objs = render();
+    let deploy = find(&objs, "Deployment", "kfp-mesh-webhook");
+    let pod = &deploy["spec"]["template"];
+    let pod_labels: BTreeMap<String, String> =
+        serde_json::from_value(pod["metadata"]["labels"].clone()).expect("labels");
+    let c = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "webhook");
+    let settings = WebhookCommand::try_parse_from(
+        std::iter::once("kfp-mesh-webhook").chain(args[1..].iter().copied()),
+    )
+    .unwrap_or_else(|e| panic!("the Deployment's arguments are the webhook's flags: {e}"))
+    .args
+    .settings();
+    // Every limit is set in the Deployment, where an operator sees and patches it.
+    for flag in [
+        "--tls-handshake-timeout=",
+        "--header-read-timeout=",
+        "--body-read-timeout=",
+        "--idle-timeout=",
+        "--max-connections=",
+    ] {
+        assert!(args.iter().any(|a| a.starts_with(flag)), "{flag} in args");
+    }
+    // kube-apiserver gives up on a review after the webhook's timeoutSeconds; a request that
+    // has not arrived by then is not worth waiting for much longer.
+    let mwc = find(&objs, "MutatingWebhookConfiguration", "kfp-mesh-workflows");
+    let call = Duration::from_secs(
+        mwc["webhooks"][0]["timeoutSeconds"]
+            .as_u64()
+            .expect("timeout"),
     );
-    assert!(!os.matches(&labels(&[("app", "web")])));
+    for (name, t) in [
+        ("handshake", settings.handshake_timeout),
+        ("header", settings.header_read_timeout),
+        ("body", settings.body_read_timeout),
+    ] {
+        assert!(
+            t > call && t <= 10 * call,
+            "{name} timeout {t:?} against {call:?}"
+        );
+    }
+    assert!(settings.idle_timeout >= settings.header_read_timeout);
+    assert!((100..=10_000).contains(&settings.max_connections));
+
+    let ports: BTreeMap<String, u64> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                p["containerPort"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(ports.keys().collect::<Vec<_>>(), ["admin", "https"]);
+
+    // The Service carries only kube-apiserver's port.
+    let svc = find(&objs, "Service", "kfp-mesh-webhook");
+    let targets: Vec<&Value> = svc["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["targetPort"])
+        .collect();
+    assert_eq!(
+        targets,
+        [&Value::from("https")],
+        "admin port not in the Service"
+    );
+
+    // NetworkPolicy: selects the webhook pods, isolates both directions, admits the HTTPS
+    // port from anywhere and the admin port from labelled namespaces only, nothing else.
+    let np = find(&objs, "NetworkPolicy", "kfp-mesh-webhook");
+    assert_eq!(np["metadata"]["namespace"], "kfp-mesh-system");
+    assert!(selector(&np["spec"]["podSelector"]).matches(&pod_labels));
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    assert!(
+        np["spec"]["egress"].as_array().is_none_or(Vec::is_empty),
+        "the webhook opens no connection: no egress"
+    );
+    let rules = np["spec"]["ingress"].as_array().expect("ingress");
+    let mut admitted = Vec::new();
+    for rule in rules {
+        let rule_ports: Vec<&str> = rule["ports"]
+            .as_array()
+            .expect("every rule names its ports")
+            .iter()
+            .map(|p| {
+                assert_eq!(p["protocol"], "TCP");
+                p["port"].as_str().expect("a named port")
+            })
+            .collect();
+        for p in &rule_ports {
+            assert!(ports.contains_key(*p), "{p} is a container port");
+        }
+        let from = rule["from"].as_array().filter(|f| !f.is_empty());
+        match rule_ports.as_slice() {
+            ["https"] => assert!(from.is_none(), "kube-apiserver: from any source"),
+            ["admin"] => {
+                let from = from.expect("the admin port is not open to all");
+                assert_eq!(from.len(), 1);
+                let ns = selector(&from[0]["namespaceSelector"]);
+                assert!(ns.matches(&labels(&[
+                    ("kubernetes.io/metadata.name", "monitoring"),
+                    ("kfp-mesh.io/metrics-scraper", "true"),
+                ])));
+                assert!(!ns.matches(&labels(&[("kubernetes.io/metadata.name", "team-a")])));
+                assert!(from[0].get("ipBlock").is_none());
+            }
+            other => panic!("unexpected ingress rule for {other:?}"),
+        }
+        admitted.extend(rule_ports);
+    }
+    admitted.sort();
+    assert_eq!(admitted, ["admin", "https"]);
 }
