@@ -10,9 +10,11 @@
 //!   URI SAN under the trust domain, signed by the mesh CA), a plaintext chain only where the
 //!   effective PeerAuthentication mode allows it, HTTP or TCP by the port's protocol, and Envoy
 //!   RBAC filters translated from the AuthorizationPolicies that apply ([`rbac`]).
-//! * [`outbound::lower_outbound`]: a client workload's sidecar. One outbound listener and cluster
-//!   per destination, originating Istio mTLS or plaintext as the engine's client-TLS decision
-//!   says.
+//! * [`outbound::lower_outbound`]: a client workload's sidecar. One outbound listener per
+//!   destination shaped as istiod shapes it for the port's protocol (a TCP proxy; or an HTTP
+//!   inspector with an HTTP chain for plaintext HTTP and a TCP proxy, to the Service or to
+//!   PassthroughCluster, for everything else), and clusters originating Istio mTLS or
+//!   plaintext as the engine's client-TLS decision says.
 //!
 //! Every decision that is Istio *semantics* (which mode applies to a port, which protocol a port
 //! has, which policies attach to a workload, what the client sidecar originates) is taken by
