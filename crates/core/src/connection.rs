@@ -941,41 +941,60 @@ fn evaluate_endpoint(
     }
 
     // 3. What the client sends.
-    let wire = client_wire(
-        inv,
-        client,
-        endpoint,
-        port,
-        destination,
-        request,
-        server_dp.value,
-        steps,
-    );
-    let wire = match wire {
-        Ok(w) => w,
-        Err(outcome) => return done(outcome, None),
-    };
-
-    // The application's own TLS into a client sidecar that treats the port as HTTP (D7): the
-    // outbound listener's HTTP codec reads the TLS ClientHello as a malformed request and
-    // closes the connection before anything reaches the server.
-    if request.app_tls
+    let wire = if request.app_tls
         && client.has_sidecar
         && port_protocol == PortProtocol::Http
         && matches!(destination, Destination::Service { .. })
     {
+        // The application's own TLS into a client sidecar that treats the port as HTTP (D7).
+        // istiod binds an HTTP port's outbound listener to `0.0.0.0:<port>` and lets its HTTP
+        // filter chain take only plaintext HTTP (an HTTP inspector; `transport_protocol:
+        // raw_buffer` and ALPN `http/1.1`/`h2c`), with the PassthroughFilterChain as the
+        // listener's default chain (`istio:pilot/pkg/networking/core/listener.go`,
+        // `buildSidecarOutboundListener`, `buildListenerFromEntry`). A TLS handshake is no
+        // HTTP, so it takes the TCP proxy to PassthroughCluster, which has no TLS: the
+        // application's TLS leaves as it was sent, without Istio mTLS.
+        let blackhole = client
+            .workload
+            .and_then(|w| client_tls::applicable_sidecar(inv, w))
+            .filter(|sc| {
+                sc.spec
+                    .outbound_traffic_policy
+                    .as_ref()
+                    .and_then(|o| o.mode.as_deref())
+                    .is_some_and(|m| m.eq_ignore_ascii_case("REGISTRY_ONLY"))
+            });
         steps.push(Step::new(
             "D7",
-            "the client application speaks TLS itself, but its sidecar treats the port as HTTP (port name or appProtocol): the outbound HTTP codec fails on the TLS handshake and closes the connection (declare the port `tls`/`https` or `appProtocol: tls` so the TLS passes through inside Istio mTLS)",
+            format!(
+                "the client application speaks TLS itself, but its sidecar treats the port as HTTP (port name or appProtocol): the outbound HTTP filter chain takes only plaintext HTTP, so the TLS handshake falls through to the listener's PassthroughFilterChain, a TCP proxy to {}, without Istio mTLS (declare the port `tls`/`https` or `appProtocol: tls` so the TLS passes inside Istio mTLS)",
+                if blackhole.is_some() {
+                    "BlackHoleCluster (the client's Sidecar is REGISTRY_ONLY), which closes it"
+                } else {
+                    "PassthroughCluster, which sends it on as it is"
+                }
+            ),
         ));
-        // The application sees its connection closed during its own handshake: no HTTP.
-        return Reached {
-            outcome: Outcome::Reset,
-            transport: None,
-            provider: None,
-            first_hop: Chain::Tcp,
-        };
-    }
+        if blackhole.is_some() {
+            return done(Outcome::Reset, None);
+        }
+        Wire::OtherTls
+    } else {
+        let wire = client_wire(
+            inv,
+            client,
+            endpoint,
+            port,
+            destination,
+            request,
+            server_dp.value,
+            steps,
+        );
+        match wire {
+            Ok(w) => w,
+            Err(outcome) => return done(outcome, None),
+        }
+    };
 
     // 4. What the server side accepts.
     let chain = request_chain(port_protocol, request, wire);
@@ -1595,9 +1614,15 @@ fn suggest_fix(
             )
         }
         // The application's TLS into a client sidecar that treats the port as HTTP (D7).
-        Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => format!(
-            "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
-        ),
+        Outcome::Reset | Outcome::TlsFailure
+            if steps
+                .iter()
+                .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")) =>
+        {
+            format!(
+                "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
+            )
+        }
         Outcome::Reset | Outcome::TlsFailure
             if client.workload.is_none() && client.principal.is_none() =>
         {
@@ -1690,7 +1715,13 @@ fn suggest_fix(
         {
             FixKind::Other
         }
-        Outcome::Reset if steps.last().is_some_and(|s| s.rule == "D7") => FixKind::DeclarePortTls,
+        Outcome::Reset | Outcome::TlsFailure
+            if steps
+                .iter()
+                .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")) =>
+        {
+            FixKind::DeclarePortTls
+        }
         Outcome::Reset | Outcome::TlsFailure
             if client.workload.is_none() && client.principal.is_none() =>
         {

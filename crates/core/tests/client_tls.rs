@@ -871,10 +871,15 @@ fn istio_io_auto_mtls_task() {
 /// D7 with the application's own TLS (KFP's standalone-TLS env): a client with a sidecar that
 /// speaks TLS itself to a server that terminates it. Istio decides by the Service port's
 /// protocol (appProtocol first, then the name prefix; istio.io "Protocol Selection"):
-/// declared HTTP/HTTP2/gRPC, the outbound listener runs the HTTP codec, which cannot read a TLS
-/// ClientHello and closes the connection; declared TLS/HTTPS/TCP, or left to sniffing, the
-/// bytes pass through as opaque TCP inside Istio mTLS, and the server sidecar hands the inner
-/// TLS to the application.
+/// declared TLS/HTTPS/TCP, or left to sniffing, the bytes pass through as opaque TCP inside
+/// Istio mTLS, and the server sidecar hands the inner TLS to the application. Declared
+/// HTTP/HTTP2/gRPC, the outbound listener is istiod's wildcard HTTP listener, whose HTTP chain
+/// takes only plaintext HTTP (HTTP inspector, `raw_buffer`, ALPN `http/1.1`/`h2c`); the
+/// handshake takes its PassthroughFilterChain to PassthroughCluster, without Istio mTLS
+/// (`istio:pilot/pkg/networking/core/listener.go`, `buildSidecarOutboundListener`): a STRICT
+/// server sidecar terminates it with its mesh certificate and demands one from the client,
+/// so the application's handshake fails. Proved on real Envoy in
+/// `crates/envoy/tests/envoy_app_tls.rs`.
 #[test]
 fn d7_application_tls_through_the_client_sidecar() {
     use kfp_mesh_core::connection::{
@@ -884,14 +889,19 @@ fn d7_application_tls_through_the_client_sidecar() {
         (
             "name: grpc",
             "port named grpc (HTTP/2)",
-            Outcome::Reset,
+            Outcome::TlsFailure,
             None,
         ),
-        ("name: http-api", "port named http-*", Outcome::Reset, None),
+        (
+            "name: http-api",
+            "port named http-*",
+            Outcome::TlsFailure,
+            None,
+        ),
         (
             "name: tls, appProtocol: grpc",
             "appProtocol grpc wins over the name",
-            Outcome::Reset,
+            Outcome::TlsFailure,
             None,
         ),
         (
@@ -951,16 +961,101 @@ fn d7_application_tls_through_the_client_sidecar() {
             "{what}\n{}",
             text.join("\n")
         );
-        if want == Outcome::Reset {
+        if want == Outcome::TlsFailure {
             assert!(
-                v.explanation
-                    .iter()
-                    .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")),
+                v.explanation.iter().any(|s| s.rule == "D7"
+                    && s.message.contains("speaks TLS itself")
+                    && s.message.contains("PassthroughCluster")),
                 "{what}: {text:?}"
             );
             let fix = v.fix.as_ref().expect("a fix");
             assert_eq!(fix.kind, FixKind::DeclarePortTls, "{what}");
             assert!(fix.text.contains("appProtocol: tls"), "{what}");
         }
+    }
+}
+
+/// D7, where the application's TLS on an HTTP port goes: PassthroughCluster sends it on as it
+/// is, so the server side decides as for a client without a sidecar (B5, C4), and a
+/// `REGISTRY_ONLY` Sidecar sends it to BlackHoleCluster instead. Proved on real Envoy (the
+/// first three rows) in `crates/envoy/tests/envoy_app_tls.rs`.
+#[test]
+fn d7_application_tls_on_an_http_port_takes_passthrough_cluster() {
+    use kfp_mesh_core::connection::{
+        Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport, evaluate,
+    };
+    let registry_only = sidecar(
+        "foo",
+        "default",
+        "  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n",
+    );
+    let rows: [(&str, &str, String, Outcome, Option<Transport>); 4] = [
+        (
+            "legacy",
+            "server without a sidecar: it answers its own TLS",
+            String::new(),
+            Outcome::Allow,
+            Some(Transport::Plaintext),
+        ),
+        (
+            "bar",
+            "PERMISSIVE has no chain for TLS that is not Istio's on an HTTP port",
+            pa("bar", "default", "", "PERMISSIVE"),
+            Outcome::Reset,
+            None,
+        ),
+        (
+            "bar",
+            "STRICT: the server sidecar's mesh certificate, and it demands one",
+            pa("bar", "default", "", "STRICT"),
+            Outcome::TlsFailure,
+            None,
+        ),
+        (
+            "bar",
+            "REGISTRY_ONLY: BlackHoleCluster closes it",
+            pa("bar", "default", "", "STRICT") + &registry_only,
+            Outcome::Reset,
+            None,
+        ),
+    ];
+    for (ns, what, extra, want, transport) in rows {
+        let input = base()
+            + &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: secure\n  namespace: {ns}\nspec:\n  selector: {{app: httpbin}}\n  ports:\n  - {{name: grpc, port: 8443, targetPort: 8080}}\n---\n"
+            )
+            + &extra;
+        let inv = Inventory::from_sources([("test.yaml", input.as_str())]);
+        assert!(inv.errors.is_empty(), "{what}: {:?}", inv.errors);
+        let client = inv.workload("foo", "sleep").expect("client");
+        let service = inv.service(ns, "secure").expect("service");
+        let request = RequestSpec {
+            protocol: Some(RequestProtocol::Tcp),
+            app_tls: true,
+            ..RequestSpec::default()
+        };
+        let v = evaluate(
+            &inv,
+            Caller::Workload(client),
+            Target::Service {
+                service,
+                port: 8443,
+            },
+            &request,
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let text: Vec<String> = v.explanation.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            (v.outcome, v.transport),
+            (want, transport),
+            "{what}\n{}",
+            text.join("\n")
+        );
+        assert!(
+            v.explanation
+                .iter()
+                .any(|s| s.rule == "D7" && s.message.contains("PassthroughFilterChain")),
+            "{what}: {text:?}"
+        );
     }
 }

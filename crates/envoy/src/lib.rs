@@ -10,9 +10,11 @@
 //!   URI SAN under the trust domain, signed by the mesh CA), a plaintext chain only where the
 //!   effective PeerAuthentication mode allows it, HTTP or TCP by the port's protocol, and Envoy
 //!   RBAC filters translated from the AuthorizationPolicies that apply ([`rbac`]).
-//! * [`outbound::lower_outbound`]: a client workload's sidecar. One outbound listener and cluster
-//!   per destination, originating Istio mTLS or plaintext as the engine's client-TLS decision
-//!   says.
+//! * [`outbound::lower_outbound`]: a client workload's sidecar. One outbound listener per
+//!   destination shaped as istiod shapes it for the port's protocol (a TCP proxy; or an HTTP
+//!   inspector with an HTTP chain for plaintext HTTP and a TCP proxy, to the Service or to
+//!   PassthroughCluster, for everything else), and clusters originating Istio mTLS or
+//!   plaintext as the engine's client-TLS decision says.
 //! * [`waypoint::lower_waypoint`]: the waypoint in front of an ambient Service (the L7 filter
 //!   chain with the RBAC filters of the policies that name it with `targetRefs`), and
 //!   [`waypoint::lower_client_tunnel`], the caller's side of that hop (HBONE itself is not

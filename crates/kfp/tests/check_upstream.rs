@@ -528,10 +528,12 @@ fn kfp_2_17_standalone_tls_is_application_tls_through_the_sidecars() {
     // Renamed `tls` ports resolve through the container port names.
     assert!(open_unresolved(&r).is_empty(), "{:#?}", open_unresolved(&r));
     // The API server serves TLS (--tlsCertPath). Port 8887 keeps the name `grpc`, so the
-    // persistence agent's sidecar feeds the TLS handshake to its HTTP/2 codec: reset.
+    // persistence agent's sidecar has only plaintext HTTP for its HTTP chain: the TLS handshake
+    // takes PassthroughCluster, without Istio mTLS, and the API server's STRICT sidecar
+    // answers it with its mesh certificate: the handshake fails.
     for f in flows(&r, "persistence-agent-to-api-server") {
         assert_eq!(f.to.port, 8887);
-        assert_eq!(f.outcome, Outcome::Reset, "{f:?}");
+        assert_eq!(f.outcome, Outcome::TlsFailure, "{f:?}");
         assert!(
             f.explanation
                 .iter()

@@ -5,20 +5,35 @@
 //! prefixes its reply with that tag, so a test can see which filter chain a TCP connection
 //! really used.
 //!
+//! The TCP echo is also an application that serves TLS itself (like KFP's API server with
+//! `--tlsCertPath`): when a connection starts with a TLS handshake record it completes the
+//! handshake with a certificate for the name the client asks for (SNI), signed by an
+//! application CA that only [`app_tls`]'s client configuration trusts (the cert-manager CA of
+//! KFP's standalone-TLS env), and echoes inside TLS, with the same tag.
+//!
 //! They run for the life of the test process on their own thread and runtime, bound to
 //! ephemeral loopback ports; they own no files.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub struct Apps {
     pub http: SocketAddr,
@@ -71,29 +86,129 @@ pub fn apps() -> &'static Apps {
 
 async fn tcp_echo(listener: TcpListener, tag: &'static str) {
     loop {
-        let Ok((mut s, _)) = listener.accept().await else {
+        let Ok((s, _)) = listener.accept().await else {
             continue;
         };
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut first = true;
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if first {
-                            first = false;
-                            if s.write_all(format!("{tag}:").as_bytes()).await.is_err() {
-                                break;
-                            }
-                        }
-                        if s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
+            let mut first = [0u8; 1];
+            match s.peek(&mut first).await {
+                // A TLS handshake record: the application terminates the TLS itself.
+                Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => {
+                    let acceptor = TlsAcceptor::from(app_tls().server.clone());
+                    if let Ok(tls) = acceptor.accept(s).await {
+                        echo_stream(tls, tag).await;
                     }
                 }
+                Ok(n) if n > 0 => echo_stream(s, tag).await,
+                _ => {}
             }
         });
+    }
+}
+
+/// The first byte of a TLS record carrying a handshake message (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Echo what arrives, the first reply prefixed with `<tag>:`.
+async fn echo_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, tag: &'static str) {
+    let mut buf = vec![0u8; 4096];
+    let mut first = true;
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if first {
+                    first = false;
+                    if s.write_all(format!("{tag}:").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                if s.write_all(&buf[..n]).await.is_err() || s.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The application's own TLS: a CA, the echo's server configuration (a certificate per SNI
+/// name, signed by that CA) and a client configuration that trusts only that CA (ALPN `h2`,
+/// as KFP's gRPC clients offer).
+pub struct AppTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+static APP_TLS: OnceLock<AppTls> = OnceLock::new();
+
+pub fn app_tls() -> &'static AppTls {
+    APP_TLS.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("app CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "application CA (not the mesh)");
+        params.distinguished_name = dn;
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
+            .expect("self-signed app CA");
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(issuer.der().to_vec()))
+            .expect("app CA is a valid root");
+        let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        client.resumption = rustls::client::Resumption::disabled();
+        let resolver = Arc::new(PerName {
+            issuer,
+            provider: provider.clone(),
+            issued: Mutex::new(HashMap::new()),
+        });
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        AppTls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        }
+    })
+}
+
+/// Issues (once per name) a certificate for the SNI name the client sends.
+struct PerName {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for PerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerName").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for PerName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_string();
+        let mut issued = self.issued.lock().ok()?;
+        if let Some(k) = issued.get(&name) {
+            return Some(k.clone());
+        }
+        let params = CertificateParams::new(vec![name.clone()]).ok()?;
+        let key = KeyPair::generate().ok()?;
+        let cert = params.signed_by(&key, &self.issuer).ok()?;
+        let der_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let certified = Arc::new(
+            CertifiedKey::from_der(vec![cert.der().clone()], der_key, &self.provider).ok()?,
+        );
+        issued.insert(name, certified.clone());
+        Some(certified)
     }
 }
 

@@ -205,8 +205,8 @@ pub async fn run(world: WaypointWorld) -> anyhow::Result<Report> {
                 protocol: Some(RequestProtocol::Tcp),
                 ..RequestSpec::default()
             },
-            Req::Connect => anyhow::bail!(
-                "{}: connect-only probes are not run through a waypoint here",
+            Req::Connect | Req::Tls => anyhow::bail!(
+                "{}: connect-only and application-TLS probes are not run through a waypoint here",
                 p.name()
             ),
             Req::Http {

@@ -35,9 +35,11 @@ use kfp_mesh_core::object::Object;
 use kfp_mesh_envoy::inbound::{self, InboundParams};
 use kfp_mesh_envoy::outbound::{self, OutboundParams, OutboundTarget};
 use kfp_mesh_envoy::request_chain;
+use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::apps::{self, ECHO_MARK, TAG_PLAIN, TAG_TLS};
 use super::pki::Pki;
@@ -52,6 +54,10 @@ pub enum Req {
         headers: Vec<(String, String)>,
     },
     Tcp,
+    /// The application speaks TLS itself (`RequestSpec::app_tls`): a TLS handshake with the
+    /// Service's host name as SNI, trusting only the application CA, then the TCP payload
+    /// inside TLS, echoed by the server application.
+    Tls,
     /// Open a TCP connection and close it without sending anything (`nc -z`).
     Connect,
 }
@@ -73,6 +79,7 @@ impl Req {
     fn describe(&self) -> String {
         match self {
             Req::Tcp => "TCP".to_string(),
+            Req::Tls => "TLS by the application".to_string(),
             Req::Connect => "connect-only (nc -z)".to_string(),
             Req::Http {
                 method,
@@ -377,10 +384,9 @@ struct Planned<'a> {
     service: Option<&'a kfp_mesh_core::inventory::Service>,
     destination: Destination<'a>,
     target_port: u16,
-    /// The chain the request lands in at the server.
+    /// The chain the request lands in at the server (for a server without a sidecar: which
+    /// application answers).
     chain: Chain,
-    /// How the client sidecar forwards it (HTTP connection manager or TCP proxy).
-    client_chain: Chain,
     predicted: Seen,
     explanation: String,
 }
@@ -465,6 +471,11 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 protocol: Some(RequestProtocol::Tcp),
                 ..RequestSpec::default()
             },
+            Req::Tls => RequestSpec {
+                protocol: Some(RequestProtocol::Tcp),
+                app_tls: true,
+                ..RequestSpec::default()
+            },
             Req::Connect => RequestSpec {
                 protocol: Some(RequestProtocol::Tcp),
                 connect_only: true,
@@ -504,9 +515,12 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        let chain = request_chain(port_protocol, http_request);
-        let client_chain =
-            connection::client_proxy_chain(&inv, destination, target_port, port_protocol, &request);
+        // The application that serves TLS itself is the (TLS-aware) TCP echo.
+        let chain = if matches!(p.req, Req::Tls) {
+            Chain::Tcp
+        } else {
+            request_chain(port_protocol, http_request)
+        };
         let predicted = match p.req {
             Req::Connect => Seen {
                 outcome: None,
@@ -529,7 +543,6 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
             destination,
             target_port,
             chain,
-            client_chain,
             predicted,
             explanation: verdict
                 .explanation
@@ -634,7 +647,6 @@ pub async fn run(world: World) -> anyhow::Result<Report> {
                 endpoint: p.server,
                 target_port: p.target_port,
                 endpoint_address: endpoint_address(p, &server_ip, apps),
-                chain: p.client_chain,
             })
             .collect();
         let principal = connection::principal_of(&inv, w);
@@ -847,6 +859,13 @@ enum Raw {
     },
     /// A connect-only probe: whether the handshake completed.
     Connect(Result<(), String>),
+    /// The application's own TLS handshake failed: `tls` when the TLS layer failed (the peer
+    /// sent something that is not the TLS it expects, an alert, or a certificate it does not
+    /// trust: curl exit 35), else the connection was closed or reset under it.
+    TlsHandshake {
+        tls: bool,
+        why: String,
+    },
     Failed(String),
 }
 
@@ -939,38 +958,84 @@ async fn send(p: &Planned<'_>, entry: SocketAddr) -> Raw {
                 .await
                 .unwrap_or_else(|_| Raw::Failed("timeout after 8s".to_string()))
         }
+        Req::Tls => {
+            let Some(svc) = p.service else {
+                return Raw::Failed(
+                    "application TLS probes go to a Service (its host name is the SNI)".into(),
+                );
+            };
+            let fqdn = format!("{}.{}.svc.cluster.local", svc.name(), svc.namespace());
+            let fut = async {
+                let stream = match TcpStream::connect(entry).await {
+                    Ok(s) => s,
+                    Err(e) => return Raw::Failed(format!("connect {entry}: {e}")),
+                };
+                let name = match ServerName::try_from(fqdn.clone()) {
+                    Ok(n) => n,
+                    Err(e) => return Raw::Failed(format!("server name {fqdn}: {e}")),
+                };
+                let connector = TlsConnector::from(apps::app_tls().client.clone());
+                let mut s = match connector.connect(name, stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let tls = e.kind() == std::io::ErrorKind::InvalidData
+                            || e.get_ref().is_some_and(|inner| {
+                                inner.downcast_ref::<rustls::Error>().is_some()
+                            });
+                        return Raw::TlsHandshake {
+                            tls,
+                            why: format!("{:?}: {e}", e.kind()),
+                        };
+                    }
+                };
+                read_echo(&mut s).await
+            };
+            tokio::time::timeout(Duration::from_secs(8), fut)
+                .await
+                .unwrap_or_else(|_| Raw::Failed("timeout after 8s".to_string()))
+        }
         Req::Tcp => {
             let fut = async {
                 let mut s = match TcpStream::connect(entry).await {
                     Ok(s) => s,
                     Err(e) => return Raw::Failed(format!("connect {entry}: {e}")),
                 };
-                if let Err(e) = s.write_all(TCP_PAYLOAD).await {
-                    return Raw::Tcp {
-                        data: Vec::new(),
-                        end: format!("write failed: {e}"),
-                    };
-                }
-                let mut data = Vec::new();
-                let mut buf = [0u8; 4096];
-                let end = loop {
-                    if data.ends_with(TCP_PAYLOAD) {
-                        break "echo complete".to_string();
-                    }
-                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
-                        Err(_) => break "no more data for 5s".to_string(),
-                        Ok(Ok(0)) => break "closed by peer (EOF)".to_string(),
-                        Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
-                        Ok(Err(e)) => break format!("read error: {e}"),
-                    }
-                };
-                Raw::Tcp { data, end }
+                read_echo(&mut s).await
             };
             tokio::time::timeout(Duration::from_secs(8), fut)
                 .await
                 .unwrap_or_else(|_| Raw::Failed("timeout after 8s".to_string()))
         }
     }
+}
+
+/// Send the TCP payload and read until the echo is complete or the connection ends.
+async fn read_echo<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Raw {
+    if let Err(e) = async {
+        s.write_all(TCP_PAYLOAD).await?;
+        s.flush().await
+    }
+    .await
+    {
+        return Raw::Tcp {
+            data: Vec::new(),
+            end: format!("write failed: {e}"),
+        };
+    }
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if data.ends_with(TCP_PAYLOAD) {
+            break "echo complete".to_string();
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Err(_) => break "no more data for 5s".to_string(),
+            Ok(Ok(0)) => break "closed by peer (EOF)".to_string(),
+            Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => break format!("read error: {e}"),
+        }
+    };
+    Raw::Tcp { data, end }
 }
 
 /// The server sidecar's counters that moved during one probe.
@@ -1053,6 +1118,11 @@ fn xfcc_uri(body: &Value) -> Option<String> {
 ///   client sidecar's own upstream connection failed).
 /// * A connect-only probe: `connected` when the handshake completes, `timed-out` when
 ///   nothing answers within 5 s.
+/// * The application's own TLS (`Req::Tls`): the echo through the TLS session classifies like
+///   TCP; a failed handshake is `tls-failure` when the TLS layer failed (an alert, a
+///   certificate the application does not trust, bytes that are not TLS: curl exit 35),
+///   `reset` when the connection was closed or reset under it, `deny` when the server
+///   sidecar's RBAC counted a denial meanwhile.
 fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) {
     let none = |why: String| {
         (
@@ -1096,6 +1166,17 @@ fn classify(p: &Planned<'_>, raw: &Raw, delta: &CounterDelta) -> (Seen, String) 
             why.clone(),
         ),
         Raw::Connect(Err(why)) => none(format!("the handshake failed: {why}; {counters}")),
+        Raw::TlsHandshake { tls, why } => {
+            let detail = format!("the application's TLS handshake failed: {why}; {counters}");
+            if delta.rbac_denied() > 0 || delta.custom_denied() > 0 {
+                // The server sidecar's network RBAC closed the connection under the handshake.
+                (seen(denied(Outcome::Deny), None), detail)
+            } else if *tls {
+                (seen(Outcome::TlsFailure, None), detail)
+            } else {
+                (seen(Outcome::Reset, None), detail)
+            }
+        }
         Raw::HttpNoResponse(why) => (
             seen(Outcome::Reset, None),
             format!("no HTTP response: {why}; {counters}"),
