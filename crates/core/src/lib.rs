@@ -2,6 +2,7 @@
 //! their explanations. Pure: no IO, no async, no network; callers hand in text and get data.
 
 pub mod connection;
+pub mod duration;
 pub mod explain;
 pub mod inventory;
 pub mod mesh;
