@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kfp_mesh_core::object::string_map;
 use kfp_mesh_core::object::{Meta, Object, Origin};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -328,16 +329,6 @@ fn to_object(item: Value, context: &str) -> Option<Object> {
         body: item.into(),
         origin,
     })
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn kept_annotation(key: &str) -> bool {

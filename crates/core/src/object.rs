@@ -278,3 +278,15 @@ impl fmt::Display for Cited {
         write!(f, "{} ({})", self.object, self.origin)
     }
 }
+
+/// A JSON object of strings (labels, annotations, ConfigMap data) as a map; other values are
+/// left out, and anything but an object is an empty map.
+pub fn string_map(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {
+    v.and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::model::{LabelSelector, MutatingWebhook, PodSpec};
+use kfp_mesh_core::object::string_map;
 use kfp_mesh_core::object::{Cited, Meta, Object, Origin};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -192,16 +193,6 @@ fn strings(m: &BTreeMap<String, String>) -> Value {
     )
 }
 
-fn map_of(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn model_pod(
     facts: &KfpFacts,
     ns: &str,
@@ -271,8 +262,8 @@ fn model_pod(
             "true".to_string(),
         )]
         .into();
-        labels.extend(map_of(tm.get("labels")));
-        annotations.extend(map_of(tm.get("annotations")));
+        labels.extend(string_map(tm.get("labels")));
+        annotations.extend(string_map(tm.get("annotations")));
         labels.insert(
             "workflows.argoproj.io/workflow".to_string(),
             workflow.clone(),
@@ -345,8 +336,8 @@ fn to_workload(pod: &Value, ns: &str, name: &str, origin: Origin) -> Workload {
         kind: "Pod".to_string(),
         name: name.to_string(),
         namespace: ns.to_string(),
-        labels: map_of(meta.and_then(|m| m.get("labels"))),
-        annotations: map_of(meta.and_then(|m| m.get("annotations"))),
+        labels: string_map(meta.and_then(|m| m.get("labels"))),
+        annotations: string_map(meta.and_then(|m| m.get("annotations"))),
         spec,
         origin,
         synthetic: true,

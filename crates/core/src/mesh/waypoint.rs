@@ -23,6 +23,8 @@ pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
 pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace";
 pub const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+/// The label Istio's deployment controller puts on Kubernetes Gateway API gateway pods.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
 /// Where a Service's waypoint comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +147,7 @@ pub const HBONE_PORT: u16 = 15008;
 pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
     if let Some(found) = inv
         .workloads_in(&w.namespace)
-        .find(|x| x.label(crate::mesh::authz::GATEWAY_NAME_LABEL) == Some(w.name.as_str()))
+        .find(|x| x.label(GATEWAY_NAME_LABEL) == Some(w.name.as_str()))
     {
         return found.clone();
     }
@@ -159,10 +161,7 @@ pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
         name: w.name.clone(),
         namespace: w.namespace.clone(),
         labels: BTreeMap::from([
-            (
-                crate::mesh::authz::GATEWAY_NAME_LABEL.to_string(),
-                w.name.clone(),
-            ),
+            (GATEWAY_NAME_LABEL.to_string(), w.name.clone()),
             ("istio.io/dataplane-mode".to_string(), "none".to_string()),
         ]),
         annotations: BTreeMap::new(),

@@ -95,8 +95,7 @@ pub enum AuthzVerdict {
     Unauthenticated,
 }
 
-/// The label Istio's deployment controller puts on Kubernetes Gateway API gateway pods.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub use crate::mesh::waypoint::GATEWAY_NAME_LABEL;
 /// The gateway class of a Gateway API gateway pod, when the pod carries it.
 pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
 /// The GatewayClass of waypoints; a root-namespace policy naming it applies to every waypoint.

@@ -81,7 +81,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                     AuthzAction::Deny => {
                         "ztunnel enforces its DENY rules without them, so they deny more than written (or nothing)"
                     }
-                    _ => "ztunnel omits those rules, so the callers they admit are refused",
+                    _ => "ztunnel omits those rules, so callers only they admit are refused",
                 };
                 findings.push(Finding::new(
                     Code::L7RuleAtZtunnel,
