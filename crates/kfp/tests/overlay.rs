@@ -6,10 +6,10 @@
 //! `manifests/` to a temporary directory (so the relative component paths hold), writes the
 //! render(s) into `upstream/` there, and builds. Nothing is written into the repository.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_core::inventory::Inventory;
@@ -133,71 +133,12 @@ const CASES: &[&str] = &[
     "kfp-2.17.0-standalone-tls",
 ];
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kfp-mesh-overlay-{}-{}-{what}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
-        let entry = entry.unwrap_or_else(|e| panic!("{}: {e}", from.display()));
-        let path = entry.path();
-        let dest = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_tree(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest)
-                .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", path.display(), dest.display()));
-        }
-    }
-}
-
-/// `kubectl kustomize DIR`. Fails the test (never skips) when kubectl is missing or the
-/// build fails.
-fn kustomize(dir: &Path) -> String {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "kubectl is required for the overlay tests (`kubectl kustomize`) and could not be run: {e}"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("kustomize output is not UTF-8: {e}"))
-}
-
 /// Build the case's test kustomization with its render(s) and `extra` files in `upstream/`;
 /// `edit` may change the temporary copy of `manifests/` first (it gets the copy's root).
 fn build_custom(c: &Case, extra: &[(&str, &str)], edit: impl FnOnce(&Path)) -> String {
-    let tmp = TempDir::new(c.name);
+    let tmp = common::TempDir::new(c.name);
     let manifests = tmp.0.join("manifests");
-    copy_tree(&repo().join("manifests"), &manifests);
+    common::copy_tree(&repo().join("manifests"), &manifests);
     let dir = manifests.join("tests/istio-strict-mtls").join(c.variant);
     let up = dir.join("upstream");
     std::fs::create_dir_all(&up).unwrap_or_else(|e| panic!("{}: {e}", up.display()));
@@ -215,7 +156,7 @@ fn build_custom(c: &Case, extra: &[(&str, &str)], edit: impl FnOnce(&Path)) -> S
     }
     std::fs::write(up.join("kustomization.yaml"), k).unwrap_or_else(|e| panic!("{e}"));
     edit(&manifests);
-    kustomize(&dir)
+    common::kustomize(&dir)
 }
 
 fn build(c: &Case) -> String {

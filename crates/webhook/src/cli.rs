@@ -160,14 +160,9 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// The units are `core::duration`'s (tested there); a timeout must not be zero.
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("s").is_err());
+    fn timeouts() {
         assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_timeout("0s").unwrap_err().contains("zero"));
     }

@@ -79,6 +79,16 @@ fn rule_ports(rule: &Rule, all_ports: &[u16]) -> Vec<u16> {
     }
 }
 
+/// The `from.source` entries of a rule.
+fn rule_sources(rule: &Rule) -> Vec<&crate::model::Source> {
+    rule.from
+        .iter()
+        .flatten()
+        .flatten()
+        .filter_map(|f| f.source.as_ref())
+        .collect()
+}
+
 /// What the enforced ALLOW policies of `server` admit (D1 to D4 sources), sorted.
 pub fn allowed_sources(inv: &Inventory, server: &Workload) -> Vec<AllowedSource> {
     let all_ports = container_ports(server);
@@ -99,13 +109,7 @@ pub fn allowed_sources(inv: &Inventory, server: &Workload) -> Vec<AllowedSource>
     for p in super::enforced_allow_policies(inv, server) {
         any_allow = true;
         for rule in p.spec.rules.iter().flatten().flatten() {
-            let sources: Vec<_> = rule
-                .from
-                .iter()
-                .flatten()
-                .flatten()
-                .filter_map(|f| f.source.as_ref())
-                .collect();
+            let sources = rule_sources(rule);
             if sources.is_empty() {
                 allowed.insert(no_identity(rule));
                 continue;
@@ -164,13 +168,7 @@ pub fn identityless_rule_ports(inv: &Inventory, server: &Workload) -> Option<BTr
     let mut ports = BTreeSet::new();
     for p in super::enforced_allow_policies(inv, server) {
         for rule in p.spec.rules.iter().flatten().flatten() {
-            let sources: Vec<_> = rule
-                .from
-                .iter()
-                .flatten()
-                .flatten()
-                .filter_map(|f| f.source.as_ref())
-                .collect();
+            let sources = rule_sources(rule);
             let open = sources.is_empty()
                 || sources.iter().any(|s| {
                     s.principals.as_ref().is_none_or(Vec::is_empty)

@@ -16,10 +16,7 @@ pub const RULE: Rule = Rule {
 fn run(cx: &Context<'_>) -> Vec<Finding> {
     let inv = cx.inv;
     let mut findings = Vec::new();
-    for a in cx.access {
-        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
-            continue;
-        };
+    for (a, server) in cx.servers() {
         let strict = sources::container_ports(server)
             .into_iter()
             .all(|p| peer_authn::effective_mode(inv, server, p).value == MtlsMode::Strict);

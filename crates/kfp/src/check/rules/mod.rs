@@ -17,7 +17,7 @@ mod root_selector;
 mod run_pods;
 mod unresolved;
 
-use kfp_mesh_core::inventory::Inventory;
+use kfp_mesh_core::inventory::{Inventory, Workload};
 
 use super::{FlowResult, ServerAccess, Unresolved};
 use crate::detect::KfpFacts;
@@ -33,6 +33,16 @@ pub struct Context<'a> {
     pub access: &'a [ServerAccess],
     pub run_pods: &'a [RunPod],
     pub unresolved: &'a [Unresolved],
+}
+
+impl<'a> Context<'a> {
+    /// Each KFP server of the access view, with its workload.
+    pub fn servers(&self) -> impl Iterator<Item = (&'a ServerAccess, &'a Workload)> + '_ {
+        let inv = self.inv;
+        self.access
+            .iter()
+            .filter_map(move |a| Some((a, inv.workload(&a.namespace, &a.workload)?)))
+    }
 }
 
 /// One rule: its name, the codes it may emit, and the function that finds them.

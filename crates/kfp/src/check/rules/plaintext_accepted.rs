@@ -16,12 +16,9 @@ pub const RULE: Rule = Rule {
 };
 
 fn run(cx: &Context<'_>) -> Vec<Finding> {
-    let (inv, flows, access) = (cx.inv, cx.flows, cx.access);
+    let (inv, flows) = (cx.inv, cx.flows);
     let mut findings = Vec::new();
-    for a in access {
-        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
-            continue;
-        };
+    for (a, server) in cx.servers() {
         let Some(service) = inv.service(&a.namespace, &a.service) else {
             continue;
         };

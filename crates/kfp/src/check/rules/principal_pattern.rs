@@ -15,10 +15,7 @@ pub const RULE: Rule = Rule {
 fn run(cx: &Context<'_>) -> Vec<Finding> {
     let inv = cx.inv;
     let mut findings = Vec::new();
-    for a in cx.access {
-        let Some(server) = inv.workload(&a.namespace, &a.workload) else {
-            continue;
-        };
+    for (a, server) in cx.servers() {
         for pattern in a
             .allowed
             .iter()
