@@ -7,7 +7,7 @@ use kfp_mesh_core::connection;
 use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
-use kfp_mesh_core::model::{AuthzAction, PeerMode};
+use kfp_mesh_core::model::PeerMode;
 use kfp_mesh_core::object::{Body, Cited, ObjectRef};
 use kfp_mesh_kfp::check::{Report, Suppression};
 use kfp_mesh_kfp::findings::{Code, Finding, Severity};
@@ -443,12 +443,7 @@ pub fn policies(inv: &Inventory) -> Vec<NamespacePolicies> {
                 ..NamespacePolicies::default()
             });
         for ap in list {
-            let action = match ap.spec.action {
-                AuthzAction::Allow => "ALLOW",
-                AuthzAction::Deny => "DENY",
-                AuthzAction::Audit => "AUDIT",
-                AuthzAction::Custom => "CUSTOM",
-            };
+            let action = ap.spec.action.as_str();
             e.authorization_policies
                 .push(format!("{} ({action})", ap.meta.name));
         }

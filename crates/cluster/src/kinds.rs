@@ -241,6 +241,17 @@ pub const KINDS: &[KindSpec] = &[
         true,
         Use::Analysis,
     ),
+    // Gateway API Gateways: Istio's ambient waypoints (class `istio-waypoint`), which
+    // `istio.io/use-waypoint` names.
+    kind(
+        "gateway.networking.k8s.io",
+        &["v1", "v1beta1"],
+        "Gateway",
+        "gateways",
+        true,
+        true,
+        Use::Analysis,
+    ),
     kind(
         "kubeflow.org",
         &["v1", "v1beta1"],

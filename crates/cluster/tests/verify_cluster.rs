@@ -780,3 +780,48 @@ fn the_shipped_cluster_role_grants_every_read_and_nothing_else() {
         .collect();
     assert_eq!(granted, needed);
 }
+
+/// Ambient waypoints are Gateway API Gateways: `verify` reads them, so a Service's
+/// `istio.io/use-waypoint` finds its waypoint in the cluster as it does in files (no false
+/// "waypoint missing"), and a missing one is reported live too.
+#[tokio::test]
+async fn waypoint_gateways_are_read_from_the_gateway_api() {
+    const AMBIENT: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: kubeflow, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: kfp-waypoint}}
+";
+    const WAYPOINT: &str = "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: kfp-waypoint, namespace: kubeflow, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+";
+    for (with_gateway, extra) in [
+        (true, format!("{AMBIENT}{WAYPOINT}")),
+        (false, AMBIENT.to_string()),
+    ] {
+        let (texts, bodies) = sources(&["kfp-2.5.0-platform-agnostic.yaml"], &extra);
+        let mut cluster = Cluster::new();
+        installed_istio(&mut cluster);
+        cluster.add(bodies);
+        let server = FakeApiServer::start(cluster).await;
+        let live = run_verify(&server).await.expect("verify");
+        let files = check_files(&texts);
+        assert_eq!(
+            finding_keys(&live.report),
+            finding_keys(&files),
+            "with gateway: {with_gateway}"
+        );
+        let km081 = live.report.findings.iter().any(|f| f.code == "KM081");
+        assert_eq!(km081, !with_gateway, "with gateway: {with_gateway}");
+        assert!(
+            server
+                .requests()
+                .iter()
+                .any(|r| r.starts_with("/apis/gateway.networking.k8s.io/v1/gateways")),
+            "the Gateway API is listed"
+        );
+    }
+}

@@ -57,11 +57,16 @@ fn key(group: &str, plural: &str) -> (String, String) {
 }
 
 /// (group, plural, namespaced, versions) of the kinds the fake knows by `kind`.
+/// The fake's name for the Gateway API's `Gateway` (`gateway.networking.k8s.io`).
+pub const GATEWAY_API_GATEWAY: &str = "Gateway.gateway.networking.k8s.io";
+
 pub fn kind_info(
     kind: &str,
 ) -> Option<(&'static str, &'static str, bool, &'static [&'static str])> {
     Some(match kind {
         "Namespace" => ("", "namespaces", false, &["v1"]),
+        // The Gateway API's Gateway (waypoints), named apart from Istio's networking Gateway.
+        GATEWAY_API_GATEWAY => ("gateway.networking.k8s.io", "gateways", true, &["v1"]),
         "Pod" => ("", "pods", true, &["v1"]),
         "Service" => ("", "services", true, &["v1"]),
         "ServiceAccount" => ("", "serviceaccounts", true, &["v1"]),
@@ -147,6 +152,7 @@ pub const BUILT_IN: &[&str] = &[
 
 /// Istio's CRDs.
 pub const ISTIO: &[&str] = &[
+    GATEWAY_API_GATEWAY,
     "PeerAuthentication",
     "AuthorizationPolicy",
     "RequestAuthentication",
@@ -174,7 +180,7 @@ impl Cluster {
             .or_insert_with(|| Resource {
                 group: group.to_string(),
                 plural: plural.to_string(),
-                kind: kind.to_string(),
+                kind: kind.split('.').next().unwrap_or(kind).to_string(),
                 versions: versions.iter().map(|v| v.to_string()).collect(),
                 namespaced,
                 items: Items::Fixed(Arc::new(Vec::new())),
@@ -203,7 +209,14 @@ impl Cluster {
     pub fn add(&mut self, objects: impl IntoIterator<Item = Value>) -> &mut Self {
         let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for o in objects {
-            let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let mut kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+            if kind == "Gateway"
+                && o.get("apiVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.starts_with("gateway.networking.k8s.io/"))
+            {
+                kind = GATEWAY_API_GATEWAY;
+            }
             if kind_info(kind).is_some() {
                 by_kind.entry(kind.to_string()).or_default().push(o);
             }
