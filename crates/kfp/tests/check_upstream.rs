@@ -688,3 +688,46 @@ spec:
     // Flows that are not connect-only carry no probe.
     assert!(flows(&r, "api-server-to-database")[0].probe.is_none());
 }
+
+/// Each flow names where the mesh enforces policy on it: the client's proxy, a waypoint, the
+/// server's proxy (issue: ambient; the same for sidecars).
+#[test]
+fn flows_name_their_enforcement_points() {
+    let ambient = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: kubeflow, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: kfp-waypoint}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: kfp-waypoint, namespace: kubeflow}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+";
+    let inv = inventory(&["kfp-2.5.0-platform-agnostic.yaml"], ambient, &[]);
+    let r = check(&inv, &CheckOptions::default());
+    let f = flows(&r, "ui-to-api-server")[0];
+    assert_eq!(
+        f.enforcement,
+        [
+            "client ztunnel",
+            "waypoint kubeflow/kfp-waypoint",
+            "server ztunnel"
+        ]
+    );
+    // Sidecars on both sides, no waypoint.
+    let inv = inventory(
+        &["kfp-2.5.0-platform-agnostic.yaml"],
+        MESH_STRICT,
+        &["kubeflow"],
+    );
+    let r = check(&inv, &CheckOptions::default());
+    assert_eq!(
+        flows(&r, "persistence-agent-to-api-server")[0].enforcement,
+        ["client sidecar", "server sidecar"]
+    );
+    // kubelet is no mesh client: only the server side enforces.
+    assert_eq!(
+        flows(&r, "kubelet-probe-mlmd")[0].enforcement,
+        ["server sidecar"]
+    );
+}

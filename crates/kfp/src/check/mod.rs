@@ -92,6 +92,11 @@ pub struct FlowResult {
     /// server decides).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<connection::ConnectProbe>,
+    /// Where the mesh enforces policy on this flow, in order: `client sidecar` or `client
+    /// ztunnel`, `waypoint NS/NAME`, `server sidecar` or `server ztunnel` (empty outside the
+    /// mesh).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enforcement: Vec<String>,
     /// Codes of the findings about this flow.
     pub findings: Vec<Code>,
     pub explanation: Vec<Step>,
@@ -524,6 +529,7 @@ fn evaluate_flow(
             fix_kind: v.fix.as_ref().map(|f| f.kind),
             fix,
             probe: v.probe,
+            enforcement: enforcement_points(inv, client, service),
             findings: Vec::new(),
             explanation: keep(steps, explanations),
         }));
@@ -547,6 +553,41 @@ pub fn fix_text(
         }
         _ => fix.text.clone(),
     }
+}
+
+/// Where the mesh enforces policy between `client` and `service` (see
+/// [`FlowResult::enforcement`]): the client's proxy, a waypoint (ambient servers, reached by
+/// mesh clients through `istio.io/use-waypoint`), the server's proxy.
+fn enforcement_points(
+    inv: &Inventory,
+    client: Option<&kfp_mesh_core::inventory::Workload>,
+    service: &kfp_mesh_core::inventory::Service,
+) -> Vec<String> {
+    use kfp_mesh_core::mesh::membership::{self, DataPlane};
+    let mut out = Vec::new();
+    let client_dp = client.map(|w| membership::data_plane(inv, w).value);
+    match client_dp {
+        Some(DataPlane::Sidecar) => out.push("client sidecar".to_string()),
+        Some(DataPlane::Ambient) => out.push("client ztunnel".to_string()),
+        _ => {}
+    }
+    let server_dp = inv
+        .service_endpoints(service)
+        .first()
+        .map(|w| membership::data_plane(inv, w).value);
+    let mesh_client = matches!(client_dp, Some(DataPlane::Sidecar | DataPlane::Ambient));
+    if server_dp == Some(DataPlane::Ambient)
+        && mesh_client
+        && let Some(wp) = kfp_mesh_core::mesh::waypoint::service_waypoint(inv, service)
+    {
+        out.push(format!("waypoint {}/{}", wp.namespace, wp.name));
+    }
+    match server_dp {
+        Some(DataPlane::Sidecar) => out.push("server sidecar".to_string()),
+        Some(DataPlane::Ambient) => out.push("server ztunnel".to_string()),
+        _ => {}
+    }
+    out
 }
 
 /// The part of an explanation a report keeps: all of it, or the step that decided (the last
