@@ -129,8 +129,105 @@ pub struct LiveFacts {
     pub webhook_order: Vec<WebhookOrder>,
     pub native_sidecars: Vec<NativeSidecars>,
     pub policies: Vec<NamespacePolicies>,
+    /// Istio's ambient data plane, when KFP's flows use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambient: Option<AmbientHealth>,
     /// The findings above (also merged into the report).
     pub findings: Vec<Finding>,
+}
+
+/// Istio's ambient data plane as the cluster runs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmbientHealth {
+    /// ztunnel DaemonSets (`namespace/name`), pods desired and ready.
+    pub ztunnel: Vec<DaemonSetHealth>,
+    /// The waypoints KFP's flows pass, with the Deployment istiod runs for each.
+    pub waypoints: Vec<WaypointHealth>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetHealth {
+    pub name: String,
+    pub desired: i64,
+    pub ready: i64,
+    #[serde(skip)]
+    pub about: Option<Cited>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaypointHealth {
+    /// The Gateway `namespace/name`.
+    pub waypoint: String,
+    /// The Deployment of the same name, when the cluster has it.
+    pub deployment: Option<String>,
+    pub desired_replicas: i64,
+    pub ready_replicas: i64,
+    #[serde(skip)]
+    pub about: Option<Cited>,
+}
+
+/// ztunnel and the waypoints, when some flow of the report is enforced by a ztunnel.
+pub fn ambient_health(inv: &Inventory, report: &Report) -> Option<AmbientHealth> {
+    let in_use = report
+        .flows
+        .iter()
+        .any(|f| f.enforcement.iter().any(|e| e.ends_with("ztunnel")));
+    if !in_use {
+        return None;
+    }
+    let object = |kind: &str, ns: &str, name: &str| {
+        inv.objects
+            .iter()
+            .find(|o| o.kind == kind && o.meta.name == name && o.meta.namespace_or_default() == ns)
+    };
+    let ztunnel = inv
+        .workloads
+        .iter()
+        .filter(|w| {
+            w.kind == "DaemonSet" && (w.name == "ztunnel" || w.label("app") == Some("ztunnel"))
+        })
+        .map(|w| {
+            let body = object("DaemonSet", &w.namespace, &w.name).map(|o| &o.body);
+            DaemonSetHealth {
+                name: format!("{}/{}", w.namespace, w.name),
+                desired: body
+                    .and_then(|b| int_at(b, "/status/desiredNumberScheduled"))
+                    .unwrap_or(0),
+                ready: body
+                    .and_then(|b| int_at(b, "/status/numberReady"))
+                    .unwrap_or(0),
+                about: Some(w.cite()),
+            }
+        })
+        .collect();
+    let waypoints: BTreeSet<&str> = report
+        .flows
+        .iter()
+        .flat_map(|f| f.enforcement.iter())
+        .filter_map(|e| e.strip_prefix("waypoint "))
+        .collect();
+    let waypoints = waypoints
+        .into_iter()
+        .map(|wp| {
+            let (ns, name) = wp.split_once('/').unwrap_or(("", wp));
+            let dep = object("Deployment", ns, name);
+            WaypointHealth {
+                waypoint: wp.to_string(),
+                deployment: dep.map(|_| wp.to_string()),
+                desired_replicas: dep
+                    .and_then(|o| int_at(&o.body, "/spec/replicas"))
+                    .unwrap_or(1),
+                ready_replicas: dep
+                    .and_then(|o| int_at(&o.body, "/status/readyReplicas"))
+                    .unwrap_or(0),
+                about: dep.map(|o| o.cite()),
+            }
+        })
+        .collect();
+    Some(AmbientHealth { ztunnel, waypoints })
 }
 
 /// Derive the live facts and their findings.
@@ -163,6 +260,7 @@ pub fn live_facts(snap: &Snapshot, inv: &Inventory, report: &Report, recent: usi
         webhook_order: webhook_order(inv),
         native_sidecars: native_sidecars(inv),
         policies: policies(inv),
+        ambient: ambient_health(inv, report),
         findings: Vec::new(),
     };
     facts.findings = findings(&facts, &snap.pods, inv, report);
@@ -505,6 +603,8 @@ pub const LIVE_CODES: &[Code] = &[
     Code::LiveRunPodWithoutSidecar,
     Code::LivePodStuckOnSidecar,
     Code::LiveWebhookNotReady,
+    Code::LiveZtunnelNotReady,
+    Code::LiveWaypointNotReady,
 ];
 
 /// The findings of the live facts: KM060 (run pods without a sidecar), KM061 (pods stuck on
@@ -607,6 +707,52 @@ pub fn findings(
             message,
             wh.about.as_ref(),
         ));
+    }
+    if let Some(amb) = &facts.ambient {
+        out.extend(ambient_findings(amb));
+    }
+    out
+}
+
+/// KM084 (ztunnel not ready) and KM085 (a waypoint without a ready pod).
+fn ambient_findings(amb: &AmbientHealth) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if amb.ztunnel.is_empty() {
+        out.push(Finding::new(
+            Code::LiveZtunnelNotReady,
+            "KFP's flows are enforced by ztunnel, but the cluster has no ztunnel DaemonSet: ambient pods are not captured",
+            None,
+        ));
+    }
+    for ds in &amb.ztunnel {
+        if ds.desired == 0 || ds.ready < ds.desired {
+            out.push(Finding::new(
+                Code::LiveZtunnelNotReady,
+                format!(
+                    "DaemonSet {} has {} of {} ztunnel pods ready: pods on the other nodes are not captured or lose their connections",
+                    ds.name, ds.ready, ds.desired
+                ),
+                ds.about.as_ref(),
+            ));
+        }
+    }
+    for wp in &amb.waypoints {
+        if wp.deployment.is_none() || wp.ready_replicas == 0 {
+            out.push(Finding::new(
+                Code::LiveWaypointNotReady,
+                match &wp.deployment {
+                    None => format!(
+                        "waypoint {} has no Deployment in the cluster: the connections through it fail",
+                        wp.waypoint
+                    ),
+                    Some(d) => format!(
+                        "waypoint Deployment {d} has {} of {} replicas ready: the connections through it fail",
+                        wp.ready_replicas, wp.desired_replicas
+                    ),
+                },
+                wp.about.as_ref(),
+            ));
+        }
     }
     out
 }

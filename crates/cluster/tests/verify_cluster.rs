@@ -105,7 +105,7 @@ fn finding_keys(r: &Report) -> Vec<(String, String, Option<String>)> {
     let mut v: Vec<_> = r
         .findings
         .iter()
-        .filter(|f| !f.code.as_str().starts_with("KM06"))
+        .filter(|f| !kfp_mesh_cluster::facts::LIVE_CODES.contains(&f.code))
         .map(|f| {
             (
                 f.code.to_string(),
@@ -806,6 +806,14 @@ spec:
         let mut cluster = Cluster::new();
         installed_istio(&mut cluster);
         cluster.add(bodies);
+        cluster.add([serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "ztunnel", "namespace": "istio-system"},
+            "spec": {"template": {"metadata": {"labels": {"app": "ztunnel"}},
+                     "spec": {"containers": [{"name": "istio-proxy", "image": "istio/ztunnel"}]}}},
+            "status": {"desiredNumberScheduled": 2, "numberReady": 0}
+        })]);
         let server = FakeApiServer::start(cluster).await;
         let live = run_verify(&server).await.expect("verify");
         let files = check_files(&texts);
@@ -816,6 +824,25 @@ spec:
         );
         let km081 = live.report.findings.iter().any(|f| f.code == "KM081");
         assert_eq!(km081, !with_gateway, "with gateway: {with_gateway}");
+        // The live ambient facts: ztunnel is not running and no waypoint pod exists.
+        let amb = live
+            .live
+            .ambient
+            .as_ref()
+            .expect("KFP's flows are on ztunnel");
+        assert_eq!(amb.ztunnel.len(), 1);
+        assert_eq!((amb.ztunnel[0].desired, amb.ztunnel[0].ready), (2, 0));
+        let km084 = live.report.findings.iter().find(|f| f.code == "KM084");
+        assert!(
+            km084.is_some_and(|f| f.message.contains("0 of 2")),
+            "{km084:?}"
+        );
+        // No waypoint Deployment in either case (with the Gateway, istiod has not made it).
+        let km085 = live.report.findings.iter().find(|f| f.code == "KM085");
+        assert!(
+            km085.is_some_and(|f| f.message.contains("kubeflow/kfp-waypoint")),
+            "{km085:?}"
+        );
         assert!(
             server
                 .requests()
