@@ -698,33 +698,6 @@ fn without_the_namespace_label_nothing_is_in_the_mesh() {
 /// and CRD schema would reject or warn about), as written.
 #[test]
 fn ambient_istio_objects_pass_validation() {
-    let root = repo().join("manifests/kustomize/components/istio-ambient");
-    let mut files = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml") {
-                files.push(p);
-            }
-        }
-    }
-    let mut istio = 0;
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{e}"));
-        let object_file = !f.ends_with("kustomization.yaml")
-            && !f.parent().is_some_and(|d| d.ends_with("patches"));
-        if !object_file || !text.contains("security.istio.io") {
-            continue;
-        }
-        let name = f.display().to_string();
-        let inv = Inventory::from_sources([(name.as_str(), text.as_str())]);
-        assert!(inv.errors.is_empty(), "{name}: {:#?}", inv.errors);
-        assert!(inv.rejected.is_empty(), "{name}: {:#?}", inv.rejected);
-        assert!(inv.warnings.is_empty(), "{name}: {:#?}", inv.warnings);
-        istio += text.matches("apiVersion: security.istio.io/").count();
-    }
+    let istio = common::assert_component_istio_objects_valid("istio-ambient");
     assert!(istio >= 18, "only {istio} Istio objects found");
 }

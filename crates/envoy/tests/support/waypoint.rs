@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 use super::apps::{self, ECHO_MARK};
 use super::pki::Pki;
 use super::proxy::{self, Envoy, envoy_binary};
-use super::world::{Probe, Req, Seen, fresh_ip, probe};
+use super::world::{Probe, ProbeResult, Report, Req, Seen, fresh_ip, probe};
 
 pub struct WaypointWorld {
     pub name: String,
@@ -65,78 +65,6 @@ impl WaypointWorld {
     pub fn probe(mut self, from: &str, to: &str, req: Req) -> WaypointWorld {
         self.probes.push(probe(from, to, req));
         self
-    }
-}
-
-pub struct Result {
-    pub name: String,
-    pub predicted: Seen,
-    pub observed: Seen,
-    pub evidence: String,
-    pub explanation: String,
-}
-
-impl Result {
-    pub fn agrees(&self) -> bool {
-        self.predicted.outcome == self.observed.outcome
-            && (self.predicted.outcome != Some(Outcome::Allow)
-                || self.predicted.transport == self.observed.transport)
-    }
-}
-
-pub struct Report {
-    pub world: String,
-    pub results: Vec<Result>,
-    pub logs: String,
-    pub lowering: String,
-    pub elapsed: Duration,
-}
-
-impl Report {
-    pub fn table(&self) -> String {
-        let mut s = format!(
-            "waypoint world `{}`: {} probes in {:.2}s\n",
-            self.world,
-            self.results.len(),
-            self.elapsed.as_secs_f64()
-        );
-        for r in &self.results {
-            let _ = writeln!(
-                s,
-                "  {} {:<100} predicted {:<16} observed {}",
-                if r.agrees() { "✓" } else { "✗" },
-                r.name,
-                r.predicted.to_string(),
-                r.observed
-            );
-        }
-        s
-    }
-
-    pub fn assert_agrees(&self) {
-        println!("{}", self.table());
-        let bad: Vec<&Result> = self.results.iter().filter(|r| !r.agrees()).collect();
-        if bad.is_empty() {
-            return;
-        }
-        let mut s = format!(
-            "waypoint world `{}`: prediction != observation for {} of {} probes\n",
-            self.world,
-            bad.len(),
-            self.results.len()
-        );
-        for r in bad {
-            let _ = writeln!(s, "\n✗ {}", r.name);
-            let _ = writeln!(s, "    predicted (kfp-mesh): {}", r.predicted);
-            let _ = writeln!(s, "    observed  (Envoy)   : {}", r.observed);
-            let _ = writeln!(s, "    evidence: {}", r.evidence);
-            for l in r.explanation.lines() {
-                let _ = writeln!(s, "      {l}");
-            }
-        }
-        let _ = writeln!(s, "\n===== lowering =====\n{}", self.lowering);
-        let _ = writeln!(s, "\n===== Envoy logs =====\n{}", self.logs);
-        panic!("{s}");
     }
 }
 
@@ -368,26 +296,23 @@ pub async fn run(world: WaypointWorld) -> anyhow::Result<Report> {
             .copied()
             .ok_or_else(|| anyhow!("{}: no tunnel listener", p.probe.name()))?;
         let (observed, evidence) = send(p, entry).await;
-        results.push(Result {
+        results.push(ProbeResult {
             name: p.probe.name(),
             predicted: p.predicted.clone(),
             observed,
             evidence,
             explanation: p.explanation.clone(),
+            lowering: lowering.clone(),
+            envoys: envoys.iter().map(|e| e.name.clone()).collect(),
         });
     }
-    let logs = envoys
-        .iter()
-        .map(Envoy::logs)
-        .collect::<Vec<_>>()
-        .join("\n\n");
+    let logs = envoys.iter().map(|e| (e.name.clone(), e.logs())).collect();
     drop(envoys);
     dir.close().context("remove the world's tempdir")?;
     Ok(Report {
         world: world.name,
         results,
         logs,
-        lowering,
         elapsed: started.elapsed(),
     })
 }

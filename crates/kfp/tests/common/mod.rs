@@ -146,3 +146,47 @@ pub fn kustomize(dir: &std::path::Path) -> String {
     );
     String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("kustomize output is not UTF-8: {e}"))
 }
+
+/// Check every Istio object file of a component directory (below `manifests/kustomize/
+/// components/`, patches and kustomizations left out) with kfp-mesh's validation as written:
+/// no read error, nothing Istio would reject or warn about. Returns how many Istio objects
+/// (`*.istio.io` documents) the files hold.
+pub fn assert_component_istio_objects_valid(component: &str) -> usize {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../manifests/kustomize/components")
+        .join(component);
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                files.push(p);
+            }
+        }
+    }
+    let mut istio = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{e}"));
+        // Objects only: not kustomizations, not patches.
+        let object_file = !f.ends_with("kustomization.yaml")
+            && !f.parent().is_some_and(|d| d.ends_with("patches"));
+        if !object_file || !text.contains("istio.io") {
+            continue;
+        }
+        let name = f.display().to_string();
+        let inv = Inventory::from_sources([(name.as_str(), text.as_str())]);
+        assert!(inv.errors.is_empty(), "{name}: {:#?}", inv.errors);
+        assert!(inv.rejected.is_empty(), "{name}: {:#?}", inv.rejected);
+        assert!(inv.warnings.is_empty(), "{name}: {:#?}", inv.warnings);
+        istio += inv
+            .objects
+            .iter()
+            .filter(|o| o.api_version.contains("istio.io"))
+            .count();
+    }
+    istio
+}
+
