@@ -233,10 +233,32 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
                 }
             }
         }
+        // Which destination Services terminate TLS themselves: read once per Service (it
+        // parses pod specs), not once per flow instance.
+        let mut app_tls: BTreeMap<(&str, &str), Option<detect::Evidence>> = BTreeMap::new();
+        for r in &resolved_flows {
+            let key = (
+                r.destination.namespace.as_str(),
+                r.destination.service.as_str(),
+            );
+            app_tls.entry(key).or_insert_with(|| {
+                full.service(key.0, key.1).and_then(|svc| {
+                    full.service_endpoints(svc)
+                        .into_iter()
+                        .find_map(|w| detect::serves_app_tls(&full, w))
+                })
+            });
+        }
         // One evaluation per flow instance and source, spread over the cores (a Kubeflow
         // cluster with many profiles has tens of thousands).
         for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
-            evaluate_flow(&full, catalog, r, opts.explanations)
+            let tls = app_tls
+                .get(&(
+                    r.destination.namespace.as_str(),
+                    r.destination.service.as_str(),
+                ))
+                .and_then(Option::as_ref);
+            evaluate_flow(&full, catalog, r, tls, opts.explanations)
         })
         .into_iter()
         .flatten()
@@ -380,6 +402,7 @@ fn evaluate_flow(
     inv: &Inventory,
     catalog: &Catalog,
     r: &ResolvedFlow<'_>,
+    app_tls: Option<&detect::Evidence>,
     explanations: Explanations,
 ) -> Vec<Result<FlowResult, Unresolved>> {
     let id = instance_id(r.id, r.profile.as_deref());
@@ -416,13 +439,8 @@ fn evaluate_flow(
     let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
     // A server that terminates TLS itself: its clients speak TLS (kubelet probes aside, which
     // the injector rewrites, and bare TCP connects, which never start a handshake).
-    let server_tls = if r.flow.protocol.is_http() && r.flow.source.role != "kubelet" {
-        inv.service_endpoints(service)
-            .into_iter()
-            .find_map(|w| detect::serves_app_tls(inv, w))
-    } else {
-        None
-    };
+    let server_tls =
+        app_tls.filter(|_| r.flow.protocol.is_http() && r.flow.source.role != "kubelet");
     let request = request_for(r, server_tls.is_some());
     let mut resolution = vec![r.resolution.clone()];
     if let Some(e) = &server_tls {

@@ -189,4 +189,3 @@ pub fn assert_component_istio_objects_valid(component: &str) -> usize {
     }
     istio
 }
-
