@@ -201,7 +201,17 @@ fn chain_match(kind: ChainKind, mode: MtlsMode, protocol: PortProtocol) -> Value
 }
 
 fn downstream_tls(p: &InboundParams<'_>) -> Value {
-    let inv = p.inventory;
+    istio_downstream_tls(p.inventory, p.identity, p.trusted_ca)
+}
+
+/// The mTLS an Istio proxy terminates (a sidecar's inbound chain, a waypoint): the caller's
+/// certificate is required, chains to the mesh CA and names a SPIFFE identity of the trust
+/// domain (or an alias).
+pub(crate) fn istio_downstream_tls(
+    inv: &Inventory,
+    identity: &TlsFiles,
+    trusted_ca: &Path,
+) -> Value {
     let mut domains = vec![inv.mesh.trust_domain.clone()];
     domains.extend(inv.mesh.trust_domain_aliases.iter().cloned());
     let sans: Vec<Value> = domains
@@ -216,11 +226,11 @@ fn downstream_tls(p: &InboundParams<'_>) -> Value {
             "common_tls_context": {
                 "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
                 "tls_certificates": [{
-                    "certificate_chain": {"filename": p.identity.cert_chain.display().to_string()},
-                    "private_key": {"filename": p.identity.private_key.display().to_string()},
+                    "certificate_chain": {"filename": identity.cert_chain.display().to_string()},
+                    "private_key": {"filename": identity.private_key.display().to_string()},
                 }],
                 "validation_context": {
-                    "trusted_ca": {"filename": p.trusted_ca.display().to_string()},
+                    "trusted_ca": {"filename": trusted_ca.display().to_string()},
                     "match_typed_subject_alt_names": sans,
                 },
             },

@@ -27,11 +27,11 @@ use kfp_mesh_core::mesh::protocol::PortProtocol;
 use kfp_mesh_core::mesh::waypoint::{self, ServiceWaypoint};
 use serde_json::{Value, json};
 
-use crate::inbound::{container_port_protocol, hcm};
+use crate::inbound::{self, container_port_protocol, hcm};
 use crate::rbac;
 use crate::{
-    DOWNSTREAM_TLS, LowerError, TCP_PROXY, TLS_SOCKET, TlsFiles, UPSTREAM_TLS, access_log, admin,
-    socket_address, static_cluster,
+    LowerError, TCP_PROXY, TLS_SOCKET, TlsFiles, UPSTREAM_TLS, access_log, admin, socket_address,
+    static_cluster,
 };
 
 /// What the waypoint needs besides the inventory.
@@ -188,34 +188,9 @@ pub fn lower_waypoint(p: &WaypointParams<'_>) -> Result<WaypointLowering, LowerE
     })
 }
 
-/// The mTLS the waypoint terminates: the caller's certificate is required, chains to the mesh
-/// CA and names a SPIFFE identity of the trust domain (or an alias).
+/// The mTLS the waypoint terminates, as a sidecar's inbound chain does.
 fn downstream_tls(p: &WaypointParams<'_>) -> Value {
-    let inv = p.inventory;
-    let mut domains = vec![inv.mesh.trust_domain.clone()];
-    domains.extend(inv.mesh.trust_domain_aliases.iter().cloned());
-    let sans: Vec<Value> = domains
-        .iter()
-        .map(|d| json!({"san_type": "URI", "matcher": {"prefix": format!("spiffe://{d}/")}}))
-        .collect();
-    json!({
-        "name": TLS_SOCKET,
-        "typed_config": {
-            "@type": DOWNSTREAM_TLS,
-            "require_client_certificate": true,
-            "common_tls_context": {
-                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
-                "tls_certificates": [{
-                    "certificate_chain": {"filename": p.identity.cert_chain.display().to_string()},
-                    "private_key": {"filename": p.identity.private_key.display().to_string()},
-                }],
-                "validation_context": {
-                    "trusted_ca": {"filename": p.trusted_ca.display().to_string()},
-                    "match_typed_subject_alt_names": sans,
-                },
-            },
-        },
-    })
+    inbound::istio_downstream_tls(p.inventory, p.identity, p.trusted_ca)
 }
 
 /// One destination of a caller: a port of the waypoint.

@@ -233,32 +233,26 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
                 }
             }
         }
-        // Which destination Services terminate TLS themselves: read once per Service (it
-        // parses pod specs), not once per flow instance.
-        let mut app_tls: BTreeMap<(&str, &str), Option<detect::Evidence>> = BTreeMap::new();
+        // What each destination Service's server is (it terminates TLS itself, its data plane,
+        // its waypoint): decided once per Service, not once per flow instance.
+        let mut servers: BTreeMap<(&str, &str), ServerFacts> = BTreeMap::new();
         for r in &resolved_flows {
             let key = (
                 r.destination.namespace.as_str(),
                 r.destination.service.as_str(),
             );
-            app_tls.entry(key).or_insert_with(|| {
-                full.service(key.0, key.1).and_then(|svc| {
-                    full.service_endpoints(svc)
-                        .into_iter()
-                        .find_map(|w| detect::serves_app_tls(&full, w))
-                })
-            });
+            servers
+                .entry(key)
+                .or_insert_with(|| ServerFacts::of(&full, key.0, key.1));
         }
         // One evaluation per flow instance and source, spread over the cores (a Kubeflow
         // cluster with many profiles has tens of thousands).
         for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
-            let tls = app_tls
-                .get(&(
-                    r.destination.namespace.as_str(),
-                    r.destination.service.as_str(),
-                ))
-                .and_then(Option::as_ref);
-            evaluate_flow(&full, catalog, r, tls, opts.explanations)
+            let server = servers.get(&(
+                r.destination.namespace.as_str(),
+                r.destination.service.as_str(),
+            ));
+            evaluate_flow(&full, catalog, r, server, opts.explanations)
         })
         .into_iter()
         .flatten()
@@ -402,7 +396,7 @@ fn evaluate_flow(
     inv: &Inventory,
     catalog: &Catalog,
     r: &ResolvedFlow<'_>,
-    app_tls: Option<&detect::Evidence>,
+    server: Option<&ServerFacts>,
     explanations: Explanations,
 ) -> Vec<Result<FlowResult, Unresolved>> {
     let id = instance_id(r.id, r.profile.as_deref());
@@ -439,8 +433,9 @@ fn evaluate_flow(
     let role_kind = catalog.role(&r.flow.source.role).map(|role| role.kind);
     // A server that terminates TLS itself: its clients speak TLS (kubelet probes aside, which
     // the injector rewrites, and bare TCP connects, which never start a handshake).
-    let server_tls =
-        app_tls.filter(|_| r.flow.protocol.is_http() && r.flow.source.role != "kubelet");
+    let server_tls = server
+        .and_then(|s| s.app_tls.as_ref())
+        .filter(|_| r.flow.protocol.is_http() && r.flow.source.role != "kubelet");
     let request = request_for(r, server_tls.is_some());
     let mut resolution = vec![r.resolution.clone()];
     if let Some(e) = &server_tls {
@@ -547,7 +542,7 @@ fn evaluate_flow(
             fix_kind: v.fix.as_ref().map(|f| f.kind),
             fix,
             probe: v.probe,
-            enforcement: enforcement_points(inv, client, service),
+            enforcement: enforcement_points(inv, client, server),
             findings: Vec::new(),
             explanation: keep(steps, explanations),
         }));
@@ -573,13 +568,42 @@ pub fn fix_text(
     }
 }
 
-/// Where the mesh enforces policy between `client` and `service` (see
+/// What a flow needs to know of the server behind a destination Service.
+struct ServerFacts {
+    /// The server terminates TLS itself (its clients speak TLS).
+    app_tls: Option<detect::Evidence>,
+    data_plane: Option<kfp_mesh_core::mesh::membership::DataPlane>,
+    /// `NS/NAME` of the waypoint the Service uses (`istio.io/use-waypoint`).
+    waypoint: Option<String>,
+}
+
+impl ServerFacts {
+    fn of(inv: &Inventory, ns: &str, name: &str) -> ServerFacts {
+        let service = inv.service(ns, name);
+        let endpoints = service
+            .map(|s| inv.service_endpoints(s))
+            .unwrap_or_default();
+        ServerFacts {
+            app_tls: endpoints
+                .iter()
+                .find_map(|w| detect::serves_app_tls(inv, w)),
+            data_plane: endpoints
+                .first()
+                .map(|w| kfp_mesh_core::mesh::membership::data_plane(inv, w).value),
+            waypoint: service
+                .and_then(|s| kfp_mesh_core::mesh::waypoint::service_waypoint(inv, s))
+                .map(|wp| format!("{}/{}", wp.namespace, wp.name)),
+        }
+    }
+}
+
+/// Where the mesh enforces policy between `client` and the server (see
 /// [`FlowResult::enforcement`]): the client's proxy, a waypoint (ambient servers, reached by
 /// mesh clients through `istio.io/use-waypoint`), the server's proxy.
 fn enforcement_points(
     inv: &Inventory,
     client: Option<&kfp_mesh_core::inventory::Workload>,
-    service: &kfp_mesh_core::inventory::Service,
+    server: Option<&ServerFacts>,
 ) -> Vec<String> {
     use kfp_mesh_core::mesh::membership::{self, DataPlane};
     let mut out = Vec::new();
@@ -589,16 +613,13 @@ fn enforcement_points(
         Some(DataPlane::Ambient) => out.push("client ztunnel".to_string()),
         _ => {}
     }
-    let server_dp = inv
-        .service_endpoints(service)
-        .first()
-        .map(|w| membership::data_plane(inv, w).value);
+    let server_dp = server.and_then(|s| s.data_plane);
     let mesh_client = matches!(client_dp, Some(DataPlane::Sidecar | DataPlane::Ambient));
     if server_dp == Some(DataPlane::Ambient)
         && mesh_client
-        && let Some(wp) = kfp_mesh_core::mesh::waypoint::service_waypoint(inv, service)
+        && let Some(wp) = server.and_then(|s| s.waypoint.as_ref())
     {
-        out.push(format!("waypoint {}/{}", wp.namespace, wp.name));
+        out.push(format!("waypoint {wp}"));
     }
     match server_dp {
         Some(DataPlane::Sidecar) => out.push("server sidecar".to_string()),

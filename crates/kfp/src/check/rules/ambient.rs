@@ -133,7 +133,15 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         ));
     }
 
-    // KM082: sidecar and ambient in one flow.
+    // KM082: sidecar and ambient in one flow. The data plane of each workload is decided once
+    // (a large cluster has tens of thousands of flows over a few thousand workloads).
+    let mut planes: std::collections::HashMap<*const Workload, DataPlane> =
+        std::collections::HashMap::new();
+    let mut plane = |w: &Workload| {
+        *planes
+            .entry(std::ptr::from_ref(w))
+            .or_insert_with(|| membership::data_plane(inv, w).value)
+    };
     for f in cx.flows {
         let Some(ns) = f.from.namespace.as_deref() else {
             continue;
@@ -144,9 +152,9 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         let Some(svc) = inv.service(&f.to.namespace, &f.to.service) else {
             continue;
         };
-        let client_dp = membership::data_plane(inv, client).value;
+        let client_dp = plane(client);
         for server in inv.service_endpoints(svc) {
-            let server_dp = membership::data_plane(inv, server).value;
+            let server_dp = plane(server);
             let mixed = matches!(
                 (client_dp, server_dp),
                 (DataPlane::Sidecar, DataPlane::Ambient) | (DataPlane::Ambient, DataPlane::Sidecar)
