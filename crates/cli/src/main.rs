@@ -146,6 +146,21 @@ fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// A one-shot command keeps the memory it frees for its next allocations instead of handing it
+/// back to the kernel after 10 ms (mimalloc's default, right for the long-running webhook): on a
+/// large input the check frees and allocates gigabytes, and every page handed back and taken
+/// again is zeroed by the kernel once more (docs/performance.md: 2.4 s less system time at 5,000
+/// profiles).
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` of mimalloc.h (v2 and v3): -1 purges never.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a process-wide option of the allocator; mimalloc reads it when it decides to
+    // purge, and setting it from the main thread at any time is supported.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
+}
+
 fn main() {
     // Behave like other Unix tools when the reader of stdout goes away (`| head`): end quietly
     // instead of failing on a broken pipe.
@@ -165,6 +180,9 @@ fn main() {
         Some(sub) => format!("{shown} {sub} --help"),
         None => format!("{shown} --help"),
     };
+    if !matches!(cli.command, Command::Webhook(_)) {
+        keep_freed_memory();
+    }
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::TlsCheck(args) => tls_check::run(*args),

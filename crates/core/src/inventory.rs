@@ -16,14 +16,7 @@ use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource}
 /// Largest input accepted in one call of [`parse_stream`] or [`parse_bytes`] (512 MiB). The
 /// CLI applies the same cap to everything it reads in one run and stops reading there.
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
-/// Deepest nesting accepted in a document (Kubernetes objects rarely exceed 20).
-pub const MAX_DEPTH: usize = 64;
-/// Nodes (mappings, sequences, scalars) a YAML document may have, at the least ...
-pub const MIN_NODE_BUDGET: usize = 250_000;
-/// ... and per byte of the document. Written-out YAML has at most about one node per byte, so
-/// no real document reaches the budget; aliases are counted each time they are used, so an
-/// alias bomb (a few bytes that expand to millions of nodes) stops at twice its own size.
-pub const NODES_PER_BYTE: usize = 2;
+pub use crate::yaml::{MAX_DEPTH, MIN_NODE_BUDGET, NODES_PER_BYTE, node_budget};
 
 /// A problem with the input: the place, the object when known, and the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,7 +82,7 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
             let mut objects = Vec::new();
             let mut errors = Vec::new();
             match std::str::from_utf8(doc.text).map_err(|e| not_utf8(doc, e)) {
-                Ok(text) => match parse_yaml_document(text) {
+                Ok(text) => match crate::yaml::read_document(text) {
                     Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
                     Ok(None) => {}
                     Err(message) => errors.push(InputError {
@@ -139,141 +132,6 @@ fn not_utf8(doc: &YamlDocument<'_>, e: std::str::Utf8Error) -> (u32, String) {
 
 fn count_lines(bytes: &[u8]) -> u32 {
     u32::try_from(bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX)
-}
-
-fn parse_yaml_document(doc: &str) -> Result<Option<serde_json::Value>, String> {
-    if doc
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%'))
-    {
-        return Ok(None);
-    }
-    let nodes = node_budget(doc.len());
-    // Set here, not left to the library's defaults, so the error messages below stay true.
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_depth: MAX_DEPTH,
-            max_nodes: nodes,
-            // Every node is one event, a mapping or sequence one more at its end.
-            max_events: nodes.saturating_mul(2).saturating_add(16),
-            max_total_scalar_bytes: scalar_budget(doc.len()),
-            max_aliases: 50_000,
-            max_anchors: 50_000,
-            enforce_alias_anchor_ratio: true,
-            alias_anchor_ratio_multiplier: 10,
-            max_recorded_anchor_events: 1_000_000,
-            max_merge_keys: 10_000,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 1_000_000,
-            max_replay_stack_depth: 64,
-        },
-    };
-    let value: serde_json::Value =
-        serde_saphyr::from_str_with_options(doc, options).map_err(|e| yaml_error(&e, doc))?;
-    Ok(match value {
-        serde_json::Value::Null => None,
-        v => Some(v),
-    })
-}
-
-/// The node budget of a YAML document of `len` bytes.
-pub fn node_budget(len: usize) -> usize {
-    len.saturating_mul(NODES_PER_BYTE).max(MIN_NODE_BUDGET)
-}
-
-/// A parser error in kfp-mesh's words; a budget breach says which size limit and what to do.
-fn yaml_error(e: &serde_saphyr::Error, doc: &str) -> String {
-    use serde_saphyr::budget::BudgetBreach as B;
-    let mut inner = e;
-    while let serde_saphyr::Error::AliasError { error, .. }
-    | serde_saphyr::Error::WithSnippet { error, .. } = inner
-    {
-        inner = error;
-    }
-    if let serde_saphyr::Error::DuplicateMappingKey { key, location } = inner {
-        return duplicate_key(key.as_deref(), location, doc);
-    }
-    const ALIASES: &str = "the document uses more YAML anchors and aliases than kfp-mesh follows (at most 1,000,000 nodes replayed from aliases, 50,000 aliases, 50,000 anchors, 10 aliases per anchor, 10,000 merge keys)";
-    let breach = match inner {
-        serde_saphyr::Error::Budget { breach, .. } => breach,
-        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
-        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
-        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
-        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
-            return size_limit(ALIASES);
-        }
-        _ => return format!("not valid YAML: {}", one_line(&e.to_string())),
-    };
-    let what = match breach {
-        B::Depth { .. } => {
-            return format!(
-                "YAML nesting limit: the document nests deeper than {MAX_DEPTH} levels (Kubernetes objects rarely exceed 20); the document is skipped"
-            );
-        }
-        B::Nodes { .. } | B::Events { .. } => format!(
-            "the document expands to more than {} nodes (mappings, lists and values: {NODES_PER_BYTE} per byte of its text, at least {MIN_NODE_BUDGET}), each use of an alias (`*name`) counted in full",
-            node_budget(doc.len())
-        ),
-        B::ScalarBytes { .. } => format!(
-            "the text of its values expands to more than {} bytes (twice its own size, at least 64 MiB), each use of an alias (`*name`) counted in full",
-            scalar_budget(doc.len())
-        ),
-        B::Aliases { .. }
-        | B::Anchors { .. }
-        | B::AliasAnchorRatio { .. }
-        | B::RecordedAnchorEvents { .. }
-        | B::RecordedAnchorBytes { .. }
-        | B::MergeKeys { .. } => ALIASES.to_string(),
-        other => format!("{other:?}"),
-    };
-    size_limit(&what)
-}
-
-/// A duplicate mapping key, named with the object it is in when the document still reads with
-/// the first of each key (the object Kubernetes would refuse it for, `kubectl apply` errors too).
-fn duplicate_key(key: Option<&str>, location: &serde_saphyr::Location, doc: &str) -> String {
-    let key = key.map_or_else(|| "a key".to_string(), |k| format!("`{k}`"));
-    let options = serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::FirstWins,
-        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, max_nodes: node_budget(doc.len()) },
-    };
-    let object = serde_saphyr::from_str_with_options::<serde_json::Value>(doc, options)
-        .ok()
-        .and_then(|v| {
-            let kind = v.get("kind")?.as_str()?.to_string();
-            let meta = v.get("metadata")?;
-            let name = meta.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-            Some(match meta.get("namespace").and_then(|n| n.as_str()) {
-                Some(ns) => format!(" in {kind} {ns}/{name}"),
-                None => format!(" in {kind} {name}"),
-            })
-        })
-        .unwrap_or_default();
-    format!(
-        "duplicate key {key}{object} (line {} column {} of the document): a mapping names each key once; remove or rename one of them",
-        location.line(),
-        location.column()
-    )
-}
-
-fn size_limit(what: &str) -> String {
-    format!(
-        "YAML size limit: {what}; the document is skipped. The limits stop alias bombs (a few bytes that expand to millions of values): write the repeated parts out instead of using aliases (`kubectl get -o yaml` and `kubectl kustomize` never use them), or pass JSON"
-    )
-}
-
-/// The bytes of value text a YAML document of `len` bytes may expand to.
-fn scalar_budget(len: usize) -> usize {
-    len.saturating_mul(2).max(64 * 1024 * 1024)
-}
-
-fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// One YAML document of a stream.
@@ -350,8 +208,10 @@ fn parse_json_stream(
     let mut from = 0usize;
     while from < text.len() {
         let rest = text.get(from..).unwrap_or_default();
-        let mut stream =
-            serde_json::Deserializer::from_slice(rest).into_iter::<serde_json::Value>();
+        // A first pass only checks the syntax and reads each value's `kind`; the second reads
+        // a `List` (or a top-level array) one item at a time, so that the objects of a large
+        // `kubectl get -o json` are never held as one JSON tree.
+        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Shape>();
         loop {
             let before = stream.byte_offset();
             let value_start = from
@@ -365,19 +225,15 @@ fn parse_json_stream(
                     from = text.len();
                     break;
                 }
-                Some(Ok(value)) => {
+                Some(Ok(shape)) => {
                     let origin = Origin {
                         source: source.clone(),
                         line: line_of(value_start),
                     };
-                    match value {
-                        serde_json::Value::Array(items) => {
-                            for item in items {
-                                push_value(item, origin.clone(), objects, errors);
-                            }
-                        }
-                        v => push_value(v, origin, objects, errors),
-                    }
+                    let value_text = text
+                        .get(value_start..from + stream.byte_offset())
+                        .unwrap_or_default();
+                    read_json_value(shape, value_text, &origin, objects, errors);
                 }
                 Some(Err(e)) => {
                     let resume = next_json_start(text, value_start);
@@ -412,6 +268,176 @@ fn parse_json_stream(
                 }
             }
         }
+    }
+}
+
+/// What the first pass over a JSON value learns: whether it is an array, or an object whose
+/// items can be read one at a time (a `*List` with an `apiVersion`).
+enum Shape {
+    Array,
+    List,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shape, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Array)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
+                let (mut list, mut api_version, mut items) = (false, false, false);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "kind" => {
+                            let kind: serde_json::Value = map.next_value()?;
+                            list = kind.as_str().is_some_and(|k| k.ends_with("List"));
+                        }
+                        "apiVersion" => {
+                            let v: serde_json::Value = map.next_value()?;
+                            api_version = v.as_str().is_some_and(|v| !v.is_empty());
+                        }
+                        "items" => {
+                            let v: ItemsProbe = map.next_value()?;
+                            items = v.0;
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(if list && api_version && items {
+                    Shape::List
+                } else {
+                    Shape::Other
+                })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a value is an array (skipping it).
+struct ItemsProbe(bool);
+
+impl<'de> Deserialize<'de> for ItemsProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ItemsProbe, D::Error> {
+        let shape = Shape::deserialize(d)?;
+        Ok(ItemsProbe(matches!(shape, Shape::Array)))
+    }
+}
+
+/// Read one JSON value the first pass found well-formed: a `List`'s or an array's items one
+/// at a time, anything else as one object.
+fn read_json_value(
+    shape: Shape,
+    text: &[u8],
+    origin: &Origin,
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
+    let mut sink = |item: serde_json::Value| push_value(item, origin.clone(), objects, errors);
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let streamed = match shape {
+        Shape::Array => serde::de::DeserializeSeed::deserialize(EachItem(&mut sink), &mut de),
+        Shape::List => serde::de::DeserializeSeed::deserialize(ListItems(&mut sink), &mut de),
+        Shape::Other => match serde_json::Value::deserialize(&mut de) {
+            Ok(v) => {
+                sink(v);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = streamed {
+        // The first pass read the same text without error; only a value nested deeper than
+        // serde_json's recursion limit can fail here.
+        errors.push(InputError {
+            origin: origin.clone(),
+            object: None,
+            message: format!("not valid JSON: {}", json_error_reason(&e)),
+        });
+    }
+}
+
+/// Each element of a JSON array, handed to a sink as it is read.
+struct EachItem<'a, F>(&'a mut F);
+
+impl<'de, F: FnMut(serde_json::Value)> serde::de::DeserializeSeed<'de> for EachItem<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(serde_json::Value)> serde::de::Visitor<'de> for EachItem<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            (self.0)(item);
+        }
+        Ok(())
+    }
+}
+
+/// The `items` of a `List`, handed to a sink as they are read; its other fields are skipped.
+struct ListItems<'a, F>(&'a mut F);
+
+impl<'de, F: FnMut(serde_json::Value)> serde::de::DeserializeSeed<'de> for ListItems<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(serde_json::Value)> serde::de::Visitor<'de> for ListItems<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a List")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let sink = self.0;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "items" {
+                map.next_value_seed(EachItem(&mut *sink))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -620,7 +646,8 @@ pub struct Inventory {
     pub objects: Vec<Object>,
     pub errors: Vec<InputError>,
     pub namespaces: BTreeMap<String, Namespace>,
-    pub workloads: Vec<Workload>,
+    /// Shared: a synthesised run pod is also held by the check that made it.
+    pub workloads: Vec<std::sync::Arc<Workload>>,
     pub services: BTreeMap<(String, String), Service>,
     pub service_accounts: BTreeMap<(String, String), Cited>,
     pub mesh: MeshConfig,
@@ -774,7 +801,8 @@ impl Inventory {
     }
 
     /// Add a workload the input does not contain (a synthesised KFP run pod).
-    pub fn add_workload(&mut self, w: Workload) {
+    pub fn add_workload(&mut self, w: impl Into<std::sync::Arc<Workload>>) {
+        let w = w.into();
         self.workloads_by_ns
             .entry(w.namespace.clone())
             .or_default()
@@ -1056,7 +1084,7 @@ impl Inventory {
             .get(ns)
             .into_iter()
             .flatten()
-            .filter_map(|i| self.workloads.get(*i))
+            .filter_map(|i| self.workloads.get(*i).map(|w| &**w))
     }
 
     /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
@@ -1240,7 +1268,7 @@ pub fn parse_mesh_config(text: &str, configmap_namespace: &str) -> Result<MeshCo
         RawMesh::default()
     } else {
         let v: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+            serde_saphyr::from_str(text).map_err(|e| crate::yaml::one_line(&e.to_string()))?;
         if v.is_null() {
             RawMesh::default()
         } else {
@@ -1306,8 +1334,12 @@ pub fn parse_injector_config(
             &["policy", "neverInjectSelector", "alwaysInjectSelector"],
         );
         if !wanted.trim().is_empty() {
-            let v: serde_json::Value = serde_saphyr::from_str(&wanted)
-                .map_err(|e| format!("unreadable data.config: {}", one_line(&e.to_string())))?;
+            let v: serde_json::Value = serde_saphyr::from_str(&wanted).map_err(|e| {
+                format!(
+                    "unreadable data.config: {}",
+                    crate::yaml::one_line(&e.to_string())
+                )
+            })?;
             let raw: RawInjector =
                 serde_json::from_value(v).map_err(|e| format!("unreadable data.config: {e}"))?;
             if let Some(p) = raw.policy {

@@ -9,3 +9,4 @@ pub mod mesh;
 pub mod model;
 pub mod object;
 pub mod par;
+pub mod yaml;

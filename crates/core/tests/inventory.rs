@@ -610,7 +610,7 @@ fn a_broken_json_value_loses_only_itself_and_says_so() {
     assert_eq!(
         errors,
         [
-            "in.json:6: not valid JSON: control character (\\u0000-\\u001F) found while parsing a string at line 10 column 0; lines 6-9 skipped, reading on at line 10",
+            "in.json:6: not valid JSON: control character (\\u0000-\\u001F) found while parsing a string at line 9 column 27; lines 6-9 skipped, reading on at line 10",
             "in.json:20: not valid JSON: EOF while parsing a value at line 20 column 9; lines 20-20 (the rest) skipped",
         ]
     );

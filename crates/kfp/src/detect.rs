@@ -612,12 +612,14 @@ fn detect_namespace(inv: &Inventory, opts: &DetectOptions) -> Fact<String> {
     let mut api: Vec<&Workload> = inv
         .workloads
         .iter()
+        .map(|w| &**w)
         .filter(|w| w.name == "ml-pipeline" && w.kind == "Deployment")
         .collect();
     if api.is_empty() {
         api = inv
             .workloads
             .iter()
+            .map(|w| &**w)
             .filter(|w| w.name == "ml-pipeline")
             .collect();
     }

@@ -141,7 +141,8 @@ pub struct AppliedMutation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunPod {
     pub kind: RunPodKind,
-    pub workload: Workload,
+    /// Shared with the inventory the pod is added to.
+    pub workload: std::sync::Arc<Workload>,
     /// kfp-mesh webhook mutations, in the order Kubernetes applies them.
     pub mutations: Vec<AppliedMutation>,
     /// The pod before any kfp-mesh mutation (what Istio sees when a Pod-mode webhook runs
@@ -155,7 +156,7 @@ pub struct RunPod {
 pub fn run_pods(inv: &Inventory, facts: &KfpFacts) -> Vec<Workload> {
     run_pods_detailed(inv, facts)
         .into_iter()
-        .map(|p| p.workload)
+        .map(|p| std::sync::Arc::unwrap_or_clone(p.workload))
         .collect()
 }
 
@@ -318,7 +319,7 @@ fn model_pod(
     });
     RunPod {
         kind,
-        workload,
+        workload: workload.into(),
         mutations,
         before_mutation,
         notes,
@@ -955,7 +956,7 @@ pub fn add_run_pods(inv: &mut Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     }
     let pods = run_pods_detailed(inv, facts);
     for p in &pods {
-        inv.add_workload(p.workload.clone());
+        inv.add_workload(std::sync::Arc::clone(&p.workload));
     }
     pods
 }

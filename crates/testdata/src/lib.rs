@@ -11,6 +11,8 @@
 //! With none of them a test fails with one message naming both ways to get the fixtures.
 //! `scripts/fetch-upstream --locate` applies the same rules.
 
+pub mod profiles;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
