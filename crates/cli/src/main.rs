@@ -152,6 +152,10 @@ fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
 /// again is zeroed by the kernel once more (docs/performance.md: 2.4 s less system time at 5,000
 /// profiles).
 fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        // Stated in the environment: mimalloc reads it, and it wins.
+        return;
+    }
     // `mi_option_purge_delay` of mimalloc.h (v2 and v3): -1 purges never.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide option of the allocator; mimalloc reads it when it decides to

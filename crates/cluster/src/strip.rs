@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kfp_mesh_core::object::string_map;
-use kfp_mesh_core::object::{Meta, Object, Origin};
+use kfp_mesh_core::object::{Meta, Object, Origin, StringMap};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -78,9 +78,9 @@ pub enum Sidecar {
 pub struct LivePod {
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: StringMap,
     /// Only the annotations the facts read (Istio, Argo, KFP keys).
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: StringMap,
     /// The controller owner: (kind, name).
     pub owner: Option<(String, String)>,
     pub created: Option<String>,
@@ -116,7 +116,6 @@ impl LivePod {
     pub fn workflow(&self) -> Option<&str> {
         self.labels
             .get("workflows.argoproj.io/workflow")
-            .map(String::as_str)
             .or_else(|| {
                 self.owner
                     .as_ref()
@@ -345,8 +344,10 @@ fn live_pod(item: &Value, owner: Option<(String, String)>, context: &str) -> Opt
     let meta = item.get("metadata")?;
     let name = str_at(meta, "name").filter(|n| !n.is_empty())?.to_string();
     let namespace = str_at(meta, "namespace").unwrap_or("default").to_string();
-    let mut annotations = string_map(meta.get("annotations"));
-    annotations.retain(|k, _| kept_annotation(k));
+    let annotations: StringMap = string_map(meta.get("annotations"))
+        .iter()
+        .filter(|(k, _)| kept_annotation(k))
+        .collect();
     let statuses = |key: &str| -> BTreeMap<String, ContainerState> {
         item.pointer(&format!("/status/{key}"))
             .and_then(Value::as_array)

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::validation::{self, Severity, ValidationIssue};
 use crate::model::*;
-use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource};
+use crate::object::{CiteCache, Cited, Meta, Object, ObjectRef, Origin, Resource, StringMap};
 
 /// Largest input accepted in one call of [`parse_stream`] or [`parse_bytes`] (512 MiB). The
 /// CLI applies the same cap to everything it reads in one run and stops reading there.
@@ -553,8 +553,8 @@ pub struct Workload {
     pub name: String,
     pub namespace: String,
     /// Labels and annotations of the pod (template).
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: StringMap,
+    pub annotations: StringMap,
     pub spec: PodSpec,
     pub origin: Origin,
     /// Set for pods that do not exist in the input but that kfp-mesh models (KFP run pods).
@@ -616,10 +616,10 @@ impl Workload {
             .and_then(|p| u16::try_from(p.container_port).ok())
     }
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
+        self.labels.get(key)
     }
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.get(key).map(String::as_str)
+        self.annotations.get(key)
     }
 }
 
@@ -1066,17 +1066,18 @@ impl Inventory {
     // Look-ups used by the semantics
 
     /// Labels of a namespace (empty when the namespace is not in the input).
-    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .namespaces
-            .get(ns)
-            .map(|n| n.meta.labels.clone())
-            .unwrap_or_default();
-        // Kubernetes sets this label on every namespace.
-        labels
-            .entry("kubernetes.io/metadata.name".to_string())
-            .or_insert_with(|| ns.to_string());
-        labels
+    pub fn namespace_labels(&self, ns: &str) -> StringMap {
+        const NAME: &str = "kubernetes.io/metadata.name";
+        match self.namespaces.get(ns) {
+            Some(n) if n.meta.labels.contains_key(NAME) => n.meta.labels.clone(),
+            Some(n) => {
+                let mut labels = n.meta.labels.clone();
+                labels.insert(NAME, ns);
+                labels
+            }
+            // Kubernetes sets this label on every namespace.
+            None => StringMap::from([(NAME, ns)]),
+        }
     }
 
     pub fn workloads_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = &'a Workload> + 'a {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::{Cited, Resource};
+use crate::object::{Cited, Labels, Resource, StringMap};
 
 pub type Service = Resource<ServiceSpec>;
 pub type Namespace = Resource<()>;
@@ -43,18 +43,20 @@ pub struct LabelSelectorRequirement {
 impl LabelSelector {
     /// Kubernetes semantics: an empty selector matches everything. An unknown operator
     /// matches nothing (the API server would have rejected it).
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl Labels) -> bool {
         if let Some(ml) = &self.match_labels
-            && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && !ml
+                .iter()
+                .all(|(k, v)| labels.value_of(k) == Some(v.as_str()))
         {
             return false;
         }
         for req in self.match_expressions.iter().flatten() {
             let values = req.values.as_deref().unwrap_or_default();
-            let value = labels.get(&req.key);
+            let value = labels.value_of(&req.key);
             let ok = match req.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
                 "Exists" => value.is_some(),
                 "DoesNotExist" => value.is_none(),
                 _ => false,
@@ -256,7 +258,7 @@ impl WorkloadSelector {
         self.match_labels.as_ref().filter(|m| !m.is_empty())
     }
     /// Subset match: every selector label is on the workload.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &StringMap) -> bool {
         self.match_labels
             .iter()
             .flatten()
@@ -657,11 +659,7 @@ pub struct InjectorWebhook {
 impl InjectorWebhook {
     /// Whether Kubernetes calls this webhook for a pod with these labels in a namespace with
     /// these labels (an absent selector matches everything).
-    pub fn fires(
-        &self,
-        namespace_labels: &BTreeMap<String, String>,
-        pod_labels: &BTreeMap<String, String>,
-    ) -> bool {
+    pub fn fires(&self, namespace_labels: &StringMap, pod_labels: &StringMap) -> bool {
         self.namespace_selector
             .as_ref()
             .is_none_or(|s| s.matches(namespace_labels))

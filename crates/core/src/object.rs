@@ -73,20 +73,20 @@ pub struct Meta {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "StringMap::is_empty")]
+    pub labels: StringMap,
+    #[serde(skip_serializing_if = "StringMap::is_empty")]
+    pub annotations: StringMap,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
 }
 
 impl Meta {
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
+        self.labels.get(key)
     }
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.get(key).map(String::as_str)
+        self.annotations.get(key)
     }
     /// The namespace, with Kubernetes' default for namespaced objects that name none.
     pub fn namespace_or_default(&self) -> &str {
@@ -279,14 +279,247 @@ impl fmt::Display for Cited {
     }
 }
 
-/// A JSON object of strings (labels, annotations, ConfigMap data) as a map; other values are
-/// left out, and anything but an object is an empty map.
-pub fn string_map(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {
+/// A JSON object of strings (labels, annotations) as a map; other values are left out, and
+/// anything but an object is an empty map.
+pub fn string_map(v: Option<&serde_json::Value>) -> StringMap {
     v.and_then(serde_json::Value::as_object)
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.as_str(), s)))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Labels or annotations: a small map of strings, sorted by key, kept in one buffer.
+///
+/// A large cluster has hundreds of thousands of them (every pod, every pod template, every
+/// typed object's metadata). A `BTreeMap<String, String>` costs a 540-byte node plus two
+/// allocations per entry; this costs two allocations in all: the keys and values end to end,
+/// and where each ends.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StringMap {
+    text: Box<str>,
+    /// Where each key and each value ends in `text`: key `i` ends at `ends[2i]`, its value at
+    /// `ends[2i + 1]`.
+    ends: Box<[u32]>,
+}
+
+impl StringMap {
+    pub fn new() -> StringMap {
+        StringMap::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn at(&self, i: usize) -> Option<&str> {
+        let start = match i {
+            0 => 0,
+            _ => *self.ends.get(i - 1)? as usize,
+        };
+        self.text.get(start..*self.ends.get(i)? as usize)
+    }
+
+    fn key_at(&self, i: usize) -> &str {
+        self.at(2 * i).unwrap_or_default()
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        self.at(2 * i + 1).unwrap_or_default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.key_at(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.value_at(mid)),
+            }
+        }
+        None
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        (0..self.len()).map(|i| (self.key_at(i), self.value_at(i)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Set `key` to `value` (an existing entry is replaced). Rebuilds the map: for the few
+    /// changes the tool makes itself, not for building one entry by entry.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let merged: StringMap = self
+            .iter()
+            .filter(|(k, _)| *k != key)
+            .chain([(key, value)])
+            .collect();
+        *self = merged;
+    }
+
+    /// Remove `key`; whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        if !self.contains_key(key) {
+            return false;
+        }
+        let rest: StringMap = self.iter().filter(|(k, _)| *k != key).collect();
+        *self = rest;
+        true
+    }
+
+    /// Set every entry of `other` (as `insert` would, in one rebuild).
+    pub fn extend<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        other: impl IntoIterator<Item = (K, V)>,
+    ) {
+        let other: Vec<(K, V)> = other.into_iter().collect();
+        let merged: StringMap = self
+            .iter()
+            .chain(other.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+            .collect();
+        *self = merged;
+    }
+
+    /// The map as a `BTreeMap`, for code that builds or edits one.
+    pub fn to_btree(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for StringMap {
+    /// Entries in any order; of a key given twice, the last value is kept (as in a map that is
+    /// inserted into).
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(entries: I) -> StringMap {
+        let mut entries: Vec<(usize, (&str, &str))> = entries.into_iter().enumerate().collect();
+        entries.sort_by(|(i, (a, _)), (j, (b, _))| a.cmp(b).then(j.cmp(i)));
+        entries.dedup_by(|(_, (a, _)), (_, (b, _))| a == b);
+        let mut text =
+            String::with_capacity(entries.iter().map(|(_, (k, v))| k.len() + v.len()).sum());
+        let mut ends = Vec::with_capacity(entries.len() * 2);
+        for (_, (k, v)) in entries {
+            text.push_str(k);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            text.push_str(v);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        StringMap {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+}
+
+impl FromIterator<(String, String)> for StringMap {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> StringMap {
+        let owned: Vec<(String, String)> = entries.into_iter().collect();
+        owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+impl<const N: usize> From<[(&str, &str); N]> for StringMap {
+    fn from(entries: [(&str, &str); N]) -> StringMap {
+        entries.into_iter().collect()
+    }
+}
+
+impl From<&BTreeMap<String, String>> for StringMap {
+    fn from(m: &BTreeMap<String, String>) -> StringMap {
+        m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for StringMap {
+    fn from(m: BTreeMap<String, String>) -> StringMap {
+        StringMap::from(&m)
+    }
+}
+
+/// Labels to match a selector against: a [`StringMap`] or a `BTreeMap` built by hand.
+pub trait Labels {
+    fn value_of(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for StringMap {
+    fn value_of(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn value_of(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl<'a> IntoIterator for &'a StringMap {
+    type Item = (&'a str, &'a str);
+    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl fmt::Debug for StringMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for StringMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StringMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StringMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StringMap, A::Error> {
+                let mut entries: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) =
+                    map.next_entry::<std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>>()?
+                {
+                    entries.push(entry);
+                }
+                Ok(entries
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    .collect())
+            }
+            fn visit_unit<E>(self) -> Result<StringMap, E> {
+                Ok(StringMap::default())
+            }
+        }
+        d.deserialize_map(V)
+    }
 }

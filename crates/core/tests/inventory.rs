@@ -421,9 +421,7 @@ fn a_redefined_object_keeps_the_first_and_reports_the_second() {
     let b = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
     let i = Inventory::from_sources([("a.yaml", a), ("b.yaml", b)]);
     assert_eq!(
-        i.namespace_labels("x")
-            .get("istio-injection")
-            .map(String::as_str),
+        i.namespace_labels("x").get("istio-injection"),
         Some("enabled")
     );
     assert_eq!(i.errors.len(), 1);
@@ -549,10 +547,7 @@ fn aliases_within_the_budget_are_read() {
     let (objects, errors) = parse_stream("ok.yaml", text);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(objects.len(), 1);
-    assert_eq!(
-        objects[0].meta.labels.get("tier").map(String::as_str),
-        Some("b")
-    );
+    assert_eq!(objects[0].meta.labels.get("tier"), Some("b"));
 }
 
 #[test]

@@ -1293,7 +1293,7 @@ fn detect_profiles(
                 namespace_in_input: in_input,
                 owner: None,
                 labels: if in_input {
-                    inv.namespace_labels(name)
+                    inv.namespace_labels(name).to_btree()
                 } else {
                     profile_namespace_labels(inv, name)
                 },

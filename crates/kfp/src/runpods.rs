@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kfp_mesh_core::inventory::{Inventory, Workload};
 use kfp_mesh_core::model::{LabelSelector, MutatingWebhook, PodSpec};
 use kfp_mesh_core::object::string_map;
-use kfp_mesh_core::object::{Cited, Meta, Object, Origin};
+use kfp_mesh_core::object::{Cited, Meta, Object, Origin, StringMap};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -176,12 +176,12 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     out
 }
 
-fn namespace_labels(inv: &Inventory, facts: &KfpFacts, ns: &str) -> BTreeMap<String, String> {
+fn namespace_labels(inv: &Inventory, facts: &KfpFacts, ns: &str) -> StringMap {
     if inv.namespaces.contains_key(ns) {
         return inv.namespace_labels(ns);
     }
     match facts.profile(ns) {
-        Some(p) => p.labels.clone(),
+        Some(p) => StringMap::from(&p.labels),
         None => inv.namespace_labels(ns),
     }
 }
@@ -197,7 +197,7 @@ fn strings(m: &BTreeMap<String, String>) -> Value {
 fn model_pod(
     facts: &KfpFacts,
     ns: &str,
-    ns_labels: &BTreeMap<String, String>,
+    ns_labels: &StringMap,
     kind: RunPodKind,
     webhooks: &[KfpMeshWebhook],
 ) -> RunPod {
@@ -263,8 +263,13 @@ fn model_pod(
             "true".to_string(),
         )]
         .into();
-        labels.extend(string_map(tm.get("labels")));
-        annotations.extend(string_map(tm.get("annotations")));
+        let owned = |m: StringMap| -> Vec<(String, String)> {
+            m.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        labels.extend(owned(string_map(tm.get("labels"))));
+        annotations.extend(owned(string_map(tm.get("annotations"))));
         labels.insert(
             "workflows.argoproj.io/workflow".to_string(),
             workflow.clone(),
@@ -383,7 +388,7 @@ fn apply(
 
 fn selects(
     wh: &KfpMeshWebhook,
-    ns_labels: &BTreeMap<String, String>,
+    ns_labels: &StringMap,
     obj_labels: &BTreeMap<String, String>,
 ) -> bool {
     wh.namespace_selector

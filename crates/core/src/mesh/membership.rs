@@ -1,14 +1,12 @@
 //! A: data-plane membership of a workload (sidecar, ambient or plain) and which inbound ports
 //! its sidecar intercepts (B7).
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::explain::{Decision, Step};
 use crate::inventory::{Inventory, Workload};
 use crate::model::{LabelSelector, LabelSelectorRequirement};
-use crate::object::Cited;
+use crate::object::{Cited, StringMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,7 +175,7 @@ fn namespace_cite(inv: &Inventory, ns: &str) -> Option<Cited> {
 }
 
 /// The labels that steer injection, for messages: `istio-injection=enabled, istio.io/rev=x`.
-fn relevant_labels(labels: &BTreeMap<String, String>, keys: &[&str]) -> String {
+fn relevant_labels(labels: &StringMap, keys: &[&str]) -> String {
     let found: Vec<String> = keys
         .iter()
         .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
@@ -189,7 +187,7 @@ fn relevant_labels(labels: &BTreeMap<String, String>, keys: &[&str]) -> String {
     }
 }
 
-fn label_summary(ns: &str, ns_labels: &BTreeMap<String, String>, w: &Workload) -> String {
+fn label_summary(ns: &str, ns_labels: &StringMap, w: &Workload) -> String {
     let mut s = format!(
         "namespace `{ns}` has {}; the pod has {}",
         relevant_labels(ns_labels, &[INJECTION_NS_KEY, REV_KEY]),
@@ -223,8 +221,8 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         .filter(|h| h.fires(&ns_labels, &w.labels))
         .collect();
     let summary = label_summary(ns, &ns_labels, w);
-    let ns_injection = ns_labels.get(INJECTION_NS_KEY).map(String::as_str);
-    let ns_rev = ns_labels.get(REV_KEY).map(String::as_str);
+    let ns_injection = ns_labels.get(INJECTION_NS_KEY);
+    let ns_rev = ns_labels.get(REV_KEY);
     let pod_rev = w.label(REV_KEY);
     let with_ns = |step: Step| match &ns_cite {
         Some(c) => step.by(c.clone()),
@@ -464,7 +462,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
 fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     let ns = w.namespace.as_str();
     let ns_labels = inv.namespace_labels(ns);
-    let ns_mode = ns_labels.get(DATAPLANE_KEY).map(String::as_str);
+    let ns_mode = ns_labels.get(DATAPLANE_KEY);
     let pod_mode = w.label(DATAPLANE_KEY);
     if w.annotation(STATUS_ANNOTATION).is_some() {
         if ns_mode == Some("ambient") || pod_mode == Some("ambient") {

@@ -13,11 +13,9 @@
 //! The engine routes by the label (a static input often lacks the Gateway, which may exist in
 //! the cluster); [`ServiceWaypoint::gateway`] says whether the input has it, for findings.
 
-use std::collections::BTreeMap;
-
 use crate::inventory::{Inventory, Service, Workload};
 use crate::model::PodSpec;
-use crate::object::{Cited, Object, Origin};
+use crate::object::{Cited, Object, Origin, StringMap};
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
 pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace";
@@ -98,11 +96,10 @@ pub fn service_waypoint(inv: &Inventory, service: &Service) -> Option<ServiceWay
     let namespace = labels
         .get(USE_WAYPOINT_NAMESPACE_LABEL)
         .filter(|n| !n.is_empty())
-        .cloned()
-        .unwrap_or_else(|| ns.to_string());
+        .map_or_else(|| ns.to_string(), str::to_string);
     let gateway = find_gateway(inv, &namespace, name);
     Some(ServiceWaypoint {
-        name: name.clone(),
+        name: name.to_string(),
         namespace,
         source,
         labelled_by,
@@ -160,11 +157,11 @@ pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
         kind: "Deployment".to_string(),
         name: w.name.clone(),
         namespace: w.namespace.clone(),
-        labels: BTreeMap::from([
-            (GATEWAY_NAME_LABEL.to_string(), w.name.clone()),
-            ("istio.io/dataplane-mode".to_string(), "none".to_string()),
+        labels: StringMap::from([
+            (GATEWAY_NAME_LABEL, w.name.as_str()),
+            ("istio.io/dataplane-mode", "none"),
         ]),
-        annotations: BTreeMap::new(),
+        annotations: StringMap::new(),
         spec: PodSpec {
             service_account_name: Some(w.name.clone()),
             ..PodSpec::default()

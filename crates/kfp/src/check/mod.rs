@@ -272,7 +272,6 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         run_pods: &run_pods,
         unresolved: &unresolved,
     });
-
     let before = findings.len();
     let annotated = suppress::annotations(&full);
     findings.retain(|f| !suppress::suppressed(&annotated, &opts.suppress, f));
@@ -329,7 +328,7 @@ fn namespace_assumptions(
             let assumed = match facts.profile(ns) {
                 Some(p) if p.synthetic => format!(
                     "an example profile namespace kfp-mesh models, labelled as Kubeflow's profile controller labels one ({})",
-                    label_list(&p.labels)
+                    label_list(&(&p.labels).into())
                 ),
                 _ if labels.is_empty() => "not in the input: assumed to have no labels (no sidecar injection, not ambient); state its labels with --namespace-labels".to_string(),
                 _ => format!("not in the input: labels assumed {}", label_list(&labels)),
@@ -342,7 +341,7 @@ fn namespace_assumptions(
         .collect()
 }
 
-fn label_list(labels: &BTreeMap<String, String>) -> String {
+fn label_list(labels: &kfp_mesh_core::object::StringMap) -> String {
     if labels.is_empty() {
         return "no labels".to_string();
     }

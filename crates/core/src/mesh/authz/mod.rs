@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::explain::{Decision, Step};
 use crate::inventory::{AuthorizationPolicy, Inventory, RequestAuthentication, Service, Workload};
 use crate::model::{AuthzAction, PolicyTargetReference, WorkloadSelector};
-use crate::object::Cited;
+use crate::object::{Cited, Labels};
 
 use eval::{Cx, Evaluation, Flavor, Notes, Point, RuleOutcome};
 use matcher::Peer;
@@ -105,10 +105,10 @@ pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
 /// `istio.io/dry-run` as istiod reads it (Go `strconv.ParseBool`: `1`, `t`, `T`, `true`,
 /// `TRUE`, `True`); anything else, or no annotation, is enforce mode.
-pub fn is_dry_run(annotations: &BTreeMap<String, String>) -> bool {
+pub fn is_dry_run(annotations: &impl Labels) -> bool {
     annotations
-        .get(DRY_RUN_ANNOTATION)
-        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+        .value_of(DRY_RUN_ANNOTATION)
+        .is_some_and(|v| matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
 /// D1: how a policy (AuthorizationPolicy or RequestAuthentication) relates to one
