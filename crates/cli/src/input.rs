@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kfp_mesh_core::inventory::{InputError, Inventory, MAX_INPUT_BYTES, parse_bytes, parse_stream};
+use kfp_mesh_core::inventory::{
+    InputError, Inventory, MAX_INPUT_BYTES, parse_bytes_into, parse_stream,
+};
 use kfp_mesh_core::object::{Object, Origin};
 
 /// Where to read Kubernetes objects from.
@@ -93,9 +95,7 @@ impl Reader {
     /// Parse one source; its bytes are dropped afterwards, so a run holds one source's text at
     /// a time besides the objects.
     fn parse(&mut self, name: &str, bytes: &[u8]) {
-        let (objects, errors) = parse_bytes(name, bytes);
-        self.objects.extend(objects);
-        self.errors.extend(errors);
+        parse_bytes_into(name, bytes, &mut self.objects, &mut self.errors);
     }
 
     fn skip(&mut self, path: &Path, why: String) {

@@ -48,6 +48,18 @@ pub fn parse_stream(source: &str, text: &str) -> (Vec<Object>, Vec<InputError>) 
 pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
+    parse_bytes_into(source, bytes, &mut objects, &mut errors);
+    (objects, errors)
+}
+
+/// [`parse_bytes`], adding to the objects and errors of the sources read before (each object
+/// is moved once, into room reserved for exactly the objects of this source).
+pub fn parse_bytes_into(
+    source: &str,
+    bytes: &[u8],
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
     if bytes.len() > MAX_INPUT_BYTES {
         errors.push(InputError {
             origin: Origin::new(source, 1),
@@ -58,7 +70,7 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
                 MAX_INPUT_BYTES
             ),
         });
-        return (objects, errors);
+        return;
     }
     let source: std::sync::Arc<str> = source.into();
     let mut rest = bytes;
@@ -70,7 +82,7 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
         }
     }
     if rest.starts_with(b"{") || rest.starts_with(b"[") {
-        parse_json_stream(&source, bytes, &mut objects, &mut errors);
+        parse_json_stream(&source, bytes, objects, errors);
     } else {
         let docs = split_yaml_documents(bytes);
         // Parsing is most of the cost of a large input: spread it over the cores.
@@ -100,14 +112,39 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
                     message,
                 }),
             }
+            // Almost every document is one object: held without a vector of its own.
+            let objects = match objects.len() {
+                0 => DocObjects::None,
+                1 => objects.pop().map_or(DocObjects::None, DocObjects::One),
+                _ => DocObjects::Many(objects),
+            };
             (objects, errors)
         });
+        let count = parsed
+            .iter()
+            .map(|(o, _)| match o {
+                DocObjects::None => 0,
+                DocObjects::One(_) => 1,
+                DocObjects::Many(v) => v.len(),
+            })
+            .sum();
+        objects.reserve_exact(count);
         for (o, e) in parsed {
-            objects.extend(o);
+            match o {
+                DocObjects::None => {}
+                DocObjects::One(o) => objects.push(o),
+                DocObjects::Many(v) => objects.extend(v),
+            }
             errors.extend(e);
         }
     }
-    (objects, errors)
+}
+
+/// The objects of one YAML document.
+enum DocObjects {
+    None,
+    One(Object),
+    Many(Vec<Object>),
 }
 
 /// The line and message for a YAML document that is not UTF-8.
@@ -674,6 +711,8 @@ pub struct Inventory {
 }
 
 const ISTIO_SECURITY: &str = "security.istio.io";
+/// The label Kubernetes sets on every Namespace, to its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const ISTIO_NETWORKING: &str = "networking.istio.io";
 
 impl Inventory {
@@ -681,29 +720,26 @@ impl Inventory {
     /// ignored; objects whose spec cannot be read become errors.
     pub fn from_objects(mut objects: Vec<Object>, mut errors: Vec<InputError>) -> Inventory {
         objects.sort_by(|a, b| object_order(a).cmp(&object_order(b)));
-        // The same object twice: keep the first (by origin), report the others.
-        let mut deduped: Vec<Object> = Vec::with_capacity(objects.len());
-        for o in objects {
-            if let Some(prev) = deduped.last()
-                && prev.kind == o.kind
+        // The same object twice: keep the first (by origin), report the others. In place: a
+        // large input is not held twice.
+        objects.dedup_by(|o, prev| {
+            let same = prev.kind == o.kind
                 && prev.group() == o.group()
                 && prev.meta.name == o.meta.name
-                && prev.meta.namespace == o.meta.namespace
-            {
-                if prev.body != o.body {
-                    errors.push(InputError {
-                            origin: o.origin.clone(),
-                            object: Some(o.object_ref()),
-                            message: format!(
-                                "defined again with different content (first at {}); the first definition is used",
-                                prev.origin
-                            ),
-                        });
-                }
-                continue;
+                && prev.meta.namespace == o.meta.namespace;
+            if same && prev.body != o.body {
+                errors.push(InputError {
+                    origin: o.origin.clone(),
+                    object: Some(o.object_ref()),
+                    message: format!(
+                        "defined again with different content (first at {}); the first definition is used",
+                        prev.origin
+                    ),
+                });
             }
-            deduped.push(o);
-        }
+            same
+        });
+        let deduped = objects;
         let mut inv = Inventory {
             errors,
             ..Inventory::default()
@@ -815,10 +851,15 @@ impl Inventory {
         let ns = o.meta.namespace_or_default().to_string();
         match (group, o.kind.as_str()) {
             ("", "Namespace") => {
+                let mut meta = o.meta.clone();
+                // Kubernetes sets this label on every namespace.
+                if !meta.labels.contains_key(NAMESPACE_NAME_LABEL) {
+                    meta.labels.insert(NAMESPACE_NAME_LABEL, &o.meta.name);
+                }
                 let r = Resource {
                     api_version: o.api_version.clone(),
                     kind: o.kind.clone(),
-                    meta: o.meta.clone(),
+                    meta,
                     spec: (),
                     origin: o.origin.clone(),
                     cited: CiteCache::default(),
@@ -994,6 +1035,10 @@ impl Inventory {
     }
 
     fn add_config_map(&mut self, o: &Object) {
+        // Only Istio's own ConfigMaps are read here; the others are not parsed again.
+        if !o.meta.name.starts_with("istio") {
+            return;
+        }
         let data = o.body.get("data");
         let data = data.as_ref();
         let get = |k: &str| data.and_then(|d| d.get(k)).and_then(|v| v.as_str());
@@ -1066,17 +1111,11 @@ impl Inventory {
     // Look-ups used by the semantics
 
     /// Labels of a namespace (empty when the namespace is not in the input).
-    pub fn namespace_labels(&self, ns: &str) -> StringMap {
-        const NAME: &str = "kubernetes.io/metadata.name";
+    /// (`kubernetes.io/metadata.name` included: Kubernetes sets it on every namespace.)
+    pub fn namespace_labels(&self, ns: &str) -> std::borrow::Cow<'_, StringMap> {
         match self.namespaces.get(ns) {
-            Some(n) if n.meta.labels.contains_key(NAME) => n.meta.labels.clone(),
-            Some(n) => {
-                let mut labels = n.meta.labels.clone();
-                labels.insert(NAME, ns);
-                labels
-            }
-            // Kubernetes sets this label on every namespace.
-            None => StringMap::from([(NAME, ns)]),
+            Some(n) => std::borrow::Cow::Borrowed(&n.meta.labels),
+            None => std::borrow::Cow::Owned(StringMap::from([(NAMESPACE_NAME_LABEL, ns)])),
         }
     }
 

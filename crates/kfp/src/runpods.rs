@@ -178,11 +178,11 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
 
 fn namespace_labels(inv: &Inventory, facts: &KfpFacts, ns: &str) -> StringMap {
     if inv.namespaces.contains_key(ns) {
-        return inv.namespace_labels(ns);
+        return inv.namespace_labels(ns).into_owned();
     }
     match facts.profile(ns) {
         Some(p) => StringMap::from(&p.labels),
-        None => inv.namespace_labels(ns),
+        None => inv.namespace_labels(ns).into_owned(),
     }
 }
 
@@ -764,7 +764,7 @@ fn object(
         ..Meta::default()
     };
     meta.annotations
-        .insert(SYNTHETIC_ANNOTATION.to_string(), "true".to_string());
+        .insert(SYNTHETIC_ANNOTATION, "true");
     let mut full = body;
     if let Value::Object(m) = &mut full {
         m.insert("apiVersion".into(), Value::String(api_version.into()));

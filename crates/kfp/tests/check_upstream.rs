@@ -47,7 +47,7 @@ fn inventory(files: &[&str], extra: &str, inject: &[&str]) -> Inventory {
             Some(o) => {
                 o.meta
                     .labels
-                    .insert("istio-injection".to_string(), "enabled".to_string());
+                    .insert("istio-injection", "enabled");
             }
             None => {
                 let (o, _) = parse_stream(

@@ -178,7 +178,7 @@ fn namespace_cite(inv: &Inventory, ns: &str) -> Option<Cited> {
 fn relevant_labels(labels: &StringMap, keys: &[&str]) -> String {
     let found: Vec<String> = keys
         .iter()
-        .filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}")))
+        .filter_map(|k| labels.get(k).map(|v| format!("{k}={v}")))
         .collect();
     if found.is_empty() {
         "none of the injection labels".to_string()

@@ -308,7 +308,7 @@ fn peer_matches(
         (None, None) => None,
         (pod_sel, ns_sel) => {
             let ns_ok = match ns_sel {
-                Some(sel) => sel.matches(&inv.namespace_labels(&w.namespace)),
+                Some(sel) => sel.matches(&*inv.namespace_labels(&w.namespace)),
                 None => w.namespace == policy_ns,
             };
             let pod_ok = pod_sel.as_ref().is_none_or(|s| s.matches(&w.labels));

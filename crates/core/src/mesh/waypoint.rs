@@ -78,7 +78,7 @@ pub fn service_waypoint(inv: &Inventory, service: &Service) -> Option<ServiceWay
     let ns = service.namespace();
     let (labels, source, labelled_by) = if service.meta.label(USE_WAYPOINT_LABEL).is_some() {
         (
-            service.meta.labels.clone(),
+            std::borrow::Cow::Borrowed(&service.meta.labels),
             LabelSource::Service,
             Some(service.cite()),
         )

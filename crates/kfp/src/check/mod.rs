@@ -220,8 +220,17 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
     if let Some(catalog) = catalog
         && facts.detected
     {
-        let mut resolved_flows = Vec::new();
+        // One catalog flow at a time: its instances (one per profile for per-profile flows)
+        // are resolved, then evaluated over the cores, then dropped, so a cluster with many
+        // profiles never holds every resolved instance at once.
+        // What each destination Service's server is (it terminates TLS itself, its data plane,
+        // its waypoint): decided once per Service, not once per flow instance.
+        let mut servers: BTreeMap<String, BTreeMap<String, ServerFacts>> = BTreeMap::new();
+        // Flows that resolve but cannot be evaluated are listed after those that do not
+        // resolve, as when every flow was resolved first.
+        let mut not_evaluated = Vec::new();
         for flow in catalog::applicable_flows(&catalog.flows, &facts) {
+            let mut resolved_flows = Vec::new();
             for (profile, resolved) in catalog::resolve(catalog, flow, &full, &facts) {
                 match resolved {
                     Ok(r) => resolved_flows.push(r),
@@ -232,36 +241,29 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
                     )),
                 }
             }
-        }
-        // What each destination Service's server is (it terminates TLS itself, its data plane,
-        // its waypoint): decided once per Service, not once per flow instance.
-        let mut servers: BTreeMap<(&str, &str), ServerFacts> = BTreeMap::new();
-        for r in &resolved_flows {
-            let key = (
-                r.destination.namespace.as_str(),
-                r.destination.service.as_str(),
-            );
-            servers
-                .entry(key)
-                .or_insert_with(|| ServerFacts::of(&full, key.0, key.1));
-        }
-        // One evaluation per flow instance and source, spread over the cores (a Kubeflow
-        // cluster with many profiles has tens of thousands).
-        for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
-            let server = servers.get(&(
-                r.destination.namespace.as_str(),
-                r.destination.service.as_str(),
-            ));
-            evaluate_flow(&full, catalog, r, server, opts.explanations)
-        })
-        .into_iter()
-        .flatten()
-        {
-            match result {
-                Ok(f) => flows.push(f),
-                Err(u) => unresolved.push(u),
+            for r in &resolved_flows {
+                let (ns, service) = (&r.destination.namespace, &r.destination.service);
+                let in_ns = servers.entry(ns.clone()).or_default();
+                if !in_ns.contains_key(service) {
+                    in_ns.insert(service.clone(), ServerFacts::of(&full, ns, service));
+                }
+            }
+            for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
+                let server = servers
+                    .get(&r.destination.namespace)
+                    .and_then(|in_ns| in_ns.get(&r.destination.service));
+                evaluate_flow(&full, catalog, r, server, opts.explanations)
+            })
+            .into_iter()
+            .flatten()
+            {
+                match result {
+                    Ok(f) => flows.push(f),
+                    Err(u) => not_evaluated.push(u),
+                }
             }
         }
+        unresolved.extend(not_evaluated);
         access = access::server_access(&full, &facts, &flows);
     }
     let mut findings = rules::run_all(&rules::Context {
@@ -323,7 +325,7 @@ fn namespace_assumptions(
         .filter(|ns| !inv.namespaces.contains_key(*ns))
         .map(|ns| {
             // Kubernetes sets `kubernetes.io/metadata.name` on every namespace itself.
-            let mut labels = inv.namespace_labels(ns);
+            let mut labels = inv.namespace_labels(ns).into_owned();
             labels.remove("kubernetes.io/metadata.name");
             let assumed = match facts.profile(ns) {
                 Some(p) if p.synthetic => format!(

@@ -67,7 +67,7 @@ pub fn inventory(files: &[&str], extra: &str, inject: &[&str]) -> Inventory {
             Some(o) => {
                 o.meta
                     .labels
-                    .insert("istio-injection".to_string(), "enabled".to_string());
+                    .insert("istio-injection", "enabled");
             }
             // The render does not create its namespace: add it, labelled.
             None => {
