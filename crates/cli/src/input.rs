@@ -14,8 +14,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 use kfp_mesh_core::inventory::{
-    InputError, Inventory, MAX_INPUT_BYTES, parse_bytes_into, parse_stream,
+    InputError, Inventory, MAX_INPUT_BYTES, StreamParser, parse_stream,
 };
+
+/// How much is read from a file, stdin or kubectl at a time.
+const READ_PIECE: usize = 1 << 20;
 use kfp_mesh_core::object::{Object, Origin};
 
 /// Where to read Kubernetes objects from.
@@ -53,8 +56,7 @@ pub fn load(args: &InputArgs) -> Result<Inventory> {
     let mut reader = Reader::default();
     for path in &args.files {
         if path.as_os_str() == "-" {
-            let bytes = reader.read_capped("<stdin>", std::io::stdin().lock(), 0)?;
-            reader.parse("<stdin>", &bytes);
+            reader.read_stream("<stdin>", "<stdin>", std::io::stdin().lock())?;
         } else {
             let meta = std::fs::metadata(path)
                 .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
@@ -68,8 +70,7 @@ pub fn load(args: &InputArgs) -> Result<Inventory> {
         }
     }
     for dir in &args.kustomize {
-        let bytes = reader.kustomize(dir)?;
-        reader.parse(&format!("kustomize:{}", dir.display()), &bytes);
+        reader.kustomize(dir)?;
     }
     Ok(Inventory::from_objects(reader.objects, reader.errors))
 }
@@ -92,12 +93,6 @@ struct Reader {
 }
 
 impl Reader {
-    /// Parse one source; its bytes are dropped afterwards, so a run holds one source's text at
-    /// a time besides the objects.
-    fn parse(&mut self, name: &str, bytes: &[u8]) {
-        parse_bytes_into(name, bytes, &mut self.objects, &mut self.errors);
-    }
-
     fn skip(&mut self, path: &Path, why: String) {
         self.errors.push(InputError {
             origin: Origin::new(path.display().to_string(), 1),
@@ -106,26 +101,42 @@ impl Reader {
         });
     }
 
-    /// Read `r` to its end, but not past the cap: the error names the source and the limit.
-    fn read_capped(&mut self, name: &str, r: impl Read, size_hint: u64) -> Result<Vec<u8>> {
+    /// Read `r` to its end, but not past the cap, parsing it as it arrives (a YAML document is
+    /// parsed once a later `---` line shows it has ended, so a large file is never held whole).
+    /// On an error nothing of `r` is kept; the error names the source and, for the cap, the
+    /// limit.
+    /// `source` is what its objects cite, `name` what errors call it.
+    fn read_stream(&mut self, source: &str, name: &str, mut r: impl Read) -> Result<()> {
+        let (objects_before, errors_before) = (self.objects.len(), self.errors.len());
         let left = MAX_INPUT_BYTES.saturating_sub(self.read);
-        // Reserve once (a file's size, else the cap): the pages are only touched as data
-        // arrives, whereas growing by doubling copies the text and briefly holds it twice.
-        let want = match usize::try_from(size_hint) {
-            Ok(size) if size > 0 => size.min(left),
-            _ => left,
+        let mut parser = StreamParser::new(source);
+        let mut buf = vec![0u8; READ_PIECE];
+        let mut got = 0usize;
+        let failed = loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(anyhow::Error::new(e).context(format!("cannot read {name}"))),
+            };
+            got += n;
+            if got > left {
+                break Some(anyhow!("{}", too_large(name, self.read)));
+            }
+            parser.push(
+                buf.get(..n).unwrap_or_default(),
+                &mut self.objects,
+                &mut self.errors,
+            );
         };
-        let mut bytes = Vec::new();
-        // Where the address space is limited (`ulimit -v`), grow as needed instead.
-        let _ = bytes.try_reserve_exact(want.saturating_add(1));
-        r.take(left as u64 + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {name}"))?;
-        if bytes.len() > left {
-            bail!("{}", too_large(name, self.read));
+        if let Some(e) = failed {
+            self.objects.truncate(objects_before);
+            self.errors.truncate(errors_before);
+            return Err(e);
         }
-        self.read += bytes.len();
-        Ok(bytes)
+        self.read += got;
+        parser.finish(&mut self.objects, &mut self.errors);
+        Ok(())
     }
 
     /// Read a file (named on the command line, or a regular file of a directory) and parse it.
@@ -149,17 +160,14 @@ impl Reader {
                 return Ok(());
             }
         };
-        let size = if meta.is_file() { meta.len() } else { 0 };
-        let bytes = match self.read_capped(&name, file, size) {
-            Ok(b) => b,
+        match self.read_stream(&name, &name, file) {
+            Ok(()) => Ok(()),
             Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
                 self.skip(path, format!("{e:#}; the file is skipped"));
-                return Ok(());
+                Ok(())
             }
-            Err(e) => return Err(e),
-        };
-        self.parse(&name, &bytes);
-        Ok(())
+            Err(e) => Err(e),
+        }
     }
 
     /// Read the manifests of a directory tree, each directory and file once.
@@ -225,8 +233,9 @@ impl Reader {
         Ok(())
     }
 
-    /// Render a kustomization with `kubectl kustomize`, reading its output up to the cap.
-    fn kustomize(&mut self, dir: &Path) -> Result<Vec<u8>> {
+    /// Render a kustomization with `kubectl kustomize`, reading its output as it comes, up to
+    /// the cap.
+    fn kustomize(&mut self, dir: &Path) -> Result<()> {
         let mut child = Command::new("kubectl")
             .arg("kustomize")
             // The directory is an argument, never a flag, whatever it starts with.
@@ -257,8 +266,10 @@ impl Reader {
             })
         });
         let name = format!("kubectl kustomize {}", dir.display());
+        let (objects_before, errors_before) = (self.objects.len(), self.errors.len());
+        let source = format!("kustomize:{}", dir.display());
         let output = match child.stdout.take() {
-            Some(out) => self.read_capped(&name, out, 0),
+            Some(out) => self.read_stream(&source, &name, out),
             None => Err(anyhow!("cannot read the output of {name}")),
         };
         if output.is_err() {
@@ -269,15 +280,17 @@ impl Reader {
             .wait()
             .with_context(|| format!("waiting for {name}"))?;
         let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-        let output = output?;
+        output?;
         if !status.success() {
+            self.objects.truncate(objects_before);
+            self.errors.truncate(errors_before);
             bail!(
                 "kubectl kustomize {} failed: {}",
                 dir.display(),
                 String::from_utf8_lossy(&stderr).trim()
             );
         }
-        Ok(output)
+        Ok(())
     }
 }
 

@@ -84,59 +84,189 @@ pub fn parse_bytes_into(
     if rest.starts_with(b"{") || rest.starts_with(b"[") {
         parse_json_stream(&source, bytes, objects, errors);
     } else {
-        let docs = split_yaml_documents(bytes);
-        // Parsing is most of the cost of a large input: spread it over the cores.
-        let parsed = crate::par::map(&docs, |doc| {
-            let origin = Origin {
-                source: source.clone(),
-                line: doc.line,
-            };
-            let mut objects = Vec::new();
-            let mut errors = Vec::new();
-            match std::str::from_utf8(doc.text).map_err(|e| not_utf8(doc, e)) {
-                Ok(text) => match crate::yaml::read_document(text) {
-                    Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
-                    Ok(None) => {}
-                    Err(message) => errors.push(InputError {
-                        origin,
-                        object: None,
-                        message,
-                    }),
-                },
-                Err((line, message)) => errors.push(InputError {
-                    origin: Origin {
-                        source: source.clone(),
-                        line,
-                    },
+        parse_yaml_into(&source, bytes, 1, objects, errors);
+    }
+}
+
+/// How much YAML text a [`StreamParser`] gathers before it parses the documents that have ended.
+pub const STREAM_PIECE: usize = 8 << 20;
+
+/// A stream parsed as it arrives, piece by piece: the same objects and errors as
+/// [`parse_bytes`] on the whole, without holding the whole text. YAML documents are parsed as
+/// soon as a later `---` line shows that they have ended; JSON when the stream ends (a `List` is
+/// then read one item at a time). The caller applies [`MAX_INPUT_BYTES`] as it reads.
+pub struct StreamParser {
+    source: std::sync::Arc<str>,
+    /// Text not parsed yet: it starts at a document's beginning.
+    pending: Vec<u8>,
+    /// The line of the source `pending` starts on.
+    line: u32,
+    /// Where to go on searching `pending` for a `---` line (the line break before the last
+    /// line searched; no marker line starts before it).
+    searched: usize,
+    json: Option<bool>,
+    piece: usize,
+}
+
+impl StreamParser {
+    pub fn new(source: &str) -> StreamParser {
+        StreamParser::with_piece(source, STREAM_PIECE)
+    }
+
+    /// A parser that parses once `piece` bytes of YAML have gathered (tests use small pieces).
+    pub fn with_piece(source: &str, piece: usize) -> StreamParser {
+        StreamParser {
+            source: source.into(),
+            pending: Vec::new(),
+            line: 1,
+            searched: 0,
+            json: None,
+            piece: piece.max(1),
+        }
+    }
+
+    /// The next piece of the stream.
+    pub fn push(&mut self, bytes: &[u8], objects: &mut Vec<Object>, errors: &mut Vec<InputError>) {
+        self.pending.extend_from_slice(bytes);
+        if self.json.is_none() {
+            self.json = stream_is_json(&self.pending);
+        }
+        if self.json != Some(false) || self.pending.len() < self.piece {
+            return;
+        }
+        let (found, last_break) = last_document_start(&self.pending, self.searched);
+        let Some(end) = found else {
+            // Next time, search from the last line on (it may not be complete yet), or from
+            // the new text when there was no line break.
+            self.searched = last_break.unwrap_or(self.pending.len());
+            return;
+        };
+        let done = self.pending.get(..end).unwrap_or_default();
+        parse_yaml_into(&self.source, done, self.line, objects, errors);
+        self.line = self.line.saturating_add(count_lines(done));
+        self.pending.drain(..end);
+        self.searched = 0;
+    }
+
+    /// The end of the stream: what is left is parsed.
+    pub fn finish(self, objects: &mut Vec<Object>, errors: &mut Vec<InputError>) {
+        if self.json == Some(true) {
+            parse_json_stream(&self.source, &self.pending, objects, errors);
+        } else {
+            parse_yaml_into(&self.source, &self.pending, self.line, objects, errors);
+        }
+    }
+}
+
+/// Whether a stream is JSON, by its first character that is not blank or a byte-order mark
+/// (`None` while there is none yet).
+fn stream_is_json(bytes: &[u8]) -> Option<bool> {
+    let mut rest = bytes;
+    loop {
+        rest = rest.trim_ascii_start();
+        match rest.strip_prefix("\u{feff}".as_bytes()) {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    // A partial byte-order mark at the end: wait for more.
+    if rest.is_empty() || "\u{feff}".as_bytes().starts_with(rest) {
+        return None;
+    }
+    Some(rest.starts_with(b"{") || rest.starts_with(b"["))
+}
+
+/// Where the last complete `---` line after the first line of `text` starts, looking at the
+/// lines after the line break at or after `from`: the documents before it have ended. Also the
+/// last line break seen (where the next search can start).
+fn last_document_start(text: &[u8], from: usize) -> (Option<usize>, Option<usize>) {
+    let mut found = None;
+    let mut last_break = None;
+    let mut at = from;
+    while let Some(nl) = text
+        .get(at..)
+        .and_then(|t| t.iter().position(|b| *b == b'\n'))
+    {
+        last_break = Some(at + nl);
+        let start = at + nl + 1;
+        let rest = text.get(start..).unwrap_or_default();
+        // The line must be complete to be known to be a marker.
+        let Some(len) = rest.iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        let mut line = rest.get(..len).unwrap_or_default();
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        if line == b"---" || line.starts_with(b"--- ") || line.starts_with(b"---\t") {
+            found = Some(start);
+        }
+        at = start;
+    }
+    (found, last_break)
+}
+
+/// A YAML stream (or a part of one that ends where a document ends) whose first line is line
+/// `first_line` of the source.
+fn parse_yaml_into(
+    source: &std::sync::Arc<str>,
+    bytes: &[u8],
+    first_line: u32,
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
+    let docs = split_yaml_documents(bytes, first_line);
+    // Parsing is most of the cost of a large input: spread it over the cores.
+    let parsed = crate::par::map(&docs, |doc| {
+        let origin = Origin {
+            source: source.clone(),
+            line: doc.line,
+        };
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        match std::str::from_utf8(doc.text).map_err(|e| not_utf8(doc, e)) {
+            Ok(text) => match crate::yaml::read_document(text) {
+                Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
+                Ok(None) => {}
+                Err(message) => errors.push(InputError {
+                    origin,
                     object: None,
                     message,
                 }),
-            }
-            // Almost every document is one object: held without a vector of its own.
-            let objects = match objects.len() {
-                0 => DocObjects::None,
-                1 => objects.pop().map_or(DocObjects::None, DocObjects::One),
-                _ => DocObjects::Many(objects),
-            };
-            (objects, errors)
-        });
-        let count = parsed
-            .iter()
-            .map(|(o, _)| match o {
-                DocObjects::None => 0,
-                DocObjects::One(_) => 1,
-                DocObjects::Many(v) => v.len(),
-            })
-            .sum();
-        objects.reserve_exact(count);
-        for (o, e) in parsed {
-            match o {
-                DocObjects::None => {}
-                DocObjects::One(o) => objects.push(o),
-                DocObjects::Many(v) => objects.extend(v),
-            }
-            errors.extend(e);
+            },
+            Err((line, message)) => errors.push(InputError {
+                origin: Origin {
+                    source: source.clone(),
+                    line,
+                },
+                object: None,
+                message,
+            }),
         }
+        // Almost every document is one object: held without a vector of its own.
+        let objects = match objects.len() {
+            0 => DocObjects::None,
+            1 => objects.pop().map_or(DocObjects::None, DocObjects::One),
+            _ => DocObjects::Many(objects),
+        };
+        (objects, errors)
+    });
+    let count = parsed
+        .iter()
+        .map(|(o, _)| match o {
+            DocObjects::None => 0,
+            DocObjects::One(_) => 1,
+            DocObjects::Many(v) => v.len(),
+        })
+        .sum();
+    objects.reserve_exact(count);
+    for (o, e) in parsed {
+        match o {
+            DocObjects::None => {}
+            DocObjects::One(o) => objects.push(o),
+            DocObjects::Many(v) => objects.extend(v),
+        }
+        errors.extend(e);
     }
 }
 
@@ -184,12 +314,12 @@ struct YamlDocument<'a> {
 /// followed by a space or the end of the line; YAML forbids such a line inside any scalar, so
 /// this split is exact. The split works on bytes, so a document that is not UTF-8 does not
 /// affect the others.
-fn split_yaml_documents(text: &[u8]) -> Vec<YamlDocument<'_>> {
+fn split_yaml_documents(text: &[u8], first_line: u32) -> Vec<YamlDocument<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize;
-    let mut start_line = 1u32;
+    let mut start_line = first_line;
     let mut offset = 0usize;
-    for (line_no, line) in (1u32..).zip(text.split_inclusive(|b| *b == b'\n')) {
+    for (line_no, line) in (first_line..).zip(text.split_inclusive(|b| *b == b'\n')) {
         let mut content = line;
         while let Some(c) = content.strip_suffix(b"\n").or(content.strip_suffix(b"\r")) {
             content = c;

@@ -763,8 +763,7 @@ fn object(
         namespace: ns.map(str::to_string),
         ..Meta::default()
     };
-    meta.annotations
-        .insert(SYNTHETIC_ANNOTATION, "true");
+    meta.annotations.insert(SYNTHETIC_ANNOTATION, "true");
     let mut full = body;
     if let Value::Object(m) = &mut full {
         m.insert("apiVersion".into(), Value::String(api_version.into()));

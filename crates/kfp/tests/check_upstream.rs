@@ -45,9 +45,7 @@ fn inventory(files: &[&str], extra: &str, inject: &[&str]) -> Inventory {
             .find(|o| o.kind == "Namespace" && o.meta.name == *ns);
         match found {
             Some(o) => {
-                o.meta
-                    .labels
-                    .insert("istio-injection", "enabled");
+                o.meta.labels.insert("istio-injection", "enabled");
             }
             None => {
                 let (o, _) = parse_stream(

@@ -65,9 +65,7 @@ pub fn inventory(files: &[&str], extra: &str, inject: &[&str]) -> Inventory {
             .find(|o| o.kind == "Namespace" && o.meta.name == *ns)
         {
             Some(o) => {
-                o.meta
-                    .labels
-                    .insert("istio-injection", "enabled");
+                o.meta.labels.insert("istio-injection", "enabled");
             }
             // The render does not create its namespace: add it, labelled.
             None => {
