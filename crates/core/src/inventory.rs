@@ -53,7 +53,7 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
 }
 
 /// [`parse_bytes`], adding to the objects and errors of the sources read before (each object
-/// is moved once, into room reserved for exactly the objects of this source).
+/// is moved once from its document into `objects`).
 pub fn parse_bytes_into(
     source: &str,
     bytes: &[u8],
