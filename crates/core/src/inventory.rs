@@ -73,15 +73,7 @@ pub fn parse_bytes_into(
         return;
     }
     let source: std::sync::Arc<str> = source.into();
-    let mut rest = bytes;
-    loop {
-        rest = rest.trim_ascii_start();
-        match rest.strip_prefix("\u{feff}".as_bytes()) {
-            Some(r) => rest = r,
-            None => break,
-        }
-    }
-    if rest.starts_with(b"{") || rest.starts_with(b"[") {
+    if stream_is_json(bytes) == Some(true) {
         parse_json_stream(&source, bytes, objects, errors);
     } else {
         parse_yaml_into(&source, bytes, 1, objects, errors);
@@ -536,8 +528,13 @@ fn read_json_value(
     let mut sink = |item: serde_json::Value| push_value(item, origin.clone(), objects, errors);
     let mut de = serde_json::Deserializer::from_slice(text);
     let streamed = match shape {
-        Shape::Array => serde::de::DeserializeSeed::deserialize(EachItem(&mut sink), &mut de),
-        Shape::List => serde::de::DeserializeSeed::deserialize(ListItems(&mut sink), &mut de),
+        Shape::Array | Shape::List => serde::de::DeserializeSeed::deserialize(
+            Items {
+                sink: &mut sink,
+                of_list: matches!(shape, Shape::List),
+            },
+            &mut de,
+        ),
         Shape::Other => match serde_json::Value::deserialize(&mut de) {
             Ok(v) => {
                 sink(v);
@@ -557,49 +554,42 @@ fn read_json_value(
     }
 }
 
-/// Each element of a JSON array, handed to a sink as it is read.
-struct EachItem<'a, F>(&'a mut F);
+/// The items of a JSON array, or of a `List`'s `items` (its other fields skipped), handed to a
+/// sink as each is read.
+struct Items<'a, F> {
+    sink: &'a mut F,
+    of_list: bool,
+}
 
-impl<'de, F: FnMut(serde_json::Value)> serde::de::DeserializeSeed<'de> for EachItem<'_, F> {
+impl<'de, F: FnMut(serde_json::Value)> serde::de::DeserializeSeed<'de> for Items<'_, F> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
+        if self.of_list {
+            d.deserialize_map(self)
+        } else {
+            d.deserialize_seq(self)
+        }
     }
 }
 
-impl<'de, F: FnMut(serde_json::Value)> serde::de::Visitor<'de> for EachItem<'_, F> {
+impl<'de, F: FnMut(serde_json::Value)> serde::de::Visitor<'de> for Items<'_, F> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array")
+        f.write_str(if self.of_list { "a List" } else { "an array" })
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(item) = seq.next_element::<serde_json::Value>()? {
-            (self.0)(item);
+            (self.sink)(item);
         }
         Ok(())
     }
-}
-
-/// The `items` of a `List`, handed to a sink as they are read; its other fields are skipped.
-struct ListItems<'a, F>(&'a mut F);
-
-impl<'de, F: FnMut(serde_json::Value)> serde::de::DeserializeSeed<'de> for ListItems<'_, F> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, F: FnMut(serde_json::Value)> serde::de::Visitor<'de> for ListItems<'_, F> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a List")
-    }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let sink = self.0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "items" {
-                map.next_value_seed(EachItem(&mut *sink))?;
+                map.next_value_seed(Items {
+                    sink: &mut *self.sink,
+                    of_list: false,
+                })?;
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }

@@ -24,6 +24,48 @@ pub fn profiles(n: usize, pods: usize) -> String {
     out
 }
 
+/// A Deployment of one container that listens on `target`, and its Service on `port`.
+fn server(out: &mut String, ns: &str, name: &str, image: &str, port: u16, target: u16) {
+    let _ = write!(
+        out,
+        r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+      - image: {image}
+        name: {name}
+        ports:
+        - containerPort: {target}
+      serviceAccountName: default-editor
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  ports:
+  - name: http
+    port: {port}
+    targetPort: {target}
+  selector:
+    app: {name}
+"#
+    );
+}
+
 /// The objects of profile `user-<i>`.
 pub fn profile(out: &mut String, i: usize, pods: usize) {
     let ns = format!("user-{i}");
@@ -200,75 +242,27 @@ metadata:
 stringData:
   accesskey: minio
   secretkey: minio123
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ml-pipeline-ui-artifact
-  namespace: {ns}
-spec:
-  selector:
-    matchLabels:
-      app: ml-pipeline-ui-artifact
-  template:
-    metadata:
-      labels:
-        app: ml-pipeline-ui-artifact
-    spec:
-      containers:
-      - image: ghcr.io/kubeflow/kfp-frontend:2.5.0
-        name: ml-pipeline-ui-artifact
-        ports:
-        - containerPort: 3000
-      serviceAccountName: default-editor
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: ml-pipeline-ui-artifact
-  namespace: {ns}
-spec:
-  ports:
-  - name: http
-    port: 80
-    targetPort: 3000
-  selector:
-    app: ml-pipeline-ui-artifact
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ml-pipeline-visualizationserver
-  namespace: {ns}
-spec:
-  selector:
-    matchLabels:
-      app: ml-pipeline-visualizationserver
-  template:
-    metadata:
-      labels:
-        app: ml-pipeline-visualizationserver
-    spec:
-      containers:
-      - image: ghcr.io/kubeflow/kfp-visualization-server:2.5.0
-        name: ml-pipeline-visualizationserver
-        ports:
-        - containerPort: 8888
-      serviceAccountName: default-editor
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: ml-pipeline-visualizationserver
-  namespace: {ns}
-spec:
-  ports:
-  - name: http
-    port: 8888
-    targetPort: 8888
-  selector:
-    app: ml-pipeline-visualizationserver
----
+"#
+    );
+    server(
+        out,
+        &ns,
+        "ml-pipeline-ui-artifact",
+        "ghcr.io/kubeflow/kfp-frontend:2.5.0",
+        80,
+        3000,
+    );
+    server(
+        out,
+        &ns,
+        "ml-pipeline-visualizationserver",
+        "ghcr.io/kubeflow/kfp-visualization-server:2.5.0",
+        8888,
+        8888,
+    );
+    let _ = write!(
+        out,
+        r#"---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata:
