@@ -718,6 +718,54 @@ pub struct Workload {
     pub synthetic: bool,
     /// Its citation, made once (`Default::default()` when building one).
     pub cited: CiteCache,
+    /// What is decided about it once per inventory (`Default::default()` when building one).
+    pub memo: Memo,
+}
+
+/// A fact about a workload decided once per inventory (its data plane is asked for by every
+/// flow it takes part in) and kept with the workload. A cache, not part of the value: it
+/// answers only for the inventory [generation](Inventory::generation) it was computed in.
+#[derive(Default)]
+pub struct Memo(std::sync::Mutex<Option<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>);
+
+impl Memo {
+    /// The value computed for this inventory generation, else `compute()` (then kept).
+    pub fn get_or_compute<T: Clone + Send + Sync + 'static>(
+        &self,
+        generation: u64,
+        compute: impl FnOnce() -> T,
+    ) -> T {
+        if let Ok(kept) = self.0.lock()
+            && let Some((g, value)) = kept.as_ref()
+            && *g == generation
+            && let Some(value) = value.downcast_ref::<T>()
+        {
+            return value.clone();
+        }
+        let value = compute();
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some((generation, std::sync::Arc::new(value.clone())));
+        }
+        value
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 impl Workload {
@@ -828,6 +876,14 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// Changes whenever the inventory does (see [`Memo`]).
+    generation: u64,
+}
+
+/// The next inventory generation: unique in the process.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 const ISTIO_SECURITY: &str = "security.istio.io";
@@ -959,6 +1015,7 @@ impl Inventory {
     /// Add a workload the input does not contain (a synthesised KFP run pod).
     pub fn add_workload(&mut self, w: impl Into<std::sync::Arc<Workload>>) {
         let w = w.into();
+        self.generation = next_generation();
         self.workloads_by_ns
             .entry(w.namespace.clone())
             .or_default()
@@ -1151,6 +1208,7 @@ impl Inventory {
             origin: o.origin.clone(),
             synthetic: false,
             cited: CiteCache::default(),
+            memo: Memo::default(),
         });
     }
 
@@ -1215,6 +1273,7 @@ impl Inventory {
             .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         // Computed again when first asked for: the webhooks may have changed.
         self.injector_webhooks = std::sync::OnceLock::new();
+        self.generation = next_generation();
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
@@ -1232,6 +1291,12 @@ impl Inventory {
 
     /// Labels of a namespace (empty when the namespace is not in the input).
     /// (`kubernetes.io/metadata.name` included: Kubernetes sets it on every namespace.)
+    /// Which state of the inventory this is: it changes whenever the inventory does (objects
+    /// or workloads added), so a fact kept for one generation is never used for another.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn namespace_labels(&self, ns: &str) -> std::borrow::Cow<'_, StringMap> {
         match self.namespaces.get(ns) {
             Some(n) => std::borrow::Cow::Borrowed(&n.meta.labels),

@@ -348,6 +348,7 @@ fn to_workload(pod: &Value, ns: &str, name: &str, origin: Origin) -> Workload {
         origin,
         synthetic: true,
         cited: Default::default(),
+        memo: Default::default(),
     }
 }
 

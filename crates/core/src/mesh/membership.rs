@@ -529,8 +529,14 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
     false
 }
 
-/// A1 + A2 + A5: which data plane a workload gets.
+/// A1 + A2 + A5: which data plane a workload gets (decided once per workload and inventory
+/// generation: every flow of the workload asks).
 pub fn data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
+    w.memo
+        .get_or_compute(inv.generation(), || decide_data_plane(inv, w))
+}
+
+fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
     let mut steps = Vec::new();
     if w.host_network() {
         steps.push(

@@ -169,5 +169,6 @@ pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
         origin,
         synthetic: true,
         cited: Default::default(),
+        memo: Default::default(),
     }
 }
