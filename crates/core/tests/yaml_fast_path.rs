@@ -122,6 +122,11 @@ fn leaves_the_rest_of_yaml_to_serde_saphyr() {
         "a:\n  b: c\n d: e\n",
         "a: 'unterminated\n",
         "a: \"\\q\"\n",
+        // Longer than YAML's 1024 characters for an implicit key (found by fuzz/yaml_fast_path).
+        &*format!("{}: v\n", "k".repeat(1100)),
+        &*format!("'{}': v\n", "k".repeat(1100)),
+        // `|+` whose last line is blank and has no line break after it (found by the fuzzer).
+        "- |+\n\n  :S\n  ",
         "scalar document\n",
         "- a\nb: c\n",
     ] {
