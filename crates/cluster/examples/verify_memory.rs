@@ -164,7 +164,7 @@ fn main() {
             "kubeflow-manifests-v1.10.1-profiles-kubeflow.yaml",
         ] {
             let (name, text) = support::upstream(f);
-            fixed.extend(parse_stream(&name, &text).0.into_iter().map(|o| o.body.value()));
+            fixed.extend(parse_stream(&name, &text).0.into_iter().map(|o| o.value()));
         }
         for i in 0..namespaces {
             let ns = profile_ns(i);

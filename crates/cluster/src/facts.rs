@@ -8,7 +8,7 @@ use kfp_mesh_core::inventory::Inventory;
 use kfp_mesh_core::mesh::membership::{self, DataPlane};
 use kfp_mesh_core::mesh::peer_authn::{self, MtlsMode};
 use kfp_mesh_core::model::PeerMode;
-use kfp_mesh_core::object::{Body, Cited, ObjectRef};
+use kfp_mesh_core::object::{Cited, Object, ObjectRef};
 use kfp_mesh_kfp::check::{Report, Suppression};
 use kfp_mesh_kfp::findings::{Code, Finding, Severity};
 use kfp_mesh_kfp::runpods::{self, WebhookMode};
@@ -190,7 +190,7 @@ pub fn ambient_health(inv: &Inventory, report: &Report) -> Option<AmbientHealth>
             w.kind == "DaemonSet" && (w.name == "ztunnel" || w.label("app") == Some("ztunnel"))
         })
         .map(|w| {
-            let body = object("DaemonSet", &w.namespace, &w.name).map(|o| &o.body);
+            let body = object("DaemonSet", &w.namespace, &w.name);
             DaemonSetHealth {
                 name: format!("{}/{}", w.namespace, w.name),
                 desired: body
@@ -217,11 +217,9 @@ pub fn ambient_health(inv: &Inventory, report: &Report) -> Option<AmbientHealth>
             WaypointHealth {
                 waypoint: wp.to_string(),
                 deployment: dep.map(|_| wp.to_string()),
-                desired_replicas: dep
-                    .and_then(|o| int_at(&o.body, "/spec/replicas"))
-                    .unwrap_or(1),
+                desired_replicas: dep.and_then(|o| int_at(o, "/spec/replicas")).unwrap_or(1),
                 ready_replicas: dep
-                    .and_then(|o| int_at(&o.body, "/status/readyReplicas"))
+                    .and_then(|o| int_at(o, "/status/readyReplicas"))
                     .unwrap_or(0),
                 about: dep.map(|o| o.cite()),
             }
@@ -356,8 +354,8 @@ pub fn stuck_pods(pods: &[LivePod]) -> Vec<StuckPod> {
     out
 }
 
-fn int_at(body: &Body, pointer: &str) -> Option<i64> {
-    body.pointer(pointer).as_ref().and_then(Value::as_i64)
+fn int_at(object: &Object, pointer: &str) -> Option<i64> {
+    object.pointer(pointer).as_ref().and_then(Value::as_i64)
 }
 
 /// The kfp-mesh webhooks and the readiness of the Deployments serving them.
@@ -385,10 +383,10 @@ pub fn webhook_health(inv: &Inventory) -> Vec<WebhookHealth> {
             })
         });
         let desired = object
-            .and_then(|o| int_at(&o.body, "/spec/replicas"))
+            .and_then(|o| int_at(o, "/spec/replicas"))
             .unwrap_or(1);
         let ready = object
-            .and_then(|o| int_at(&o.body, "/status/readyReplicas"))
+            .and_then(|o| int_at(o, "/status/readyReplicas"))
             .unwrap_or(0);
         out.push(WebhookHealth {
             configuration: wh.configuration.object.name.clone(),

@@ -102,7 +102,7 @@ pub fn save_objects(path: &Path, objects: &[Object]) -> Result<(), ClusterError>
     let list = serde_json::json!({
         "apiVersion": "v1",
         "kind": "List",
-        "items": objects.iter().map(|o| &o.body).collect::<Vec<_>>(),
+        "items": objects.iter().map(Object::value).collect::<Vec<_>>(),
     });
     serde_json::to_writer_pretty(&mut w, &list).map_err(|e| write_err(e.to_string()))?;
     std::io::Write::flush(&mut w).map_err(|e| write_err(e.to_string()))

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kfp_mesh_core::object::string_map;
-use kfp_mesh_core::object::{Meta, Object, Origin, StringMap};
+use kfp_mesh_core::object::{Body, Meta, Object, Origin, StringMap};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -321,11 +321,12 @@ fn to_object(item: Value, context: &str) -> Option<Object> {
     let kind = str_at(&item, "kind")?.to_string();
     let api_version = str_at(&item, "apiVersion")?.to_string();
     let origin = origin(context, &kind, meta.namespace.as_deref(), &meta.name);
+    let body = Body::without_fields_of(item, &api_version, &kind, &meta);
     Some(Object {
         api_version,
         kind,
         meta,
-        body: item.into(),
+        body,
         origin,
     })
 }
@@ -464,10 +465,10 @@ pub fn referenced_config_maps(objects: &[Object]) -> BTreeSet<(String, String)> 
     let mut out = BTreeSet::new();
     for o in objects {
         let spec = match o.kind.as_str() {
-            "Pod" => o.body.get("spec"),
-            "CronJob" => o.body.pointer("/spec/jobTemplate/spec/template/spec"),
+            "Pod" => o.get("spec"),
+            "CronJob" => o.pointer("/spec/jobTemplate/spec/template/spec"),
             "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-                o.body.pointer("/spec/template/spec")
+                o.pointer("/spec/template/spec")
             }
             _ => None,
         };

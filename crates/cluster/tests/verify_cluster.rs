@@ -55,7 +55,7 @@ fn sources(files: &[&str], extra: &str) -> (Vec<(String, String)>, Vec<Value>) {
     for (name, text) in &texts {
         let (objects, errors) = parse_stream(name, text);
         assert!(errors.is_empty(), "{errors:?}");
-        bodies.extend(objects.into_iter().map(|o| o.body.value()));
+        bodies.extend(objects.into_iter().map(|o| o.value()));
     }
     (texts, bodies)
 }
@@ -322,10 +322,10 @@ async fn kubeflow_1_10_1_read_from_the_api_equals_check_on_the_files() {
     );
     // Nothing the API server adds survives.
     for o in &live.inventory.objects {
-        let meta = o.body.get("metadata").expect("metadata");
+        let meta = o.get("metadata").expect("metadata");
         assert!(meta.get("managedFields").is_none(), "{}", o.object_ref());
         assert!(meta.get("resourceVersion").is_none(), "{}", o.object_ref());
-        assert!(o.body.get("apiVersion").is_some() && o.body.get("kind").is_some());
+        assert!(o.get("apiVersion").is_some() && o.get("kind").is_some());
     }
     // Run pods (owned by a Workflow) are live facts, not analysis workloads.
     assert!(

@@ -263,6 +263,8 @@ fn parse_yaml_into(
 }
 
 /// The objects of one YAML document.
+// The one object is held inline on purpose: boxing it would cost an allocation per object.
+#[allow(clippy::large_enum_variant)]
 enum DocObjects {
     None,
     One(Object),
@@ -679,11 +681,13 @@ fn push_value(
         });
         return;
     }
+    let (api_version, kind) = (api_version.to_string(), kind.to_string());
+    let body = crate::object::Body::without_fields_of(value, &api_version, &kind, &meta);
     objects.push(Object {
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
+        api_version,
+        kind,
         meta,
-        body: crate::object::Body::new(&value),
+        body,
         origin,
     });
 }
@@ -712,7 +716,9 @@ pub struct Workload {
     /// Labels and annotations of the pod (template).
     pub labels: StringMap,
     pub annotations: StringMap,
-    pub spec: PodSpec,
+    /// Shared between workloads whose pod specs are equal (the pods of one controller, the
+    /// run pods of one component): see [`Interner`].
+    pub spec: std::sync::Arc<PodSpec>,
     pub origin: Origin,
     /// Set for pods that do not exist in the input but that kfp-mesh models (KFP run pods).
     pub synthetic: bool,
@@ -720,6 +726,44 @@ pub struct Workload {
     pub cited: CiteCache,
     /// What is decided about it once per inventory (`Default::default()` when building one).
     pub memo: Memo,
+}
+
+/// One shared copy of equal values: a large cluster's pods repeat a few pod specs (every
+/// replica of a Deployment, every run pod of a pipeline component), which are then held once.
+pub struct Interner<T>(std::collections::HashSet<std::sync::Arc<T>>);
+
+impl<T: Eq + std::hash::Hash> Interner<T> {
+    pub fn new() -> Interner<T> {
+        Interner(std::collections::HashSet::new())
+    }
+
+    /// The shared copy of `value` (the first one given, for equal values).
+    pub fn share(&mut self, value: T) -> std::sync::Arc<T> {
+        if let Some(kept) = self.0.get(&value) {
+            return std::sync::Arc::clone(kept);
+        }
+        let value = std::sync::Arc::new(value);
+        self.0.insert(std::sync::Arc::clone(&value));
+        value
+    }
+}
+
+impl<T: Eq + std::hash::Hash> Default for Interner<T> {
+    fn default() -> Interner<T> {
+        Interner::new()
+    }
+}
+
+impl<T> std::fmt::Debug for Interner<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Interner({} values)", self.0.len())
+    }
+}
+
+impl<T> Clone for Interner<T> {
+    fn clone(&self) -> Interner<T> {
+        Interner(self.0.clone())
+    }
 }
 
 /// A fact about a workload decided once per inventory (its data plane is asked for by every
@@ -876,6 +920,8 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// The workloads' pod specs, each held once.
+    pod_specs: Interner<PodSpec>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: u64,
 }
@@ -903,7 +949,7 @@ impl Inventory {
                 && prev.group() == o.group()
                 && prev.meta.name == o.meta.name
                 && prev.meta.namespace == o.meta.namespace;
-            if same && prev.body != o.body {
+            if same && (prev.body != o.body || prev.meta != o.meta) {
                 errors.push(InputError {
                     origin: o.origin.clone(),
                     object: Some(o.object_ref()),
@@ -1133,10 +1179,9 @@ impl Inventory {
         o: &Object,
         field: Option<&str>,
     ) -> Option<Resource<S>> {
-        let body = o.body.value();
         let value = match field {
-            Some(f) => body.get(f).unwrap_or(&serde_json::Value::Null),
-            None => &body,
+            Some(f) => o.get(f).unwrap_or(serde_json::Value::Null),
+            None => o.value(),
         };
         let spec = if value.is_null() {
             Ok(S::default())
@@ -1164,17 +1209,21 @@ impl Inventory {
     }
 
     fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
-        let body = o.body.value();
-        let mut template = &body;
+        // Every path starts at a top-level field (`spec`): only that part of the body is read.
+        let (top, path) = path.split_first().unwrap_or((&"spec", &[]));
+        let root = o.get(top).unwrap_or(serde_json::Value::Null);
+        let mut template = &root;
         for p in path {
             template = template.get(p).unwrap_or(&serde_json::Value::Null);
         }
         let (meta_value, spec_value) = if is_pod {
-            (body.get("metadata"), Some(template))
+            // A pod's own metadata, read already.
+            (None, Some(template))
         } else {
             (template.get("metadata"), template.get("spec"))
         };
         let meta: Meta = match meta_value.map(Meta::deserialize) {
+            None if is_pod => o.meta.clone(),
             None => Meta::default(),
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -1198,6 +1247,7 @@ impl Inventory {
                 return;
             }
         };
+        let spec = self.pod_specs.share(spec);
         self.add_workload(Workload {
             kind: o.kind.clone(),
             name: o.meta.name.clone(),
@@ -1217,7 +1267,7 @@ impl Inventory {
         if !o.meta.name.starts_with("istio") {
             return;
         }
-        let data = o.body.get("data");
+        let data = o.get("data");
         let data = data.as_ref();
         let get = |k: &str| data.and_then(|d| d.get(k)).and_then(|v| v.as_str());
         let name = o.meta.name.as_str();

@@ -128,32 +128,155 @@ impl Object {
     }
 }
 
-/// The whole of an object as read, kept as compact JSON text.
+/// The whole of an object as read, kept as compact JSON text; read it with
+/// [`Object::value`], [`Object::get`] or [`Object::pointer`].
 ///
 /// A parsed `serde_json::Value` of a typical manifest takes about ten times the memory of its
 /// text, and after the inventory is built only a few objects (KFP's own workloads and
 /// ConfigMaps, webhook configurations, Profiles) are read raw again: each read parses the text.
+/// What the [`Object`] already holds as fields (`apiVersion`, `kind`, and `metadata.name`,
+/// `namespace`, `labels`, `annotations` when they read back exactly) is left out of the text
+/// and put back when the object is read.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Body(Box<str>);
+pub struct Body {
+    text: Box<str>,
+    /// Which of the object's fields are left out of `text` (`Body::API_VERSION`, ...).
+    held: u8,
+}
 
 impl Body {
+    const API_VERSION: u8 = 1;
+    const KIND: u8 = 2;
+    const NAME: u8 = 4;
+    const NAMESPACE: u8 = 8;
+    const LABELS: u8 = 16;
+    const ANNOTATIONS: u8 = 32;
+
+    /// The whole of `value` as its text.
     pub fn new(value: &serde_json::Value) -> Body {
-        // Serializing a `Value` cannot fail: its map keys are strings.
-        Body(
-            serde_json::to_string(value)
+        Body {
+            // Serializing a `Value` cannot fail: its map keys are strings.
+            text: serde_json::to_string(value)
                 .unwrap_or_default()
                 .into_boxed_str(),
-        )
+            held: 0,
+        }
     }
 
-    /// The object as a JSON tree (`Null` for an empty body).
+    /// The body of an object read as `value` whose `apiVersion`, `kind` and metadata are
+    /// `api_version`, `kind` and `meta`: the fields those hold exactly are left out of the text.
+    pub fn without_fields_of(
+        mut value: serde_json::Value,
+        api_version: &str,
+        kind: &str,
+        meta: &Meta,
+    ) -> Body {
+        use serde_json::Value;
+        let mut held = 0;
+        if let Value::Object(map) = &mut value {
+            let mut take = |map: &mut serde_json::Map<String, Value>,
+                            key: &str,
+                            bit: u8,
+                            same: &dyn Fn(&Value) -> bool| {
+                if map.get(key).is_some_and(same) {
+                    map.remove(key);
+                    held |= bit;
+                }
+            };
+            take(map, "apiVersion", Body::API_VERSION, &|v| {
+                v.as_str() == Some(api_version)
+            });
+            take(map, "kind", Body::KIND, &|v| v.as_str() == Some(kind));
+            if let Some(Value::Object(m)) = map.get_mut("metadata") {
+                take(m, "name", Body::NAME, &|v| {
+                    v.as_str() == Some(meta.name.as_str())
+                });
+                take(m, "namespace", Body::NAMESPACE, &|v| {
+                    v.as_str()
+                        .is_some_and(|ns| meta.namespace.as_deref() == Some(ns))
+                });
+                take(m, "labels", Body::LABELS, &|v| {
+                    same_strings(v, &meta.labels)
+                });
+                take(m, "annotations", Body::ANNOTATIONS, &|v| {
+                    same_strings(v, &meta.annotations)
+                });
+            }
+        }
+        let mut body = Body::new(&value);
+        body.held = held;
+        body
+    }
+
+    /// The text as JSON, without the fields left out (`Null` for an empty body).
+    fn parse(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Whether `v` is a JSON object of exactly the strings of `map`.
+fn same_strings(v: &serde_json::Value, map: &StringMap) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.len() == map.len()
+            && m.iter()
+                .all(|(k, v)| v.as_str().is_some() && v.as_str() == map.get(k))
+    })
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (fields held apart: {:#b})", self.text, self.held)
+    }
+}
+
+impl Object {
+    /// The object as read, as a JSON tree (`Null` for an empty body).
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+        use serde_json::Value;
+        let mut value = self.body.parse();
+        let held = self.body.held;
+        if held == 0 {
+            return value;
+        }
+        let Value::Object(map) = &mut value else {
+            return value;
+        };
+        let string = |s: &str| Value::String(s.to_string());
+        let strings = |m: &StringMap| {
+            Value::Object(m.iter().map(|(k, v)| (k.to_string(), string(v))).collect())
+        };
+        if held & Body::API_VERSION != 0 {
+            map.insert("apiVersion".into(), string(&self.api_version));
+        }
+        if held & Body::KIND != 0 {
+            map.insert("kind".into(), string(&self.kind));
+        }
+        if let Some(Value::Object(m)) = map.get_mut("metadata") {
+            if held & Body::NAME != 0 {
+                m.insert("name".into(), string(&self.meta.name));
+            }
+            if held & Body::NAMESPACE != 0
+                && let Some(ns) = &self.meta.namespace
+            {
+                m.insert("namespace".into(), string(ns));
+            }
+            if held & Body::LABELS != 0 {
+                m.insert("labels".into(), strings(&self.meta.labels));
+            }
+            if held & Body::ANNOTATIONS != 0 {
+                m.insert("annotations".into(), strings(&self.meta.annotations));
+            }
+        }
+        value
     }
 
     /// The value at a top-level field.
     pub fn get(&self, field: &str) -> Option<serde_json::Value> {
-        match self.value() {
+        let value = match field {
+            "apiVersion" | "kind" | "metadata" => self.value(),
+            _ => self.body.parse(),
+        };
+        match value {
             serde_json::Value::Object(mut map) => map.remove(field),
             _ => None,
         }
@@ -161,27 +284,18 @@ impl Body {
 
     /// The value at a JSON pointer (`/spec/template/spec`).
     pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
-        self.value()
-            .pointer_mut(pointer)
-            .map(serde_json::Value::take)
+        let top = pointer.split('/').nth(1).unwrap_or_default();
+        let mut value = match top {
+            "apiVersion" | "kind" | "metadata" | "" => self.value(),
+            _ => self.body.parse(),
+        };
+        value.pointer_mut(pointer).map(serde_json::Value::take)
     }
 }
 
 impl From<serde_json::Value> for Body {
     fn from(value: serde_json::Value) -> Body {
         Body::new(&value)
-    }
-}
-
-impl Serialize for Body {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.value().serialize(serializer)
-    }
-}
-
-impl fmt::Debug for Body {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

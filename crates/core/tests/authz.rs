@@ -91,8 +91,7 @@ fn with_unvalidated(spec: &str) -> Inventory {
         api_version: o.api_version.clone(),
         kind: o.kind.clone(),
         meta: o.meta.clone(),
-        spec: serde_json::from_value::<AuthorizationPolicySpec>(o.body.value()["spec"].clone())
-            .unwrap(),
+        spec: serde_json::from_value::<AuthorizationPolicySpec>(o.value()["spec"].clone()).unwrap(),
         origin: o.origin.clone(),
         cited: Default::default(),
     };

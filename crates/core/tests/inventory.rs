@@ -629,3 +629,26 @@ fn duplicate_key_names_the_key_and_the_object() {
     assert!(!e.message.contains("DuplicateKeyPolicy"), "{}", e.message);
     assert!(!e.message.contains("Options"), "{}", e.message);
 }
+
+/// Pods with equal specs (the replicas of one controller, the run pods of one component)
+/// share one copy of it; a different spec is its own.
+#[test]
+fn equal_pod_specs_are_held_once() {
+    let pod = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: ns\nspec:\n  containers:\n  - name: main\n    image: {image}\n---\n"
+        )
+    };
+    let text = [pod("a", "i:1"), pod("b", "i:1"), pod("c", "i:2")].concat();
+    let inv = Inventory::from_sources([("in", text.as_str())]);
+    let spec = |name: &str| {
+        inv.workloads
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| std::sync::Arc::clone(&w.spec))
+            .expect("workload")
+    };
+    assert!(std::sync::Arc::ptr_eq(&spec("a"), &spec("b")));
+    assert!(!std::sync::Arc::ptr_eq(&spec("a"), &spec("c")));
+    assert_eq!(spec("c").containers[0].image.as_deref(), Some("i:2"));
+}

@@ -59,7 +59,7 @@ spec:
     objects
         .into_iter()
         .next()
-        .map(|o| o.body.value())
+        .map(|o| o.value())
         .expect("one driver pod")
 }
 

@@ -392,9 +392,9 @@ pub(crate) fn workload_object<'a>(inv: &'a Inventory, w: &Workload) -> Option<&'
 /// The pod spec (JSON) of a workload object.
 pub(crate) fn pod_spec_json(o: &Object) -> Option<Value> {
     match o.kind.as_str() {
-        "Pod" => o.body.get("spec"),
-        "CronJob" => o.body.pointer("/spec/jobTemplate/spec/template/spec"),
-        _ => o.body.pointer("/spec/template/spec"),
+        "Pod" => o.get("spec"),
+        "CronJob" => o.pointer("/spec/jobTemplate/spec/template/spec"),
+        _ => o.pointer("/spec/template/spec"),
     }
 }
 
@@ -404,7 +404,7 @@ pub(crate) fn config_map_data<'a>(
     name: &str,
 ) -> Option<(&'a Object, Value)> {
     let o = find_object(inv, "ConfigMap", ns, name)?;
-    Some((o, o.body.get("data")?))
+    Some((o, o.get("data")?))
 }
 
 /// An environment variable of a container of a workload, resolved through literal values,
@@ -1121,7 +1121,6 @@ fn detect_k8s_native(
             continue;
         }
         for wh in o
-            .body
             .get("webhooks")
             .as_ref()
             .and_then(Value::as_array)
@@ -1245,7 +1244,7 @@ pub fn profile_namespace_labels(inv: &Inventory, name: &str) -> BTreeMap<String,
         if o.kind != "ConfigMap" {
             return None;
         }
-        let text = o.body.pointer("/data/namespace-labels.yaml")?;
+        let text = o.pointer("/data/namespace-labels.yaml")?;
         let text = text.as_str()?;
         let v: Value = serde_saphyr::from_str(text).ok()?;
         let m = v.as_object()?;
@@ -1327,7 +1326,6 @@ fn detect_profiles(
             )
         {
             let owner = o
-                .body
                 .pointer("/spec/owner/name")
                 .as_ref()
                 .and_then(Value::as_str)

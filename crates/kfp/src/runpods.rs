@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use kfp_mesh_core::inventory::{Inventory, Workload};
+use kfp_mesh_core::inventory::{Interner, Inventory, Workload};
 use kfp_mesh_core::model::{LabelSelector, MutatingWebhook, PodSpec};
 use kfp_mesh_core::object::string_map;
 use kfp_mesh_core::object::{Cited, Meta, Object, Origin, StringMap};
@@ -167,10 +167,14 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     }
     let webhooks = kfp_mesh_webhooks(inv);
     let mut out = Vec::new();
+    // The run pods of one kind have the same pod spec in every namespace but a mutated one.
+    let mut specs = Interner::new();
     for ns in facts.run_namespaces() {
         let ns_labels = namespace_labels(inv, facts, &ns);
         for kind in RunPodKind::ALL {
-            out.push(model_pod(facts, &ns, &ns_labels, kind, &webhooks));
+            out.push(model_pod(
+                facts, &ns, &ns_labels, kind, &webhooks, &mut specs,
+            ));
         }
     }
     out
@@ -200,6 +204,7 @@ fn model_pod(
     ns_labels: &StringMap,
     kind: RunPodKind,
     webhooks: &[KfpMeshWebhook],
+    specs: &mut Interner<PodSpec>,
 ) -> RunPod {
     let version = facts.version.effective;
     let at_least = |v: Version| version.is_some_and(|e| e >= v);
@@ -316,11 +321,11 @@ fn model_pod(
         "KFP {} run pod model: {template} in {ns}",
         facts.version.display
     ));
-    let workload = to_workload(&pod, ns, &name, origin.clone());
+    let workload = to_workload(&pod, ns, &name, origin.clone(), specs);
     let before_mutation = (!mutations.is_empty()).then(|| {
         let (l, a) = pod_meta(&unmutated_template_meta);
         let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
-        to_workload(&unmutated, ns, &name, origin)
+        to_workload(&unmutated, ns, &name, origin, specs)
     });
     RunPod {
         kind,
@@ -331,7 +336,13 @@ fn model_pod(
     }
 }
 
-fn to_workload(pod: &Value, ns: &str, name: &str, origin: Origin) -> Workload {
+fn to_workload(
+    pod: &Value,
+    ns: &str,
+    name: &str,
+    origin: Origin,
+    specs: &mut Interner<PodSpec>,
+) -> Workload {
     let meta = pod.get("metadata");
     let spec: PodSpec = pod
         .get("spec")
@@ -344,7 +355,7 @@ fn to_workload(pod: &Value, ns: &str, name: &str, origin: Origin) -> Workload {
         namespace: ns.to_string(),
         labels: string_map(meta.and_then(|m| m.get("labels"))),
         annotations: string_map(meta.and_then(|m| m.get("annotations"))),
-        spec,
+        spec: specs.share(spec),
         origin,
         synthetic: true,
         cited: Default::default(),
@@ -723,7 +734,7 @@ fn webhook_config(
             )),
         );
     };
-    let value = cm.body.pointer(&format!(
+    let value = cm.pointer(&format!(
         "/data/{}",
         key.replace('~', "~0").replace('/', "~1")
     ));

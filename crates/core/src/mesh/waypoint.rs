@@ -117,7 +117,6 @@ pub fn find_gateway(inv: &Inventory, namespace: &str, name: &str) -> Option<Wayp
         .map(|o| WaypointGateway {
             cited: o.cite(),
             class: o
-                .body
                 .pointer("/spec/gatewayClassName")
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
@@ -165,7 +164,8 @@ pub fn waypoint_workload(inv: &Inventory, w: &ServiceWaypoint) -> Workload {
         spec: PodSpec {
             service_account_name: Some(w.name.clone()),
             ..PodSpec::default()
-        },
+        }
+        .into(),
         origin,
         synthetic: true,
         cited: Default::default(),

@@ -229,8 +229,13 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         // Flows that resolve but cannot be evaluated are listed after those that do not
         // resolve, as when every flow was resolved first.
         let mut not_evaluated = Vec::new();
+        // The results of each catalog flow, joined at the end into one vector of the exact
+        // size (a vector of tens of thousands of results grown one by one has up to twice the
+        // room it needs).
+        let mut per_flow: Vec<Vec<FlowResult>> = Vec::new();
         for flow in catalog::applicable_flows(&catalog.flows, &facts) {
             let mut resolved_flows = Vec::new();
+            let mut results = Vec::new();
             for (profile, resolved) in catalog::resolve(catalog, flow, &full, &facts) {
                 match resolved {
                     Ok(r) => resolved_flows.push(r),
@@ -258,10 +263,16 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
             .flatten()
             {
                 match result {
-                    Ok(f) => flows.push(f),
+                    Ok(f) => results.push(f),
                     Err(u) => not_evaluated.push(u),
                 }
             }
+            results.shrink_to_fit();
+            per_flow.push(results);
+        }
+        flows.reserve_exact(per_flow.iter().map(Vec::len).sum());
+        for results in per_flow {
+            flows.extend(results);
         }
         unresolved.extend(not_evaluated);
         access = access::server_access(&full, &facts, &flows);

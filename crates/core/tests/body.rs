@@ -1,0 +1,128 @@
+//! An object's body is kept without what the object's own fields hold (`apiVersion`, `kind`,
+//! `metadata.name`, `namespace`, `labels`, `annotations`) and is read back whole: what
+//! `Object::value`, `get` and `pointer` give is the document as written, for every shape of
+//! metadata and for every object of the upstream renders.
+
+use kfp_mesh_core::inventory::parse_stream;
+use kfp_mesh_core::object::Object;
+use kfp_mesh_core::yaml::read_with_saphyr;
+use serde_json::{Value, json};
+
+fn only_object(text: &str) -> Object {
+    let (mut objects, errors) = parse_stream("in", text);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(objects.len(), 1, "{text}");
+    objects.remove(0)
+}
+
+fn assert_reads_back(o: &Object, doc: &Value) {
+    assert_eq!(&o.value(), doc);
+    for field in ["apiVersion", "kind", "metadata", "spec", "data", "absent"] {
+        assert_eq!(o.get(field), doc.get(field).cloned(), "{field} of {doc}");
+    }
+    for pointer in [
+        "",
+        "/kind",
+        "/metadata/name",
+        "/metadata/namespace",
+        "/metadata/labels",
+        "/metadata/labels/a",
+        "/metadata/annotations",
+        "/metadata/uid",
+        "/spec/containers/0/name",
+        "/data/k",
+    ] {
+        assert_eq!(
+            o.pointer(pointer),
+            doc.pointer(pointer).cloned(),
+            "{pointer} of {doc}"
+        );
+    }
+}
+
+#[test]
+fn every_shape_of_metadata_reads_back_as_written() {
+    let docs = [
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "1", "b": ""},
+                            "annotations": {"x/y": "z"}},
+               "spec": {"containers": [{"name": "main"}]}}),
+        // No namespace; empty labels and annotations.
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "n", "labels": {}, "annotations": {}}}),
+        // Labels without annotations.
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c", "labels": {"a": "b"}},
+               "data": {"k": "v"}}),
+        // Fields the object does not hold itself.
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "d", "namespace": "ns", "uid": "u-1",
+                            "creationTimestamp": "2026-01-01T00:00:00Z",
+                            "ownerReferences": [{"kind": "X", "name": "y"}],
+                            "labels": {"a": "b"}},
+               "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}),
+        // A namespace of a cluster-scoped object, written anyway.
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "r", "namespace": ""}}),
+    ];
+    for doc in docs {
+        // As JSON, and as YAML (a comment first: the YAML reader).
+        assert_reads_back(&only_object(&doc.to_string()), &doc);
+        assert_reads_back(&only_object(&format!("# yaml\n{doc}")), &doc);
+    }
+}
+
+#[test]
+fn objects_that_differ_only_in_labels_are_reported_as_defined_twice() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {a: '1'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {a: '2'}\n";
+    let (objects, errors) = parse_stream("in", text);
+    let inv = kfp_mesh_core::inventory::Inventory::from_objects(objects, errors);
+    assert_eq!(inv.objects.len(), 1);
+    assert_eq!(inv.errors.len(), 1, "{:?}", inv.errors);
+    assert!(
+        inv.errors[0]
+            .message
+            .contains("defined again with different content")
+    );
+}
+
+/// Every object of every upstream render reads back as the YAML document it came from.
+#[test]
+fn upstream_objects_read_back_as_written() {
+    let dir = kfp_mesh_testdata::upstream_dir();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("upstream directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                files.push(path);
+            }
+        }
+    }
+    let mut checked = 0usize;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("fixture");
+        let mut doc = String::new();
+        for line in text.lines().chain(std::iter::once("---")) {
+            if line == "---" || line.starts_with("--- ") {
+                if let Ok(Some(value)) = read_with_saphyr(&doc) {
+                    let (objects, _) = parse_stream("doc", &doc);
+                    if let [o] = objects.as_slice()
+                        && value.get("items").is_none()
+                    {
+                        assert_eq!(o.value(), value, "{} {}", file.display(), o.object_ref());
+                        checked += 1;
+                    }
+                }
+                doc.clear();
+            } else {
+                doc.push_str(line);
+                doc.push('\n');
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked} upstream objects checked");
+}
