@@ -121,6 +121,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     };
     let input_errors = !inventory.errors.is_empty();
     let report_objects = inventory.objects.len();
+    // The inventory is freed inside: what the output then allocates reuses its memory.
     let report = check::check_owned(inventory, &opts);
     if !report.kfp.detected {
         if !args.generic && !input_errors {
@@ -171,7 +172,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         FailOn::Error
     };
-    Ok(exit_code(args.fail_on.unwrap_or(default), &report))
+    let code = exit_code(args.fail_on.unwrap_or(default), &report);
+    crate::leave_to_exit(report);
+    Ok(code)
 }
 
 /// `NS=KEY=VALUE[,KEY=VALUE...]`.

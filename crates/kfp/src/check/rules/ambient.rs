@@ -39,13 +39,15 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
     // The KFP servers: the endpoints of the flows' Services.
     let mut services = BTreeSet::new();
     let mut servers: Vec<&Workload> = Vec::new();
+    // Each server once (by identity: a large cluster has tens of thousands of them).
+    let mut seen: std::collections::HashSet<*const Workload> = std::collections::HashSet::new();
     for f in cx.flows {
-        if !services.insert((f.to.namespace.clone(), f.to.service.clone())) {
+        if !services.insert((f.to.namespace.as_str(), f.to.service.as_str())) {
             continue;
         }
         if let Some(svc) = inv.service(&f.to.namespace, &f.to.service) {
             for w in inv.service_endpoints(svc) {
-                if !servers.iter().any(|s| std::ptr::eq(*s, w)) {
+                if seen.insert(std::ptr::from_ref(w)) {
                     servers.push(w);
                 }
             }
