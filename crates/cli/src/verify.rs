@@ -3,7 +3,7 @@
 use anyhow::Result;
 use kfp_mesh_cluster::facts::LiveFacts;
 use kfp_mesh_cluster::{VerifyArgs, verify_blocking};
-use kfp_mesh_kfp::check::Suppression;
+use kfp_mesh_kfp::check::{Explanations, Suppression};
 
 use crate::ExitCode;
 use crate::check::{self, CheckFormat, FailOn};
@@ -31,7 +31,13 @@ pub struct VerifyCmd {
     pub fail_on: FailOn,
 }
 
-pub fn run(cmd: VerifyCmd) -> Result<ExitCode> {
+pub fn run(mut cmd: VerifyCmd) -> Result<ExitCode> {
+    // The table shows each flow's cause only; every other output carries the whole explanation.
+    cmd.verify.explanations = if cmd.output == CheckFormat::Table {
+        Explanations::Cause
+    } else {
+        Explanations::Full
+    };
     let suppress = cmd
         .verify
         .suppress

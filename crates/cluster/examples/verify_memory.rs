@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use kfp_mesh_cluster::{KubeArgs, VerifyArgs};
 use kfp_mesh_core::inventory::parse_stream;
+use kfp_mesh_kfp::check::Explanations;
 use serde_json::{Value, json};
 use support::{Cluster, FakeApiServer, ISTIO};
 
@@ -204,6 +205,8 @@ fn main() {
                 ..KubeArgs::default()
             },
             recent: 10,
+            // What `kfp-mesh verify` keeps for its default output, the table.
+            explanations: Explanations::Cause,
             ..VerifyArgs::default()
         };
         let started = Instant::now();

@@ -94,6 +94,10 @@ pub struct VerifyArgs {
     /// then reproduces the static part offline.
     #[arg(long, value_name = "FILE")]
     pub save_objects: Option<PathBuf>,
+    /// How much of each flow's explanation the report keeps: set by the CLI from the output
+    /// format (the table shows each flow's cause only).
+    #[arg(skip)]
+    pub explanations: kfp_mesh_kfp::check::Explanations,
 }
 
 /// `30s`, `2m`, `1500ms`, `1h`, or a bare number of seconds.

@@ -79,7 +79,7 @@ pub fn analyse(
             profiles: args.profiles.clone(),
         },
         suppress: suppress.to_vec(),
-        ..CheckOptions::default()
+        explanations: args.explanations,
     };
     let mut report = check::check(&inventory, &opts);
     let live = facts::live_facts(&snapshot, &inventory, &report, args.recent);
