@@ -634,6 +634,8 @@ impl<'de> serde::Deserialize<'de> for StringMap {
                 Ok(StringMap::default())
             }
         }
-        d.deserialize_map(V)
+        // `labels: null` (or `labels:` in YAML) is no labels, as for the API server: read as
+        // any value, so that a null reaches `visit_unit`.
+        d.deserialize_any(V)
     }
 }

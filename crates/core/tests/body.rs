@@ -54,6 +54,10 @@ fn every_shape_of_metadata_reads_back_as_written() {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "c", "labels": {"a": "b"}},
                "data": {"k": "v"}}),
+        // Null labels and annotations are none (as for the API server), kept as written.
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "n", "labels": null, "annotations": null},
+               "data": {"k": "v"}}),
         // Fields the object does not hold itself.
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "d", "namespace": "ns", "uid": "u-1",
@@ -70,6 +74,30 @@ fn every_shape_of_metadata_reads_back_as_written() {
         assert_reads_back(&only_object(&doc.to_string()), &doc);
         assert_reads_back(&only_object(&format!("# yaml\n{doc}")), &doc);
     }
+}
+
+#[test]
+fn null_labels_are_no_labels() {
+    for text in [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n  annotations: null\n",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": null}}"#,
+    ] {
+        let o = only_object(text);
+        assert!(
+            o.meta.labels.is_empty() && o.meta.annotations.is_empty(),
+            "{text}"
+        );
+    }
+    // Labels that are not strings are still refused, naming the object's kind.
+    let (objects, errors) = parse_stream(
+        "in",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    a: [1]\n",
+    );
+    assert!(objects.is_empty());
+    assert!(
+        errors[0].message.contains("unreadable metadata"),
+        "{errors:?}"
+    );
 }
 
 #[test]
