@@ -920,10 +920,25 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// What each Service of `services` selects, by namespace and name: the indices of the
+    /// workloads, in `workloads_by_ns` order (computed in `finish`, extended by
+    /// `add_workload`). Every flow asks for its Service's endpoints.
+    endpoints: HashMap<String, HashMap<String, Vec<usize>>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: u64,
+}
+
+/// A Service's selector, when it has one that selects anything (an empty or absent selector
+/// selects no pods: the endpoints are managed by hand).
+fn nonempty_selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
+    svc.spec.selector.as_ref().filter(|s| !s.is_empty())
+}
+
+/// Whether a Service selector selects a workload.
+fn selects(selector: &BTreeMap<String, String>, w: &Workload) -> bool {
+    selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
 }
 
 /// The next inventory generation: unique in the process.
@@ -1062,10 +1077,26 @@ impl Inventory {
     pub fn add_workload(&mut self, w: impl Into<std::sync::Arc<Workload>>) {
         let w = w.into();
         self.generation = next_generation();
+        let i = self.workloads.len();
         self.workloads_by_ns
             .entry(w.namespace.clone())
             .or_default()
-            .push(self.workloads.len());
+            .push(i);
+        for ((ns, name), svc) in self
+            .services
+            .range((w.namespace.clone(), String::new())..)
+            .take_while(|((ns, _), _)| *ns == w.namespace)
+        {
+            if let Some(selector) = nonempty_selector(svc)
+                && selects(selector, &w)
+                && let Some(indices) = self
+                    .endpoints
+                    .get_mut(ns.as_str())
+                    .and_then(|m| m.get_mut(name.as_str()))
+            {
+                indices.push(i);
+            }
+        }
         self.workloads.push(w);
     }
 
@@ -1334,6 +1365,31 @@ impl Inventory {
                 .or_default()
                 .push(i);
         }
+        let mut endpoints: HashMap<String, HashMap<String, _>> = HashMap::new();
+        for ((ns, name), svc) in &self.services {
+            if let Some(selector) = nonempty_selector(svc) {
+                let indices = self.selected(svc.namespace(), selector).collect();
+                endpoints
+                    .entry(ns.clone())
+                    .or_default()
+                    .insert(name.clone(), indices);
+            }
+        }
+        self.endpoints = endpoints;
+    }
+
+    /// The indices of the workloads of `ns` that `selector` selects, in `workloads_by_ns` order.
+    fn selected<'a>(
+        &'a self,
+        ns: &str,
+        selector: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.workloads_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|i| self.workloads.get(*i).is_some_and(|w| selects(selector, w)))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1376,12 +1432,24 @@ impl Inventory {
 
     /// Workloads a Service selects (none for a Service without selector).
     pub fn service_endpoints<'a>(&'a self, svc: &Service) -> Vec<&'a Workload> {
-        let Some(selector) = svc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+        let Some(selector) = nonempty_selector(svc) else {
             return Vec::new();
         };
-        self.workloads_in(svc.namespace())
-            .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
-            .collect()
+        let workload = |i: &usize| self.workloads.get(*i).map(|w| &**w);
+        // Known when it is this inventory's Service (or one with the same selector).
+        let known = self
+            .service(svc.namespace(), svc.name())
+            .and_then(nonempty_selector)
+            .filter(|known| *known == selector)
+            .and_then(|_| self.endpoints.get(svc.namespace()))
+            .and_then(|m| m.get(svc.name()));
+        match known {
+            Some(indices) => indices.iter().filter_map(workload).collect(),
+            None => self
+                .selected(svc.namespace(), selector)
+                .filter_map(|i| workload(&i))
+                .collect(),
+        }
     }
 
     /// Services that select a workload.
@@ -1390,11 +1458,7 @@ impl Inventory {
             .range((w.namespace.clone(), String::new())..)
             .take_while(|((ns, _), _)| *ns == w.namespace)
             .map(|(_, s)| s)
-            .filter(|s| {
-                s.spec.selector.as_ref().is_some_and(|sel| {
-                    !sel.is_empty() && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-                })
-            })
+            .filter(|s| nonempty_selector(s).is_some_and(|sel| selects(sel, w)))
             .collect()
     }
 

@@ -652,3 +652,52 @@ fn equal_pod_specs_are_held_once() {
     assert!(!std::sync::Arc::ptr_eq(&spec("a"), &spec("c")));
     assert_eq!(spec("c").containers[0].image.as_deref(), Some("i:2"));
 }
+
+/// A Service's endpoints: the workloads of its namespace its selector selects, including
+/// workloads added after the inventory was built, and for a Service that is not the
+/// inventory's own (another selector), what that selector selects.
+#[test]
+fn service_endpoints_follow_added_workloads_and_the_selector_asked_about() {
+    let mut inv = inv("\
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: ns, labels: {app: web}}
+spec: {containers: [{name: main}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: ns, labels: {app: db}}
+spec: {containers: [{name: main}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: other, labels: {app: web}}
+spec: {containers: [{name: main}]}
+");
+    let names = |inv: &Inventory, svc: &kfp_mesh_core::inventory::Service| {
+        inv.service_endpoints(svc)
+            .iter()
+            .map(|w| format!("{}/{}", w.namespace, w.name))
+            .collect::<Vec<_>>()
+    };
+    let svc = inv.service("ns", "web").expect("service").clone();
+    assert_eq!(names(&inv, &svc), ["ns/web-1"]);
+
+    let mut added = (*inv.workloads[0]).clone();
+    added.name = "web-2".to_string();
+    added.namespace = "ns".to_string();
+    added.labels = [("app", "web")].into_iter().collect();
+    inv.add_workload(added);
+    assert_eq!(names(&inv, &svc), ["ns/web-1", "ns/web-2"]);
+
+    let mut db = svc.clone();
+    db.spec.selector = Some([("app".to_string(), "db".to_string())].into());
+    assert_eq!(names(&inv, &db), ["ns/db-1"]);
+    db.spec.selector = None;
+    assert!(names(&inv, &db).is_empty());
+}
