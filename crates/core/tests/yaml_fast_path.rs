@@ -148,20 +148,7 @@ fn deep_documents_go_to_serde_saphyr() {
 /// does, and it reads nearly all of them (that is its point).
 #[test]
 fn upstream_renders_read_the_same_and_mostly_on_the_fast_path() {
-    let dir = kfp_mesh_testdata::upstream_dir();
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("upstream directory") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                files.push(path);
-            }
-        }
-    }
-    assert!(files.len() > 10, "upstream fixtures in {}", dir.display());
+    let files = kfp_mesh_testdata::upstream_yaml_files();
     let (mut docs, mut on_fast_path) = (0usize, 0usize);
     for file in &files {
         let text = std::fs::read_to_string(file).expect("fixture");

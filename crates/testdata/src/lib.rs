@@ -149,6 +149,29 @@ pub fn read_upstream(file: &str) -> String {
     })
 }
 
+/// Every YAML file of the fixtures directory, its subdirectories included (renders and
+/// compiled workflows); panics when there are fewer than ten (a test without its inputs fails).
+pub fn upstream_yaml_files() -> Vec<PathBuf> {
+    let dir = upstream_dir();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten();
+        for path in entries.map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 10, "upstream fixtures in {}", dir.display());
+    files
+}
+
 /// The files `scripts/upstream.pins` lists (the first column), in its order.
 pub fn pinned_files() -> Vec<&'static str> {
     PINS.lines()
