@@ -17,7 +17,8 @@ pub const DEFAULT_PODS: usize = 20;
 
 /// `n` profiles with `pods` run pods each, as one multi-document YAML stream.
 pub fn profiles(n: usize, pods: usize) -> String {
-    let mut out = String::with_capacity(n * 18_000);
+    // About 18 kB a profile (capped: a silly `n` fails as it writes, not here).
+    let mut out = String::with_capacity(n.saturating_mul(18_000).min(1 << 30));
     for i in 0..n {
         profile(&mut out, i, pods);
     }
@@ -67,7 +68,7 @@ spec:
 }
 
 /// The objects of profile `user-<i>`.
-pub fn profile(out: &mut String, i: usize, pods: usize) {
+fn profile(out: &mut String, i: usize, pods: usize) {
     let ns = format!("user-{i}");
     let owner = format!("user{i}@example.com");
     let _ = write!(

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p kfp-mesh-testdata --bin gen-profiles -- 5000 [PODS] > profiles.yaml
-//! # the same objects as one JSON `List`, as `kubectl get -o json` writes them:
+//! # the same objects as one JSON `List` (one item a line):
 //! cargo run --release -p kfp-mesh-testdata --bin gen-profiles -- --json-list 5000 > profiles.json
 //! ```
 
@@ -12,24 +12,32 @@ use std::process::ExitCode;
 
 use kfp_mesh_testdata::profiles::{DEFAULT_PODS, profiles};
 
+const USAGE: &str =
+    "usage: gen-profiles [--json-list] PROFILES [RUN_PODS_PER_PROFILE] > profiles.yaml";
+
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let json_list = args.first().is_some_and(|a| a == "--json-list");
-    if json_list {
-        args.remove(0);
-    }
-    let number = |i: usize, default: Option<usize>| -> Option<usize> {
-        match args.get(i) {
-            Some(a) => a.parse().ok(),
-            None => default,
+    let mut json_list = false;
+    let mut numbers = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!(
+                    "{USAGE}\n\nRUN_PODS_PER_PROFILE defaults to {DEFAULT_PODS}; --json-list writes one JSON `List` instead of a YAML stream."
+                );
+                return ExitCode::SUCCESS;
+            }
+            "--json-list" => json_list = true,
+            _ => match arg.parse::<usize>() {
+                Ok(n) if numbers.len() < 2 => numbers.push(n),
+                Ok(_) => return usage(&format!("one number too many: `{arg}`")),
+                Err(_) => return usage(&format!("`{arg}` is not a number or an option")),
+            },
         }
+    }
+    let Some(&n) = numbers.first() else {
+        return usage("how many profiles?");
     };
-    let (Some(n), Some(pods)) = (number(0, None), number(1, Some(DEFAULT_PODS))) else {
-        eprintln!(
-            "usage: gen-profiles [--json-list] PROFILES [RUN_PODS_PER_PROFILE (default {DEFAULT_PODS})] > profiles.yaml"
-        );
-        return ExitCode::from(2);
-    };
+    let pods = numbers.get(1).copied().unwrap_or(DEFAULT_PODS);
     let text = profiles(n, pods);
     let written = if json_list {
         write_json_list(&text)
@@ -45,7 +53,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The YAML stream's documents as the items of one JSON `List`, one item per line.
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("gen-profiles: {problem}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// The YAML stream's documents as the items of one JSON `List`, one item a line.
 fn write_json_list(yaml: &str) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     out.write_all(b"{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n")?;
