@@ -54,7 +54,7 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> (Vec<Object>, Vec<InputError>)
 
 /// [`parse_bytes`], adding to the objects and errors of the sources read before (each object
 /// is moved once from its document into `objects`).
-pub fn parse_bytes_into(
+fn parse_bytes_into(
     source: &str,
     bytes: &[u8],
     objects: &mut Vec<Object>,
@@ -652,8 +652,10 @@ fn push_value(
         return;
     }
     if kind.ends_with("List") && map.get("items").is_some_and(|i| i.is_array()) {
-        if let Some(serde_json::Value::Array(items)) = map.get("items") {
-            for item in items.clone() {
+        if let serde_json::Value::Object(mut map) = value
+            && let Some(serde_json::Value::Array(items)) = map.remove("items")
+        {
+            for item in items {
                 push_value(item, origin.clone(), objects, errors);
             }
         }
@@ -927,7 +929,25 @@ pub struct Inventory {
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
     /// Changes whenever the inventory does (see [`Memo`]).
-    generation: u64,
+    generation: Generation,
+}
+
+/// Which state of an inventory this is: unique in the process, a new one for every inventory
+/// (a default one too) and every change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Generation(u64);
+
+impl Generation {
+    fn next() -> Generation {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Generation(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for Generation {
+    fn default() -> Generation {
+        Generation::next()
+    }
 }
 
 /// A Service's selector, when it has one that selects anything (an empty or absent selector
@@ -939,12 +959,6 @@ fn nonempty_selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
 /// Whether a Service selector selects a workload.
 fn selects(selector: &BTreeMap<String, String>, w: &Workload) -> bool {
     selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-}
-
-/// The next inventory generation: unique in the process.
-fn next_generation() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 const ISTIO_SECURITY: &str = "security.istio.io";
@@ -976,15 +990,14 @@ impl Inventory {
             }
             same
         });
-        let deduped = objects;
         let mut inv = Inventory {
             errors,
             ..Inventory::default()
         };
-        for o in &deduped {
+        for o in &objects {
             inv.add(o);
         }
-        inv.objects = deduped;
+        inv.objects = objects;
         inv.finish();
         inv
     }
@@ -1076,12 +1089,8 @@ impl Inventory {
     /// Add a workload the input does not contain (a synthesised KFP run pod).
     pub fn add_workload(&mut self, w: impl Into<std::sync::Arc<Workload>>) {
         let w = w.into();
-        self.generation = next_generation();
-        let i = self.workloads.len();
-        self.workloads_by_ns
-            .entry(w.namespace.clone())
-            .or_default()
-            .push(i);
+        self.generation = Generation::next();
+        let i = self.push_workload(std::sync::Arc::clone(&w));
         for ((ns, name), svc) in self
             .services
             .range((w.namespace.clone(), String::new())..)
@@ -1097,7 +1106,18 @@ impl Inventory {
                 indices.push(i);
             }
         }
+    }
+
+    /// A workload into the lists (its index returned); while the inventory is being built,
+    /// `finish` then sorts them and finds the Services' endpoints.
+    fn push_workload(&mut self, w: std::sync::Arc<Workload>) -> usize {
+        let i = self.workloads.len();
+        self.workloads_by_ns
+            .entry(w.namespace.clone())
+            .or_default()
+            .push(i);
         self.workloads.push(w);
+        i
     }
 
     fn add(&mut self, o: &Object) {
@@ -1247,24 +1267,23 @@ impl Inventory {
         for p in path {
             template = template.get(p).unwrap_or(&serde_json::Value::Null);
         }
-        let (meta_value, spec_value) = if is_pod {
-            // A pod's own metadata, read already.
-            (None, Some(template))
+        // A pod's own metadata is read already; a template's is in the template.
+        let (meta, spec_value) = if is_pod {
+            (o.meta.clone(), Some(template))
         } else {
-            (template.get("metadata"), template.get("spec"))
-        };
-        let meta: Meta = match meta_value.map(Meta::deserialize) {
-            None if is_pod => o.meta.clone(),
-            None => Meta::default(),
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                self.errors.push(InputError {
-                    origin: o.origin.clone(),
-                    object: Some(o.object_ref()),
-                    message: format!("unreadable pod template metadata: {e}"),
-                });
-                return;
-            }
+            let meta = match template.get("metadata").map(Meta::deserialize) {
+                None => Meta::default(),
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    self.errors.push(InputError {
+                        origin: o.origin.clone(),
+                        object: Some(o.object_ref()),
+                        message: format!("unreadable pod template metadata: {e}"),
+                    });
+                    return;
+                }
+            };
+            (meta, template.get("spec"))
         };
         let spec: PodSpec = match spec_value.map(PodSpec::deserialize) {
             None => PodSpec::default(),
@@ -1279,7 +1298,7 @@ impl Inventory {
             }
         };
         let spec = self.pod_specs.share(spec);
-        self.add_workload(Workload {
+        self.push_workload(std::sync::Arc::new(Workload {
             kind: o.kind.clone(),
             name: o.meta.name.clone(),
             namespace: o.meta.namespace_or_default().to_string(),
@@ -1290,7 +1309,7 @@ impl Inventory {
             synthetic: false,
             cited: CiteCache::default(),
             memo: Memo::default(),
-        });
+        }));
     }
 
     fn add_config_map(&mut self, o: &Object) {
@@ -1354,7 +1373,7 @@ impl Inventory {
             .sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         // Computed again when first asked for: the webhooks may have changed.
         self.injector_webhooks = std::sync::OnceLock::new();
-        self.generation = next_generation();
+        self.generation = Generation::next();
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
@@ -1395,14 +1414,14 @@ impl Inventory {
     // -----------------------------------------------------------------------------------------
     // Look-ups used by the semantics
 
-    /// Labels of a namespace (empty when the namespace is not in the input).
-    /// (`kubernetes.io/metadata.name` included: Kubernetes sets it on every namespace.)
     /// Which state of the inventory this is: it changes whenever the inventory does (objects
     /// or workloads added), so a fact kept for one generation is never used for another.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.generation.0
     }
 
+    /// Labels of a namespace (`kubernetes.io/metadata.name` alone when the namespace is not in
+    /// the input: Kubernetes sets it on every namespace).
     pub fn namespace_labels(&self, ns: &str) -> std::borrow::Cow<'_, StringMap> {
         match self.namespaces.get(ns) {
             Some(n) => std::borrow::Cow::Borrowed(&n.meta.labels),

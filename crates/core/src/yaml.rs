@@ -290,9 +290,6 @@ impl<'a> Reader<'a> {
 
     /// The node whose first line is the next line, at column `indent`.
     fn node(&mut self, indent: usize, depth: usize) -> Option<Value> {
-        if depth > FAST_PATH_DEPTH {
-            return None;
-        }
         let (_, content) = self.peek()?;
         if is_entry(content) {
             self.sequence(indent, depth)
@@ -302,6 +299,10 @@ impl<'a> Reader<'a> {
     }
 
     fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        // Every container, however it is reached (`- key:` opens a mapping in a sequence).
+        if depth > FAST_PATH_DEPTH {
+            return None;
+        }
         let mut map = Map::new();
         while let Some((at, content)) = self.peek() {
             if at < indent {
@@ -325,6 +326,9 @@ impl<'a> Reader<'a> {
     }
 
     fn sequence(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        if depth > FAST_PATH_DEPTH {
+            return None;
+        }
         let mut items = Vec::new();
         while let Some((at, content)) = self.peek() {
             if at < indent || at == indent && !is_entry(content) {

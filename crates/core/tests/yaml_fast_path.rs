@@ -142,6 +142,11 @@ fn deep_documents_go_to_serde_saphyr() {
         doc.push_str("a:\n");
     }
     assert_eq!(read_block_document(&doc), None);
+    // kubectl's compact nesting, a mapping in each sequence item: as deep, the same.
+    let compact: String = (0..40)
+        .map(|i| format!("{}- a:\n", " ".repeat(2 * i)))
+        .collect();
+    assert_eq!(read_block_document(&compact), None);
 }
 
 /// Every document of the upstream renders that the fast path reads, it reads as serde-saphyr
