@@ -134,7 +134,7 @@ pub fn configured(
     // Argo's wait container uploads logs to the artifact repository of the workflow
     // controller's ConfigMap.
     if dest == "object-store" && container == Some("wait") {
-        return argo_artifact_repository(inv, facts);
+        return argo_artifact_repository(facts);
     }
     let o = source.and_then(|w| detect::workload_object(inv, w))?;
     let env = |var: &str| detect::container_env(inv, o, container, var);
@@ -189,25 +189,9 @@ pub fn configured(
 }
 
 /// `artifactRepository.s3.endpoint` of `workflow-controller-configmap`.
-fn argo_artifact_repository(inv: &Inventory, facts: &KfpFacts) -> Option<Configured> {
-    let ns = facts.kfp_namespace();
-    let (o, data) = detect::config_map_data(inv, ns, "workflow-controller-configmap")?;
-    let text = data.get("artifactRepository").and_then(Value::as_str)?;
-    let v: Value = serde_saphyr::from_str(text).ok()?;
-    let endpoint = v.pointer("/s3/endpoint").and_then(Value::as_str)?;
-    configured_from(
-        (
-            endpoint.to_string(),
-            Evidence::of_object(
-                o,
-                format!(
-                    "artifactRepository.s3.endpoint={endpoint} of {}",
-                    o.object_ref()
-                ),
-            ),
-        ),
-        None,
-    )
+fn argo_artifact_repository(facts: &KfpFacts) -> Option<Configured> {
+    let argo = facts.argo_artifact_repository.as_ref()?;
+    configured_from((argo.endpoint.clone(), argo.evidence.clone()), None)
 }
 
 #[cfg(test)]

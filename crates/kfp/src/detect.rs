@@ -348,6 +348,19 @@ pub struct KfpFacts {
     /// Header carrying the user identity in multi-user mode (`kubeflow-userid`).
     pub userid_header: String,
     pub userid_prefix: String,
+    /// Where Argo's wait container uploads logs. Read once here: every run pod's wait
+    /// container asks for it. (Not in the report: the object store's facts name the endpoint.)
+    #[serde(skip)]
+    pub argo_artifact_repository: Option<ArgoArtifactRepository>,
+}
+
+/// `artifactRepository.s3.endpoint` of Argo's `workflow-controller-configmap`, as written,
+/// with the ConfigMap that says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgoArtifactRepository {
+    pub endpoint: String,
+    /// `artifactRepository.s3.endpoint=<endpoint> of <the ConfigMap>`.
+    pub evidence: Evidence,
 }
 
 impl KfpFacts {
@@ -569,7 +582,8 @@ pub fn detect(inv: &Inventory, opts: &DetectOptions) -> KfpFacts {
         first_workload(inv, &ns, &["kubeflow-pipelines-profile-controller"]);
     let mode = detect_mode(inv, api_obj, kfp_profile_controller);
     let database = detect_database(inv, &ns, api_obj, install_config);
-    let object_store = detect_object_store(inv, &ns);
+    let argo_artifact_repository = detect_argo_artifact_repository(inv, &ns);
+    let object_store = detect_object_store(inv, &ns, argo_artifact_repository.as_ref());
     let cache_webhook = detect_cache_webhook(inv, &ns);
     let k8s_native = detect_k8s_native(inv, &ns, api_obj);
     let ingress_gateway = detect_ingress_gateway(inv);
@@ -599,6 +613,7 @@ pub fn detect(inv: &Inventory, opts: &DetectOptions) -> KfpFacts {
         images,
         userid_header,
         userid_prefix,
+        argo_artifact_repository,
     }
 }
 
@@ -981,7 +996,11 @@ fn db_kind(v: &str) -> Option<Database> {
     }
 }
 
-fn detect_object_store(inv: &Inventory, ns: &str) -> Option<ObjectStoreFacts> {
+fn detect_object_store(
+    inv: &Inventory,
+    ns: &str,
+    argo: Option<&ArgoArtifactRepository>,
+) -> Option<ObjectStoreFacts> {
     let seaweed = inv.service(ns, "seaweedfs");
     let minio = inv.service(ns, "minio-service");
     let selects = |s: &kfp_mesh_core::inventory::Service, app: &str| {
@@ -1016,16 +1035,13 @@ fn detect_object_store(inv: &Inventory, ns: &str) -> Option<ObjectStoreFacts> {
                 .find(|p| p.name.as_deref() == Some("http-s3"))
         })
         .or_else(|| svc.spec.ports.first());
-    let argo_artifact_endpoint = config_map_data(inv, ns, "workflow-controller-configmap")
-        .and_then(|(o, data)| {
-            let text = data.get("artifactRepository").and_then(Value::as_str)?;
-            let endpoint = s3_endpoint(text)?;
-            evidence.push(Evidence::of_object(
-                o,
-                format!("Argo artifact repository endpoint {endpoint}"),
-            ));
-            Some(endpoint)
+    let argo_artifact_endpoint = argo.map(|a| {
+        evidence.push(Evidence {
+            detail: format!("Argo artifact repository endpoint {}", a.endpoint),
+            ..a.evidence.clone()
         });
+        a.endpoint.clone()
+    });
     Some(ObjectStoreFacts {
         kind,
         service: svc.name().to_string(),
@@ -1040,12 +1056,22 @@ fn detect_object_store(inv: &Inventory, ns: &str) -> Option<ObjectStoreFacts> {
     })
 }
 
-/// `s3.endpoint` of an Argo artifact repository (YAML text).
-fn s3_endpoint(text: &str) -> Option<String> {
+fn detect_argo_artifact_repository(inv: &Inventory, ns: &str) -> Option<ArgoArtifactRepository> {
+    let (o, data) = config_map_data(inv, ns, "workflow-controller-configmap")?;
+    // The repository is YAML text in the ConfigMap.
+    let text = data.get("artifactRepository").and_then(Value::as_str)?;
     let v: Value = serde_saphyr::from_str(text).ok()?;
-    v.pointer("/s3/endpoint")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    let endpoint = v.pointer("/s3/endpoint").and_then(Value::as_str)?;
+    Some(ArgoArtifactRepository {
+        endpoint: endpoint.to_string(),
+        evidence: Evidence::of_object(
+            o,
+            format!(
+                "artifactRepository.s3.endpoint={endpoint} of {}",
+                o.object_ref()
+            ),
+        ),
+    })
 }
 
 fn detect_cache_webhook(inv: &Inventory, ns: &str) -> Option<CacheWebhookFacts> {
