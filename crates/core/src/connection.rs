@@ -765,7 +765,7 @@ fn describe_client<'a>(
                     w.service_account()
                 ),
             ));
-            steps.extend(dp.steps);
+            steps.extend(dp.steps.iter().cloned());
             let principal = match dp.value {
                 DataPlane::Plain => None,
                 _ => Some(
@@ -933,7 +933,7 @@ fn evaluate_endpoint(
             endpoint.object_ref()
         ),
     ));
-    steps.extend(server_dp.steps);
+    steps.extend(server_dp.steps.iter().cloned());
 
     // Kubelet probes are rewritten by the injector to the sidecar agent (B7).
     if client.kubelet {

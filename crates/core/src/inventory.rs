@@ -251,7 +251,9 @@ fn parse_yaml_into(
             DocObjects::Many(v) => v.len(),
         })
         .sum();
-    objects.reserve_exact(count);
+    // Amortised growth: a stream arrives in many pieces, and room made exactly for each piece
+    // would copy every object read so far again for each.
+    objects.reserve(count);
     for (o, e) in parsed {
         match o {
             DocObjects::None => {}
@@ -775,22 +777,23 @@ impl<T> Clone for Interner<T> {
 pub struct Memo(std::sync::Mutex<Option<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>);
 
 impl Memo {
-    /// The value computed for this inventory generation, else `compute()` (then kept).
-    pub fn get_or_compute<T: Clone + Send + Sync + 'static>(
+    /// The value computed for this inventory generation, else `compute()` (then kept). Shared,
+    /// not copied: a decision's explanation is asked for by every flow of the workload.
+    pub fn get_or_compute<T: Send + Sync + 'static>(
         &self,
         generation: u64,
         compute: impl FnOnce() -> T,
-    ) -> T {
+    ) -> std::sync::Arc<T> {
         if let Ok(kept) = self.0.lock()
             && let Some((g, value)) = kept.as_ref()
             && *g == generation
-            && let Some(value) = value.downcast_ref::<T>()
+            && let Ok(value) = std::sync::Arc::clone(value).downcast::<T>()
         {
-            return value.clone();
+            return value;
         }
-        let value = compute();
+        let value = std::sync::Arc::new(compute());
         if let Ok(mut kept) = self.0.lock() {
-            *kept = Some((generation, std::sync::Arc::new(value.clone())));
+            *kept = Some((generation, value.clone()));
         }
         value
     }
@@ -970,7 +973,7 @@ impl Inventory {
     /// Type and index objects. Objects of unknown kinds are kept in `objects` and otherwise
     /// ignored; objects whose spec cannot be read become errors.
     pub fn from_objects(mut objects: Vec<Object>, mut errors: Vec<InputError>) -> Inventory {
-        objects.sort_by(|a, b| object_order(a).cmp(&object_order(b)));
+        sort_objects(&mut objects);
         // The same object twice: keep the first (by origin), report the others. In place: a
         // large input is not held twice.
         objects.dedup_by(|o, prev| {
@@ -1140,7 +1143,7 @@ impl Inventory {
                 };
                 self.namespaces.insert(o.meta.name.clone(), r);
             }
-            ("", "Pod") => self.add_pod_template(o, &["spec"], true),
+            ("", "Pod") => self.add_pod_template(o, &[], true),
             ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
             | ("batch", "Job")
             | ("", "ReplicationController") => {
@@ -1230,14 +1233,15 @@ impl Inventory {
         o: &Object,
         field: Option<&str>,
     ) -> Option<Resource<S>> {
-        let value = match field {
-            Some(f) => o.get(f).unwrap_or(serde_json::Value::Null),
-            None => o.value(),
-        };
-        let spec = if value.is_null() {
-            Ok(S::default())
-        } else {
-            S::deserialize(value)
+        // Missing or null: the default.
+        let spec = match field {
+            Some(f) => o
+                .read_at::<Option<S>>(&[f])
+                .map(|s| s.flatten().unwrap_or_default()),
+            None => match o.value() {
+                serde_json::Value::Null => Ok(S::default()),
+                value => S::deserialize(value).map_err(|e| e.to_string()),
+            },
         };
         match spec {
             Ok(spec) => Some(Resource {
@@ -1259,41 +1263,38 @@ impl Inventory {
         }
     }
 
+    /// A workload of the pod template at `path` (its `metadata` and `spec`); a Pod (`is_pod`,
+    /// `path` empty) is its own template, with the object's metadata.
     fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
-        // Every path starts at a top-level field (`spec`): only that part of the body is read.
-        let (top, path) = path.split_first().unwrap_or((&"spec", &[]));
-        let root = o.get(top).unwrap_or(serde_json::Value::Null);
-        let mut template = &root;
-        for p in path {
-            template = template.get(p).unwrap_or(&serde_json::Value::Null);
-        }
+        // Read straight from the body's text: the template's metadata and spec only.
+        let unreadable = |what: &str, e: String| InputError {
+            origin: o.origin.clone(),
+            object: Some(o.object_ref()),
+            message: format!("unreadable {what}: {e}"),
+        };
         // A pod's own metadata is read already; a template's is in the template.
-        let (meta, spec_value) = if is_pod {
-            (o.meta.clone(), Some(template))
+        let meta = if is_pod {
+            o.meta.clone()
         } else {
-            let meta = match template.get("metadata").map(Meta::deserialize) {
-                None => Meta::default(),
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    self.errors.push(InputError {
-                        origin: o.origin.clone(),
-                        object: Some(o.object_ref()),
-                        message: format!("unreadable pod template metadata: {e}"),
-                    });
+            match o.read_at::<Meta>(&[path, &["metadata"]].concat()) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(e) => {
+                    self.errors.push(unreadable("pod template metadata", e));
                     return;
                 }
-            };
-            (meta, template.get("spec"))
+            }
         };
-        let spec: PodSpec = match spec_value.map(PodSpec::deserialize) {
-            None => PodSpec::default(),
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                self.errors.push(InputError {
-                    origin: o.origin.clone(),
-                    object: Some(o.object_ref()),
-                    message: format!("unreadable pod spec: {e}"),
-                });
+        let spec = match o.read_at::<PodSpec>(&[path, &["spec"]].concat()) {
+            Ok(Some(s)) => Ok(s),
+            // A template without a spec has the default one; a pod needs its own.
+            Ok(None) if !is_pod => Ok(PodSpec::default()),
+            Ok(None) => PodSpec::deserialize(serde_json::Value::Null).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                self.errors.push(unreadable("pod spec", e));
                 return;
             }
         };
@@ -1520,6 +1521,32 @@ impl Inventory {
 }
 
 /// The order of `Inventory::objects`: kind, namespace, name, then origin (no allocation).
+/// Objects in [`object_order`], equal ones in the order read. Their order is found on
+/// indices and then applied in place, each object moved once: sorting the objects themselves
+/// (over 200 bytes each) would move each of them at every merge.
+fn sort_objects(objects: &mut [Object]) {
+    let mut order: Vec<usize> = (0..objects.len()).collect();
+    order.sort_unstable_by(|&a, &b| match (objects.get(a), objects.get(b)) {
+        (Some(x), Some(y)) => object_order(x).cmp(&object_order(y)).then(a.cmp(&b)),
+        _ => a.cmp(&b),
+    });
+    // Position `i` takes the object at `order[i]`: follow each cycle of the permutation.
+    for start in 0..order.len() {
+        let mut at = start;
+        loop {
+            let from = order.get(at).copied().unwrap_or(start);
+            if let Some(done) = order.get_mut(at) {
+                *done = at;
+            }
+            if from == start {
+                break;
+            }
+            objects.swap(at, from);
+            at = from;
+        }
+    }
+}
+
 fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
     (
         o.kind.as_str(),

@@ -282,6 +282,39 @@ impl Object {
         }
     }
 
+    /// The value at a path of fields of the body (`["spec", "template", "spec"]`), read
+    /// straight from the body's text into `T`: nothing else of the object is built. `Ok(None)`
+    /// when a field on the way is missing or not a mapping. The error is serde's, without a
+    /// place in the body's text (which is not the input's). For the fields the object holds
+    /// apart (`apiVersion`, `kind`, `metadata`) the whole object is read first.
+    pub fn read_at<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &[&str],
+    ) -> Result<Option<T>, String> {
+        use serde::de::DeserializeSeed;
+        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
+            let value = self.value();
+            let mut at = Some(&value);
+            for field in path {
+                at = at.and_then(|v| v.get(field));
+            }
+            return at
+                .map(|v| T::deserialize(v).map_err(|e| e.to_string()))
+                .transpose();
+        }
+        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
+        at_path::At::<T>::new(path)
+            .deserialize(&mut reader)
+            .map_err(|e| {
+                let message = e.to_string();
+                let place = format!(" at line {} column {}", e.line(), e.column());
+                match message.strip_suffix(&place) {
+                    Some(m) => m.to_string(),
+                    None => message,
+                }
+            })
+    }
+
     /// The value at a JSON pointer (`/spec/template/spec`).
     pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
         let top = pointer.split('/').nth(1).unwrap_or_default();
@@ -290,6 +323,116 @@ impl Object {
             _ => self.body.parse(),
         };
         value.pointer_mut(pointer).map(serde_json::Value::take)
+    }
+}
+
+/// Reading one value at a path of fields, skipping every other value of the text unbuilt.
+mod at_path {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+
+    /// The value at `path` (as `T`) of a value, `None` when the path is not there.
+    pub(super) struct At<'p, T> {
+        path: &'p [&'p str],
+        value: PhantomData<T>,
+    }
+
+    impl<'p, T> At<'p, T> {
+        pub(super) fn new(path: &'p [&'p str]) -> Self {
+            At {
+                path,
+                value: PhantomData,
+            }
+        }
+    }
+
+    impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for At<'_, T> {
+        type Value = Option<T>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            match self.path.split_first() {
+                None => T::deserialize(d).map(Some),
+                Some((field, rest)) => d.deserialize_any(Field {
+                    name: field,
+                    rest,
+                    value: PhantomData,
+                }),
+            }
+        }
+    }
+
+    /// The field `name` of a mapping, then `rest` inside it; any other value has no fields.
+    struct Field<'p, T> {
+        name: &'p str,
+        rest: &'p [&'p str],
+        value: PhantomData<T>,
+    }
+
+    impl<'de, T: de::Deserialize<'de>> Visitor<'de> for Field<'_, T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "any value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+            let mut found = None;
+            while let Some(is_field) = map.next_key_seed(KeyIs(self.name))? {
+                if is_field {
+                    // The last of equal keys, as a JSON map keeps it.
+                    found = map.next_value_seed(At::<T>::new(self.rest))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+    }
+
+    /// Whether a mapping key is `self.0`, compared without copying it.
+    struct KeyIs<'p>(&'p str);
+
+    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeyIs<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a key")
+        }
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
     }
 }
 

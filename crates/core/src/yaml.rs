@@ -668,10 +668,11 @@ fn needs_resolution(text: &str) -> bool {
         return true;
     }
     text.len() <= 5
-        && matches!(
-            text.to_ascii_lowercase().as_str(),
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "nan" | "inf"
-        )
+        && [
+            "true", "false", "null", "yes", "no", "on", "off", "y", "n", "nan", "inf",
+        ]
+        .iter()
+        .any(|word| text.eq_ignore_ascii_case(word))
 }
 
 /// A quoted scalar that ends on its line: its text and what follows the closing quote.

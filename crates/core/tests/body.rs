@@ -142,3 +142,68 @@ fn upstream_objects_read_back_as_written() {
     }
     assert!(checked > 1000, "{checked} upstream objects checked");
 }
+
+/// `Object::read_at` reads a value at a path straight from the body's text: the same value
+/// as walking the whole object, for every object of the upstream renders and every path the
+/// inventory reads.
+#[test]
+fn reading_at_a_path_gives_what_the_whole_object_holds() {
+    let paths: &[&[&str]] = &[
+        &["spec"],
+        &["spec", "template", "metadata"],
+        &["spec", "template", "spec"],
+        &["spec", "jobTemplate", "spec", "template", "spec"],
+        &["spec", "replicas", "deeper"],
+        &["spec", "containers"],
+        &["data"],
+        &["metadata", "name"],
+        &["metadata", "labels"],
+        &["absent"],
+        &["spec", "absent"],
+    ];
+    let walk = |value: &Value, path: &[&str]| {
+        let mut at = Some(value);
+        for field in path {
+            at = at.and_then(|v| v.get(field));
+        }
+        at.cloned()
+    };
+    let mut checked = 0usize;
+    for file in kfp_mesh_testdata::upstream_yaml_files() {
+        let text = std::fs::read_to_string(&file).expect("fixture");
+        let (objects, _) = parse_stream("f", &text);
+        for o in &objects {
+            let whole = o.value();
+            for path in paths {
+                assert_eq!(
+                    o.read_at::<Value>(path),
+                    Ok(walk(&whole, path)),
+                    "{path:?} of {} in {}",
+                    o.object_ref(),
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked} upstream objects checked");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_at_a_path_is_an_error_without_a_place_in_the_body() {
+    let o = only_object(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  replicas: 70000\n  template: {spec: null}\n",
+    );
+    assert_eq!(
+        o.read_at::<u16>(&["spec", "replicas"]),
+        Err("invalid value: integer `70000`, expected u16".to_string())
+    );
+    // Null is a value (an `Option` reads it as none); a missing field is no value.
+    assert_eq!(
+        o.read_at::<Option<u16>>(&["spec", "template", "spec"]),
+        Ok(Some(None))
+    );
+    assert_eq!(o.read_at::<u16>(&["spec", "template", "missing"]), Ok(None));
+    // A field inside a scalar is not there.
+    assert_eq!(o.read_at::<u16>(&["spec", "replicas", "x"]), Ok(None));
+}

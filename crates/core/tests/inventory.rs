@@ -432,6 +432,37 @@ fn a_redefined_object_keeps_the_first_and_reports_the_second() {
     );
 }
 
+#[test]
+fn objects_are_held_by_kind_namespace_and_name_and_the_first_definition_is_kept() {
+    // Out of order, across two files, and one object defined twice in one List document
+    // (the same place for both): the first item read is kept.
+    let a = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: b, namespace: team}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: z}\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: x, labels: {first: 'yes'}}}\n- {apiVersion: v1, kind: Namespace, metadata: {name: x, labels: {second: 'yes'}}}\n";
+    let b = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: team}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: w}\n";
+    let i = Inventory::from_sources([("a.yaml", a), ("b.yaml", b)]);
+    let held: Vec<String> = i
+        .objects
+        .iter()
+        .map(|o| o.object_ref().to_string())
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "Namespace w",
+            "Namespace x",
+            "Namespace z",
+            "ServiceAccount team/a",
+            "ServiceAccount team/b"
+        ]
+    );
+    assert_eq!(
+        i.namespace_labels("x").get("first"),
+        Some("yes"),
+        "{:?}",
+        i.errors
+    );
+    assert_eq!(i.errors.len(), 1, "{:?}", i.errors);
+}
+
 /// A `kubectl get services -A -o yaml` dump of `n` Services: one `kind: List` document.
 fn service_list(n: usize) -> String {
     let mut text = String::from("apiVersion: v1\nitems:\n");
