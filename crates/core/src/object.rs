@@ -282,37 +282,34 @@ impl Object {
         }
     }
 
-    /// The value at a path of fields of the body (`["spec", "template", "spec"]`), read
-    /// straight from the body's text into `T`: nothing else of the object is built. `Ok(None)`
-    /// when a field on the way is missing or not a mapping. The error is serde's, without a
-    /// place in the body's text (which is not the input's). For the fields the object holds
-    /// apart (`apiVersion`, `kind`, `metadata`) the whole object is read first.
+    /// The value at a path of fields of the body (`["spec", "template", "spec"]`) as `T`:
+    /// only that value is built from the body's text, the rest is skipped over. `Ok(None)`
+    /// when a field on the way is missing or not a mapping; the error is serde's. For the
+    /// fields the object holds apart (`apiVersion`, `kind`, `metadata`) the whole object is
+    /// read first.
     pub fn read_at<T: serde::de::DeserializeOwned>(
         &self,
         path: &[&str],
     ) -> Result<Option<T>, String> {
         use serde::de::DeserializeSeed;
-        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
-            let value = self.value();
-            let mut at = Some(&value);
+        let value = if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
+            let mut value = Some(self.value());
             for field in path {
-                at = at.and_then(|v| v.get(field));
+                value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
             }
-            return at
-                .map(|v| T::deserialize(v).map_err(|e| e.to_string()))
-                .transpose();
-        }
-        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
-        at_path::At::<T>::new(path)
-            .deserialize(&mut reader)
-            .map_err(|e| {
-                let message = e.to_string();
-                let place = format!(" at line {} column {}", e.line(), e.column());
-                match message.strip_suffix(&place) {
-                    Some(m) => m.to_string(),
-                    None => message,
-                }
-            })
+            value
+        } else {
+            // The body is JSON this program wrote: reading it does not fail.
+            let mut reader = serde_json::Deserializer::from_str(&self.body.text);
+            at_path::At::<serde_json::Value>::new(path)
+                .deserialize(&mut reader)
+                .map_err(|e| e.to_string())?
+        };
+        // Typed from the tree, not the text: the tree knows each list's length, so the typed
+        // value's vectors are made to measure (read from text they grow by doubling).
+        value
+            .map(|v| T::deserialize(v).map_err(|e| e.to_string()))
+            .transpose()
     }
 
     /// The value at a JSON pointer (`/spec/template/spec`).
