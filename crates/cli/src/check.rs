@@ -1,8 +1,9 @@
 //! `kfp-mesh check`: every KFP flow predicted from manifests, with findings and an exit code.
 
 use std::io::IsTerminal;
+use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kfp_mesh_core::connection::{Outcome, Transport};
 use kfp_mesh_kfp::check::{self, CheckOptions, Explanations, Report, Suppression};
 use kfp_mesh_kfp::detect::DetectOptions;
@@ -155,7 +156,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         }
     } else {
         match args.output {
-            CheckFormat::Table => print_table(&report, example),
+            CheckFormat::Table => print_table(&report, example)?,
             CheckFormat::Json => print_json(&report)?,
             CheckFormat::Sarif => print_json(&sarif(&report))?,
             CheckFormat::Html => print!("{}", kfp_mesh_report::html(&report)),
@@ -279,25 +280,41 @@ impl Paint {
     }
 }
 
-pub(crate) fn print_table(report: &Report, example: bool) {
+/// The table, written through one buffer (a 5,000-profile report has over 100,000 lines:
+/// `println!` would make a system call for each).
+pub(crate) fn print_table(report: &Report, example: bool) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write_table(&mut out, report, example)
+        .and_then(|()| out.flush())
+        .context("cannot write the report to stdout")?;
+    drop(out);
+    if example {
+        print_example_after();
+    }
+    Ok(())
+}
+
+fn write_table(out: &mut impl Write, report: &Report, example: bool) -> std::io::Result<()> {
     let paint = Paint(std::io::stdout().is_terminal());
     let k = &report.kfp;
     if example {
-        println!(
+        writeln!(
+            out,
             "Built-in example: a KFP 2.5.0 single-user install, `kubeflow` labelled for injection, mesh-wide STRICT mTLS (kubeflow/pipelines#12015).\n"
-        );
+        )?;
     }
     if k.detected {
-        println!(
+        writeln!(
+            out,
             "KFP {} in namespace {} ({}), {} flows checked",
             k.version.display,
             k.kfp_namespace(),
             k.mode.value.as_str(),
             report.flows.len()
-        );
+        )?;
     }
     for a in &report.assumed_namespaces {
-        println!("Namespace {}: {}", a.namespace, a.assumed);
+        writeln!(out, "Namespace {}: {}", a.namespace, a.assumed)?;
     }
     let rows: Vec<[String; 6]> = report
         .flows
@@ -354,8 +371,9 @@ pub(crate) fn print_table(report: &Report, example: bool) {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    println!();
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
         "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {:w4$}  {}",
         headers[0],
         headers[1],
@@ -368,11 +386,12 @@ pub(crate) fn print_table(report: &Report, example: bool) {
         w2 = widths[2],
         w3 = widths[3],
         w4 = widths[4]
-    );
+    )?;
     for (r, f) in rows.iter().zip(&report.flows) {
         let outcome = paint.outcome(f.outcome, f.transport);
         let pad = widths[3].saturating_sub(r[3].len());
-        println!(
+        writeln!(
+            out,
             "{:w0$}  {:w1$}  {:w2$}  {outcome}{}  {:w4$}  {}",
             r[0],
             r[1],
@@ -384,13 +403,13 @@ pub(crate) fn print_table(report: &Report, example: bool) {
             w1 = widths[1],
             w2 = widths[2],
             w4 = widths[4]
-        );
+        )?;
     }
-    println!();
+    writeln!(out)?;
     if report.findings.is_empty() {
-        println!("No findings.");
+        writeln!(out, "No findings.")?;
     } else {
-        println!("Findings ({}):", report.findings.len());
+        writeln!(out, "Findings ({}):", report.findings.len())?;
         for f in &report.findings {
             let place = match (&f.object, &f.file) {
                 (Some(o), Some(file)) => match f.line {
@@ -401,50 +420,53 @@ pub(crate) fn print_table(report: &Report, example: bool) {
                 (None, Some(file)) => format!(" [{file}:{}]", f.line.unwrap_or(0)),
                 (None, None) => String::new(),
             };
-            println!(
+            writeln!(
+                out,
                 "  {} {} {}{place}",
                 f.code,
                 paint.severity(f.severity),
                 f.message
-            );
+            )?;
         }
     }
     if report.suppressed > 0 {
-        println!("({} findings suppressed)", report.suppressed);
+        writeln!(out, "({} findings suppressed)", report.suppressed)?;
     }
-    print_unresolved(report);
+    write_unresolved(out, report)?;
     if example {
-        println!(
+        writeln!(
+            out,
             "\nEvery run pod flow is reset: the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on run pods.\n\
              Explain one flow: kfp-mesh check --explain driver-wait-to-object-store"
-        );
-        print_example_after();
+        )?;
     }
+    Ok(())
 }
 
 /// The flows without a verdict: each one that is not simply outside the mesh on its own line
 /// with the reason and the object, the calls that leave the mesh in one line.
-fn print_unresolved(report: &Report) {
+fn write_unresolved(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     use kfp_mesh_kfp::catalog::UnresolvedKind;
     let (outside, open): (Vec<_>, Vec<_>) = report
         .unresolved
         .iter()
         .partition(|u| u.kind == UnresolvedKind::OutsideMesh);
     if !open.is_empty() {
-        println!("\nNot evaluated ({}):", open.len());
+        writeln!(out, "\nNot evaluated ({}):", open.len())?;
         for u in open {
             let object = u
                 .object
                 .as_ref()
                 .map(|o| format!(" [{o}]"))
                 .unwrap_or_default();
-            println!(
+            writeln!(
+                out,
                 "  {} ({}{}): {}{object}",
                 u.flow,
                 u.kind.as_str(),
                 if u.required { ", required" } else { "" },
                 u.reason
-            );
+            )?;
         }
     }
     if !outside.is_empty() {
@@ -453,12 +475,14 @@ fn print_unresolved(report: &Report) {
             .map(|u| u.flow.split('@').next().unwrap_or(&u.flow))
             .collect();
         ids.dedup();
-        println!(
+        writeln!(
+            out,
             "\n{} calls leave the mesh (to kube-apiserver) and are not evaluated: {}",
             outside.len(),
             ids.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn print_explanation(f: &check::FlowResult) {
@@ -496,7 +520,6 @@ fn print_explanation(f: &check::FlowResult) {
 /// Pretty JSON on stdout, written as it is serialised: the report of a large cluster is
 /// hundreds of megabytes as text, and several times that as a `serde_json::Value`.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     out.write_all(b"\n")?;

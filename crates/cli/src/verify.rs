@@ -54,7 +54,7 @@ pub fn run(mut cmd: VerifyCmd) -> Result<ExitCode> {
     }
     match cmd.output {
         CheckFormat::Table => {
-            check::print_table(report, false);
+            check::print_table(report, false)?;
             print_live(&verified.live);
         }
         CheckFormat::Json => {

@@ -503,3 +503,25 @@ fn tls_check_output_names_match_check() {
         assert_ne!(o.status.code(), Some(2), "{format}: {}", stderr(&o));
     }
 }
+
+/// A table that cannot be written (a full disk) is an error that says so, not a panic, and
+/// the exit code is not a verdict.
+#[test]
+fn a_report_that_cannot_be_written_is_an_error() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full (Linux)");
+    let o = bin()
+        .args(["check", "--fail-on", "never"])
+        .stdout(full)
+        .output()
+        .expect("kfp-mesh runs");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cannot write the report to stdout: No space left on device"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
