@@ -172,29 +172,22 @@ fn stream_is_json(bytes: &[u8]) -> Option<bool> {
 /// lines after the line break at or after `from`: the documents before it have ended. Also the
 /// last line break seen (where the next search can start).
 fn last_document_start(text: &[u8], from: usize) -> (Option<usize>, Option<usize>) {
-    let mut found = None;
-    let mut last_break = None;
-    let mut at = from;
-    while let Some(nl) = text
-        .get(at..)
-        .and_then(|t| t.iter().position(|b| *b == b'\n'))
-    {
-        last_break = Some(at + nl);
-        let start = at + nl + 1;
-        let rest = text.get(start..).unwrap_or_default();
-        // The line must be complete to be known to be a marker.
-        let Some(len) = rest.iter().position(|b| *b == b'\n') else {
-            break;
-        };
-        let mut line = rest.get(..len).unwrap_or_default();
-        if let Some(l) = line.strip_suffix(b"\r") {
-            line = l;
-        }
-        if line == b"---" || line.starts_with(b"--- ") || line.starts_with(b"---\t") {
-            found = Some(start);
-        }
-        at = start;
-    }
+    let rest = text.get(from..).unwrap_or_default();
+    let last_break = memchr::memrchr(b'\n', rest).map(|i| from + i);
+    // Candidates from the end: a line that starts with `---` right after a line break.
+    let found = memchr::memmem::rfind_iter(rest, b"\n---")
+        .map(|i| from + i + 1)
+        .find(|&start| {
+            let line = text.get(start..).unwrap_or_default();
+            // The line must be complete to be known to be a marker.
+            memchr::memchr(b'\n', line).is_some_and(|len| {
+                let mut line = line.get(..len).unwrap_or_default();
+                if let Some(l) = line.strip_suffix(b"\r") {
+                    line = l;
+                }
+                line == b"---" || line.starts_with(b"--- ") || line.starts_with(b"---\t")
+            })
+        });
     (found, last_break)
 }
 
@@ -294,7 +287,7 @@ fn not_utf8(doc: &YamlDocument<'_>, e: std::str::Utf8Error) -> (u32, String) {
 }
 
 fn count_lines(bytes: &[u8]) -> u32 {
-    u32::try_from(bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(u32::MAX)
+    u32::try_from(memchr::memchr_iter(b'\n', bytes).count()).unwrap_or(u32::MAX)
 }
 
 /// One YAML document of a stream.
@@ -314,8 +307,28 @@ fn split_yaml_documents(text: &[u8], first_line: u32) -> Vec<YamlDocument<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize;
     let mut start_line = first_line;
-    let mut offset = 0usize;
-    for (line_no, line) in (first_line..).zip(text.split_inclusive(|b| *b == b'\n')) {
+    // Marker lines start with `---` or `...`: the candidates are found by searching for those
+    // after a line break (or at the start), not by reading every line; lines are counted
+    // between them.
+    let at_start = (text.starts_with(b"---") || text.starts_with(b"...")).then_some(0);
+    let mut dashes = memchr::memmem::find_iter(text, b"\n---")
+        .map(|i| i + 1)
+        .peekable();
+    let mut dots = memchr::memmem::find_iter(text, b"\n...")
+        .map(|i| i + 1)
+        .peekable();
+    let mut next_candidate = || match (dashes.peek(), dots.peek()) {
+        (Some(&d), Some(&p)) if p < d => dots.next(),
+        (Some(_), _) => dashes.next(),
+        (None, _) => dots.next(),
+    };
+    let (mut counted_to, mut counted_line) = (0usize, first_line);
+    let mut candidate = at_start.or_else(&mut next_candidate);
+    while let Some(offset) = candidate {
+        candidate = next_candidate();
+        let rest = text.get(offset..).unwrap_or_default();
+        let line_len = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        let line = rest.get(..line_len).unwrap_or_default();
         let mut content = line;
         while let Some(c) = content.strip_suffix(b"\n").or(content.strip_suffix(b"\r")) {
             content = c;
@@ -325,18 +338,23 @@ fn split_yaml_documents(text: &[u8], first_line: u32) -> Vec<YamlDocument<'_>> {
             || content.starts_with(b"---\t")
             || content == b"..."
             || content.starts_with(b"... ");
-        if is_marker {
-            docs.push((start_line, text.get(start..offset).unwrap_or_default()));
-            // Content after `--- ` on the same line belongs to the next document.
-            if content.starts_with(b"---") && content.len() > 3 {
-                start = offset + 4;
-                start_line = line_no;
-            } else {
-                start = offset + line.len();
-                start_line = line_no + 1;
-            }
+        if !is_marker {
+            continue;
         }
-        offset += line.len();
+        counted_line = counted_line.saturating_add(count_lines(
+            text.get(counted_to..offset).unwrap_or_default(),
+        ));
+        counted_to = offset;
+        let line_no = counted_line;
+        docs.push((start_line, text.get(start..offset).unwrap_or_default()));
+        // Content after `--- ` on the same line belongs to the next document.
+        if content.starts_with(b"---") && content.len() > 3 {
+            start = offset + 4;
+            start_line = line_no;
+        } else {
+            start = offset + line.len();
+            start_line = line_no + 1;
+        }
     }
     docs.push((start_line, text.get(start..).unwrap_or_default()));
     // Cite the first line that holds content, not the marker or leading comments.

@@ -50,6 +50,22 @@ spec:
 }
 
 #[test]
+fn document_markers_are_found_with_content_after_them_and_with_crlf_lines() {
+    let text = "--- apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n...\r\n---\r\napiVersion: v1\r\nkind: Namespace\r\nmetadata:\r\n  name: b\r\n  labels: {x: '---'}\r\n---\t# a tab, then a comment\n# only comments\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: c\n  annotations:\n    note: |\n      --- not a marker: indented\n      ...\n";
+    let (objects, errors) = parse_stream("in.yaml", text);
+    assert!(errors.is_empty(), "{errors:?}");
+    let lines: Vec<(&str, u32)> = objects
+        .iter()
+        .map(|o| (o.meta.name.as_str(), o.origin.line))
+        .collect();
+    assert_eq!(lines, [("a", 1), ("b", 6), ("c", 14)]);
+    assert_eq!(
+        objects[2].meta.annotations.get("note"),
+        Some("--- not a marker: indented\n...\n")
+    );
+}
+
+#[test]
 fn json_streams_arrays_and_lists_are_expanded() {
     let text = r#"
 {"apiVersion": "v1", "kind": "List", "items": [
