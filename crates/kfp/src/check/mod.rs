@@ -191,9 +191,16 @@ pub fn check(inv: &Inventory, opts: &CheckOptions) -> Report {
     check_owned(inv.clone(), opts)
 }
 
-/// [`check`] on an inventory it may extend in place (saves a copy of a large input).
+/// [`check`] on an inventory it may extend (saves a copy of a large input).
 pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
-    let facts = detect::detect(&full, &opts.detect);
+    check_in_place(&mut full, opts)
+}
+
+/// [`check`] on an inventory it extends in place with the modelled run pods (and, for an
+/// example profile, its objects): for a caller that has no other use for the inventory but
+/// wants to decide when it is freed.
+pub fn check_in_place(full: &mut Inventory, opts: &CheckOptions) -> Report {
+    let facts = detect::detect(full, &opts.detect);
     let mut flows = Vec::new();
     let mut unresolved = Vec::new();
     let mut access = Vec::new();
@@ -213,7 +220,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         }
     };
     let run_pods = if facts.detected {
-        runpods::add_run_pods(&mut full, &facts)
+        runpods::add_run_pods(full, &facts)
     } else {
         Vec::new()
     };
@@ -236,7 +243,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         for flow in catalog::applicable_flows(&catalog.flows, &facts) {
             let mut resolved_flows = Vec::new();
             let mut results = Vec::new();
-            for (profile, resolved) in catalog::resolve(catalog, flow, &full, &facts) {
+            for (profile, resolved) in catalog::resolve(catalog, flow, full, &facts) {
                 match resolved {
                     Ok(r) => resolved_flows.push(r),
                     Err(e) => unresolved.push(Unresolved::new(
@@ -250,14 +257,14 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
                 let (ns, service) = (&r.destination.namespace, &r.destination.service);
                 let in_ns = servers.entry(ns.clone()).or_default();
                 if !in_ns.contains_key(service) {
-                    in_ns.insert(service.clone(), ServerFacts::of(&full, ns, service));
+                    in_ns.insert(service.clone(), ServerFacts::of(full, ns, service));
                 }
             }
             for result in kfp_mesh_core::par::map(&resolved_flows, |r| {
                 let server = servers
                     .get(&r.destination.namespace)
                     .and_then(|in_ns| in_ns.get(&r.destination.service));
-                evaluate_flow(&full, catalog, r, server, opts.explanations)
+                evaluate_flow(full, catalog, r, server, opts.explanations)
             })
             .into_iter()
             .flatten()
@@ -275,10 +282,10 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
             flows.extend(results);
         }
         unresolved.extend(not_evaluated);
-        access = access::server_access(&full, &facts, &flows);
+        access = access::server_access(full, &facts, &flows);
     }
     let mut findings = rules::run_all(&rules::Context {
-        inv: &full,
+        inv: full,
         facts: &facts,
         flows: &flows,
         access: &access,
@@ -286,7 +293,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
         unresolved: &unresolved,
     });
     let before = findings.len();
-    let annotated = suppress::annotations(&full);
+    let annotated = suppress::annotations(full);
     findings.retain(|f| !suppress::suppressed(&annotated, &opts.suppress, f));
     let suppressed_count = before - findings.len();
     // Each flow lists the codes of the findings about it that were kept.
@@ -306,7 +313,7 @@ pub fn check_owned(mut full: Inventory, opts: &CheckOptions) -> Report {
             .cmp(&(b.severity, b.code, &b.object, &b.flow, &b.message))
     });
     findings.dedup();
-    let assumed_namespaces = namespace_assumptions(&full, &facts, &flows);
+    let assumed_namespaces = namespace_assumptions(full, &facts, &flows);
     Report {
         kfp: facts,
         flows,
