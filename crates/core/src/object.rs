@@ -154,13 +154,21 @@ impl Body {
 
     /// The whole of `value` as its text.
     pub fn new(value: &serde_json::Value) -> Body {
-        Body {
-            // Serializing a `Value` cannot fail: its map keys are strings.
-            text: serde_json::to_string(value)
-                .unwrap_or_default()
-                .into_boxed_str(),
-            held: 0,
+        thread_local! {
+            /// Where each thread writes a body before it is copied out at its exact size: a
+            /// text grown by doubling and then trimmed would be copied several times.
+            static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let text = WRITTEN.with_borrow_mut(|buf| {
+            buf.clear();
+            // Serializing a `Value` cannot fail: its map keys are strings, and the output is
+            // UTF-8.
+            match serde_json::to_writer(&mut *buf, value) {
+                Ok(()) => String::from_utf8_lossy(buf).into(),
+                Err(_) => Box::default(),
+            }
+        });
+        Body { text, held: 0 }
     }
 
     /// The body of an object read as `value` whose `apiVersion`, `kind` and metadata are
