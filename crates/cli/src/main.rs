@@ -182,12 +182,15 @@ fn small_pages_only() {
         // Stated in the environment: mimalloc has applied it at start.
         return;
     }
+    // The flag is inherited by child processes (`kubectl kustomize` for `-k`): harmless there.
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE sets a flag of this process's memory map that the kernel reads
-    // when it handles a page fault; it takes no pointers. It fails only on kernels older than
-    // 3.15, and then nothing changes.
+    // when it handles a page fault; it takes no pointers. The arguments are passed as the
+    // `unsigned long`s the kernel reads (it refuses non-zero unused ones). It fails only on
+    // kernels older than 3.15, and then nothing changes.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused);
     }
 }
 

@@ -163,10 +163,15 @@ impl Body {
             buf.clear();
             // Serializing a `Value` cannot fail: its map keys are strings, and the output is
             // UTF-8.
-            match serde_json::to_writer(&mut *buf, value) {
+            let text = match serde_json::to_writer(&mut *buf, value) {
                 Ok(()) => String::from_utf8_lossy(buf).into(),
                 Err(_) => Box::default(),
+            };
+            // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
             }
+            text
         });
         Body { text, held: 0 }
     }

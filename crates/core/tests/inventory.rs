@@ -49,16 +49,20 @@ spec:
     );
 }
 
+/// Each object's name and the line it is cited at.
+fn names_and_lines(objects: &[kfp_mesh_core::object::Object]) -> Vec<(&str, u32)> {
+    objects
+        .iter()
+        .map(|o| (o.meta.name.as_str(), o.origin.line))
+        .collect()
+}
+
 #[test]
 fn document_markers_are_found_with_content_after_them_and_with_crlf_lines() {
     let text = "--- apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n...\r\n---\r\napiVersion: v1\r\nkind: Namespace\r\nmetadata:\r\n  name: b\r\n  labels: {x: '---'}\r\n---\t# a tab, then a comment\n# only comments\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: c\n  annotations:\n    note: |\n      --- not a marker: indented\n      ...\n";
     let (objects, errors) = parse_stream("in.yaml", text);
     assert!(errors.is_empty(), "{errors:?}");
-    let lines: Vec<(&str, u32)> = objects
-        .iter()
-        .map(|o| (o.meta.name.as_str(), o.origin.line))
-        .collect();
-    assert_eq!(lines, [("a", 1), ("b", 6), ("c", 14)]);
+    assert_eq!(names_and_lines(&objects), [("a", 1), ("b", 6), ("c", 14)]);
     assert_eq!(
         objects[2].meta.annotations.get("note"),
         Some("--- not a marker: indented\n...\n")
@@ -77,11 +81,10 @@ fn json_streams_arrays_and_lists_are_expanded() {
 "#;
     let (objects, errors) = parse_stream("in.json", text);
     assert!(errors.is_empty(), "{errors:?}");
-    let names: Vec<(&str, u32)> = objects
-        .iter()
-        .map(|o| (o.meta.name.as_str(), o.origin.line))
-        .collect();
-    assert_eq!(names, vec![("a", 2), ("b", 2), ("sa", 6), ("c", 7)]);
+    assert_eq!(
+        names_and_lines(&objects),
+        [("a", 2), ("b", 2), ("sa", 6), ("c", 7)]
+    );
 }
 
 #[test]
@@ -643,11 +646,10 @@ fn a_broken_json_value_loses_only_itself_and_says_so() {
         ns("fourth")
     );
     let (objects, errors) = parse_stream("in.json", &text);
-    let names: Vec<(&str, u32)> = objects
-        .iter()
-        .map(|o| (o.meta.name.as_str(), o.origin.line))
-        .collect();
-    assert_eq!(names, [("first", 1), ("third", 10), ("fourth", 15)]);
+    assert_eq!(
+        names_and_lines(&objects),
+        [("first", 1), ("third", 10), ("fourth", 15)]
+    );
     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(
         errors,
