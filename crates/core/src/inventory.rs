@@ -1538,7 +1538,6 @@ impl Inventory {
     }
 }
 
-/// The order of `Inventory::objects`: kind, namespace, name, then origin (no allocation).
 /// Objects in [`object_order`], equal ones in the order read. Their order is found on
 /// indices and then applied in place, each object moved once: sorting the objects themselves
 /// (over 200 bytes each) would move each of them at every merge.
@@ -1565,6 +1564,7 @@ fn sort_objects(objects: &mut [Object]) {
     }
 }
 
+/// The order of `Inventory::objects`: kind, namespace, name, then origin (no allocation).
 fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
     (
         o.kind.as_str(),
