@@ -210,15 +210,7 @@ fn parse_yaml_into(
         let mut objects = Vec::new();
         let mut errors = Vec::new();
         match std::str::from_utf8(doc.text).map_err(|e| not_utf8(doc, e)) {
-            Ok(text) => match crate::yaml::read_document(text) {
-                Ok(Some(value)) => push_value(value, origin, &mut objects, &mut errors),
-                Ok(None) => {}
-                Err(message) => errors.push(InputError {
-                    origin,
-                    object: None,
-                    message,
-                }),
-            },
+            Ok(text) => read_yaml_document(text, origin, &mut objects, &mut errors),
             Err((line, message)) => errors.push(InputError {
                 origin: Origin {
                     source: source.clone(),
@@ -254,6 +246,61 @@ fn parse_yaml_into(
             DocObjects::Many(v) => objects.extend(v),
         }
         errors.extend(e);
+    }
+}
+
+/// The objects of one YAML document (as text) and what is wrong with it.
+///
+/// A document in the block style that Kubernetes tools write is written straight to JSON text
+/// and its object made from that text ([`crate::yaml::write_block_document`],
+/// `Object::from_json_text`), with no tree in between; anything else is read as a tree, the
+/// same value.
+fn read_yaml_document(
+    text: &str,
+    origin: Origin,
+    objects: &mut Vec<Object>,
+    errors: &mut Vec<InputError>,
+) {
+    thread_local! {
+        /// Where each thread writes a document's JSON text.
+        static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if crate::yaml::is_blank(text) {
+        return;
+    }
+    let read = JSON.with_borrow_mut(|json| {
+        json.clear();
+        let read = match crate::yaml::write_block_document(text, json) {
+            Some(entries) => match std::str::from_utf8(json)
+                .ok()
+                .and_then(|json| Object::from_json_text(json, &entries, &origin))
+            {
+                Some(object) => {
+                    objects.push(object);
+                    Ok(None)
+                }
+                // Not one object (a List, no kind, ...): the same tree, which says what is
+                // wrong.
+                None => serde_json::from_slice(json)
+                    .map(|value| Some(value).filter(|v: &serde_json::Value| !v.is_null()))
+                    .map_err(|e| format!("not valid YAML: {e}")),
+            },
+            None => crate::yaml::read_with_saphyr(text),
+        };
+        // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
+        if json.capacity() > 1 << 20 {
+            *json = Vec::new();
+        }
+        read
+    });
+    match read {
+        Ok(Some(value)) => push_value(value, origin, objects, errors),
+        Ok(None) => {}
+        Err(message) => errors.push(InputError {
+            origin,
+            object: None,
+            message,
+        }),
     }
 }
 

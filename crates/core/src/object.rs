@@ -154,24 +154,13 @@ impl Body {
 
     /// The whole of `value` as its text.
     pub fn new(value: &serde_json::Value) -> Body {
-        thread_local! {
-            /// Where each thread writes a body before it is copied out at its exact size: a
-            /// text grown by doubling and then trimmed would be copied several times.
-            static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let text = WRITTEN.with_borrow_mut(|buf| {
-            buf.clear();
+        let text = with_body_buffer(|buf| {
             // Serializing a `Value` cannot fail: its map keys are strings, and the output is
             // UTF-8.
-            let text = match serde_json::to_writer(&mut *buf, value) {
+            match serde_json::to_writer(&mut *buf, value) {
                 Ok(()) => String::from_utf8_lossy(buf).into(),
                 Err(_) => Box::default(),
-            };
-            // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
             }
-            text
         });
         Body { text, held: 0 }
     }
@@ -225,6 +214,155 @@ impl Body {
     fn parse(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// `f` with this thread's buffer for writing a body, empty. A body is written there and then
+/// copied out at its exact size: a text grown by doubling and then trimmed would be copied
+/// several times.
+fn with_body_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WRITTEN.with_borrow_mut(|buf| {
+        buf.clear();
+        let result = f(buf);
+        // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        result
+    })
+}
+
+impl Object {
+    /// The object written as the JSON text `json` by [`crate::yaml::write_block_document`]
+    /// (compact, no key twice in a mapping), whose top-level `entries` it gave, read without
+    /// building it as a tree: the body is that text without the fields the object holds apart,
+    /// exactly as [`Body::without_fields_of`] leaves it.
+    ///
+    /// `None` when the text is not one object kfp-mesh reads (no `kind` or `apiVersion`
+    /// string, a `List` of items, metadata that does not read, no name) or a metadata key is
+    /// written with escapes: read such a text as a tree, which names what is wrong.
+    pub(crate) fn from_json_text(
+        json: &str,
+        entries: &[crate::yaml::Entry<'_>],
+        origin: &Origin,
+    ) -> Option<Object> {
+        with_body_buffer(|buf| {
+            let (mut api_version, mut kind, mut meta) = (None, None, None);
+            let mut listed = false;
+            let mut held = Body::API_VERSION | Body::KIND;
+            buf.push(b'{');
+            for entry in entries {
+                let raw = json.get(entry.value..entry.end)?;
+                match entry.key.as_ref() {
+                    "apiVersion" => api_version = Some(serde_json::from_str::<&str>(raw).ok()?),
+                    "kind" => kind = Some(serde_json::from_str::<&str>(raw).ok()?),
+                    "metadata" => {
+                        meta = Some(serde_json::from_str::<Meta>(raw).ok()?);
+                        buf_comma(buf);
+                        buf.extend_from_slice(json.get(entry.start..entry.value)?.as_bytes());
+                        held |= write_metadata_body(buf, raw)?;
+                    }
+                    key => {
+                        listed |= key == "items" && raw.starts_with('[');
+                        buf_comma(buf);
+                        buf.extend_from_slice(json.get(entry.start..entry.end)?.as_bytes());
+                    }
+                }
+            }
+            buf.push(b'}');
+            let (api_version, kind, meta) = (api_version?, kind?, meta?);
+            if api_version.is_empty()
+                || kind.is_empty()
+                || meta.name.is_empty()
+                || listed && kind.ends_with("List")
+            {
+                return None;
+            }
+            let text = std::str::from_utf8(buf).ok()?.into();
+            Some(Object {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                meta,
+                body: Body { text, held },
+                origin: origin.clone(),
+            })
+        })
+    }
+}
+
+/// A `,` after the entries written so far of the JSON object being written to `buf`.
+fn buf_comma(buf: &mut Vec<u8>) {
+    if buf.last() != Some(&b'{') {
+        buf.push(b',');
+    }
+}
+
+/// `"key":` after the entries written so far of the JSON object being written to `buf`. `key`
+/// has no escapes (it was read from JSON text without any).
+fn write_key(buf: &mut Vec<u8>, key: &str) {
+    buf_comma(buf);
+    buf.push(b'"');
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(b"\":");
+}
+
+/// The text of `metadata` (a JSON object whose fields read as a [`Meta`]) without the fields a
+/// [`Meta`] holds exactly, written to `buf`; which of them are left out.
+fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<u8> {
+    let mut held = 0;
+    buf.push(b'{');
+    each_entry(metadata, |key, value| {
+        let raw = value.get();
+        // Read as a `Meta`, a name or namespace that is a string is that string, and labels
+        // or annotations that are a mapping hold only strings (no key twice: as written).
+        let bit = match (key, raw.as_bytes().first()) {
+            ("name", Some(b'"')) => Body::NAME,
+            ("namespace", Some(b'"')) => Body::NAMESPACE,
+            ("labels", Some(b'{')) => Body::LABELS,
+            ("annotations", Some(b'{')) => Body::ANNOTATIONS,
+            _ => 0,
+        };
+        if bit != 0 {
+            held |= bit;
+        } else {
+            write_key(buf, key);
+            buf.extend_from_slice(raw.as_bytes());
+        }
+        Some(())
+    })?;
+    buf.push(b'}');
+    Some(held)
+}
+
+/// Call `f` with each entry of the JSON object `json`, its key and its value's text, until `f`
+/// returns `None`. `None` when `json` is not an object, a key is written with escapes, or `f`
+/// stopped.
+fn each_entry<'de>(
+    json: &'de str,
+    f: impl FnMut(&'de str, &'de serde_json::value::RawValue) -> Option<()>,
+) -> Option<()> {
+    use serde::de::{Deserializer, Error, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    struct Entries<F>(F);
+    impl<'de, F: FnMut(&'de str, &'de RawValue) -> Option<()>> Visitor<'de> for Entries<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some((key, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                if (self.0)(key, value).is_none() {
+                    return Err(A::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_str(json);
+    reader.deserialize_map(Entries(f)).ok()?;
+    reader.end().ok()
 }
 
 /// Whether `v` is a JSON object of exactly the strings of `map`.

@@ -2,8 +2,10 @@
 //!
 //! `kubectl get -o yaml`, `kubectl kustomize`, Helm and most hand-written manifests use a small
 //! part of YAML: block mappings and sequences, one-line plain and quoted scalars, literal block
-//! scalars (`|`), and `[]` / `{}`. [`read_block_document`] reads exactly that part, about ten
-//! times faster than a general YAML parser, and gives up (`None`) on anything else: flow
+//! scalars (`|`), and `[]` / `{}`. [`write_block_document`] reads exactly that part, about ten
+//! times faster than a general YAML parser, writing it out as JSON text as it goes (no tree is
+//! built; [`read_block_document`] parses that text when a tree is wanted), and gives up
+//! (`None`) on anything else: flow
 //! collections, anchors, aliases, tags, folded or multi-line scalars, complex keys, tabs in
 //! indentation, duplicate keys, control characters. The caller then parses the document with
 //! serde-saphyr, which also gives the error messages for invalid YAML.
@@ -13,7 +15,9 @@
 //! resolve itself (anything that could be a number, a boolean or null in some YAML schema other
 //! than the plainest forms) are resolved by serde-saphyr, one scalar at a time.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
 
 /// Deepest nesting accepted in a document (Kubernetes objects rarely exceed 20).
 pub const MAX_DEPTH: usize = 64;
@@ -29,21 +33,8 @@ pub const NODES_PER_BYTE: usize = 2;
 /// reads is one the limit would refuse.)
 const FAST_PATH_DEPTH: usize = 40;
 
-/// Read one YAML document: with the fast path when it can, else with serde-saphyr. `None` for
-/// a document that holds nothing (comments only, or `null`); the error is in kfp-mesh's words
-/// (which limit, which duplicate key, where).
-pub fn read_document(doc: &str) -> Result<Option<Value>, String> {
-    if is_blank(doc) {
-        return Ok(None);
-    }
-    match read_block_document(doc) {
-        Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(v)),
-        None => read_with_saphyr(doc),
-    }
-}
-
-fn is_blank(doc: &str) -> bool {
+/// Whether a document holds nothing but blank lines, comments and directives.
+pub fn is_blank(doc: &str) -> bool {
     doc.lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%'))
 }
@@ -184,22 +175,43 @@ pub(crate) fn one_line(s: &str) -> String {
 /// Read a YAML document written in block style. `None` when it uses anything outside the part
 /// of YAML described in the module documentation (not an error: parse it with serde-saphyr).
 pub fn read_block_document(doc: &str) -> Option<Value> {
+    let mut json = Vec::new();
+    write_block_document(doc, &mut json)?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// Write a YAML document written in block style at the end of `out` as JSON text: compact, with
+/// the keys of every mapping in order, which is the text `serde_json` writes for the value
+/// [`read_block_document`] reads. No tree is built on the way. `None` as for
+/// [`read_block_document`]; what was written to `out` is then incomplete.
+///
+/// The entries of the document's mapping, in key order and where they were written (none when
+/// the document is a sequence).
+pub fn write_block_document<'a>(doc: &'a str, out: &mut Vec<u8>) -> Option<Vec<Entry<'a>>> {
     if !printable(doc) {
         return None;
     }
+    let tabs = memchr::memchr(b'\t', doc.as_bytes()).is_some();
     // Lines without their `\n`; the break that ends the last line does not start another.
     let body = doc.strip_suffix('\n');
     let mut r = Reader {
-        lines: body.unwrap_or(doc).split('\n').map(Line::new).collect(),
+        lines: body
+            .unwrap_or(doc)
+            .split('\n')
+            .map(|l| Line::new(l, tabs))
+            .collect(),
         last_line_broken: body.is_some(),
         pos: 0,
         virtual_line: None,
+        out,
+        entries: Vec::new(),
+        scratch: Vec::new(),
     };
     let (indent, _) = r.peek()?;
-    let value = r.node(indent, 0)?;
+    r.node(indent, 0)?;
     // Everything must have been read: a line left over is outside the subset (or invalid).
     match r.peek() {
-        None if r.pos >= r.lines.len() => Some(value),
+        None if r.pos >= r.lines.len() => Some(r.entries),
         _ => None,
     }
 }
@@ -207,9 +219,13 @@ pub fn read_block_document(doc: &str) -> Option<Value> {
 /// Only characters YAML allows in a stream (its `c-printable`), `\n` as the only line break
 /// (no `\r`, which YAML also reads as one), and no byte-order mark.
 fn printable(doc: &str) -> bool {
-    let ascii_ok = doc
-        .bytes()
-        .all(|b| b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\n');
+    // In blocks, without stopping at the first byte that is not: that is what compiles to
+    // vector instructions.
+    let ascii_ok = doc.as_bytes().chunks(64).all(|block| {
+        block.iter().fold(true, |ok, &b| {
+            ok & (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\n')
+        })
+    });
     if !ascii_ok {
         return false;
     }
@@ -236,7 +252,9 @@ struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn new(raw: &'a str) -> Line<'a> {
+    /// `tabs`: whether the document has a tab anywhere (most have none, and their lines need
+    /// not be searched for one).
+    fn new(raw: &'a str, tabs: bool) -> Line<'a> {
         let content = raw.trim_start_matches(' ');
         let blank_or_comment = content.is_empty() || content.starts_with('#');
         Line {
@@ -244,12 +262,24 @@ impl<'a> Line<'a> {
             content,
             indent: raw.len() - content.len(),
             blank_or_comment,
-            tab: !blank_or_comment && raw.contains('\t'),
+            tab: tabs && !blank_or_comment && raw.contains('\t'),
         }
     }
 }
 
-struct Reader<'a> {
+/// A mapping entry written as JSON text: its key, and where its text is.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub key: Cow<'a, str>,
+    /// Where the entry's text (`"key":value`) starts, ...
+    pub start: usize,
+    /// ... where its value starts ...
+    pub value: usize,
+    /// ... and where it ends.
+    pub end: usize,
+}
+
+struct Reader<'a, 'o> {
     lines: Vec<Line<'a>>,
     /// Whether the document's last line ends with a line break.
     last_line_broken: bool,
@@ -258,9 +288,15 @@ struct Reader<'a> {
     /// The rest of a sequence entry (`- key: value`) seen as a line of its own at the column
     /// where its content starts: the first line of the mapping the entry holds.
     virtual_line: Option<(usize, &'a str)>,
+    /// Where the JSON text is written.
+    out: &'o mut Vec<u8>,
+    /// The entries of the mappings being written, innermost last.
+    entries: Vec<Entry<'a>>,
+    /// Room to put a mapping's entries in key order.
+    scratch: Vec<u8>,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     /// The next line that holds content: its indentation and its text after the indentation.
     /// Blank and comment lines are skipped. `None` at the end, or when the line is outside the
     /// subset (a tab in it): then `pos` stays on that line, which makes the caller give up.
@@ -289,7 +325,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The node whose first line is the next line, at column `indent`.
-    fn node(&mut self, indent: usize, depth: usize) -> Option<Value> {
+    fn node(&mut self, indent: usize, depth: usize) -> Option<()> {
         let (_, content) = self.peek()?;
         if is_entry(content) {
             self.sequence(indent, depth)
@@ -298,12 +334,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
+    fn mapping(&mut self, indent: usize, depth: usize) -> Option<()> {
         // Every container, however it is reached (`- key:` opens a mapping in a sequence).
         if depth > FAST_PATH_DEPTH {
             return None;
         }
-        let mut map = Map::new();
+        let open = self.out.len();
+        self.out.push(b'{');
+        let first = self.entries.len();
+        let mut in_order = true;
         while let Some((at, content)) = self.peek() {
             if at < indent {
                 break;
@@ -313,23 +352,77 @@ impl<'a> Reader<'a> {
             }
             let (key, rest) = key(content)?;
             self.advance();
-            let value = self.value(rest, indent, true, depth)?;
-            if map.insert(key, value).is_some() {
-                // serde-saphyr refuses duplicate keys; let it say so.
-                return None;
+            // Entries of nested mappings are gone again by now: the last one is this mapping's.
+            if let Some(last) = self.entries.get(first..).and_then(<[Entry<'_>]>::last) {
+                match last.key.as_ref().cmp(key.as_ref()) {
+                    std::cmp::Ordering::Less => {}
+                    // serde-saphyr refuses duplicate keys; let it say so.
+                    std::cmp::Ordering::Equal => return None,
+                    std::cmp::Ordering::Greater => in_order = false,
+                }
+                self.out.push(b',');
             }
+            let start = self.out.len();
+            write_str(self.out, &key)?;
+            self.out.push(b':');
+            let value = self.out.len();
+            self.value(rest, indent, true, depth)?;
+            let end = self.out.len();
+            self.entries.push(Entry {
+                key,
+                start,
+                value,
+                end,
+            });
         }
         if self.pos < self.lines.len() && self.peek().is_none() {
             return None;
         }
-        Some(Value::Object(map))
+        if !in_order {
+            self.put_in_key_order(open, first)?;
+        }
+        // The document's own mapping (depth 0) keeps its entries for the caller.
+        if depth > 0 {
+            self.entries.truncate(first);
+        }
+        self.out.push(b'}');
+        Some(())
     }
 
-    fn sequence(&mut self, indent: usize, depth: usize) -> Option<Value> {
+    /// Rewrite the entries of the mapping whose `{` is at `open` (entries `first..`) in key
+    /// order, as a JSON object's keys are written. `None` for a key given twice.
+    fn put_in_key_order(&mut self, open: usize, first: usize) -> Option<()> {
+        let entries = self.entries.get_mut(first..)?;
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        if entries.windows(2).any(|w| match w {
+            [a, b] => a.key == b.key,
+            _ => false,
+        }) {
+            // serde-saphyr refuses duplicate keys; let it say so.
+            return None;
+        }
+        let from = open + 1;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(self.out.get(from..)?);
+        self.out.truncate(from);
+        for (i, e) in entries.iter_mut().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let text = self.scratch.get(e.start - from..e.end - from)?;
+            let start = self.out.len();
+            self.out.extend_from_slice(text);
+            (e.value, e.start, e.end) = (start + e.value - e.start, start, self.out.len());
+        }
+        Some(())
+    }
+
+    fn sequence(&mut self, indent: usize, depth: usize) -> Option<()> {
         if depth > FAST_PATH_DEPTH {
             return None;
         }
-        let mut items = Vec::new();
+        self.out.push(b'[');
+        let mut first = true;
         while let Some((at, content)) = self.peek() {
             if at < indent || at == indent && !is_entry(content) {
                 break;
@@ -337,30 +430,34 @@ impl<'a> Reader<'a> {
             if at > indent {
                 return None;
             }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
             let rest = content.get(1..).unwrap_or_default();
             let after = rest.trim_start_matches(' ');
             self.advance();
             if after.is_empty() || after.starts_with('#') {
-                items.push(self.value(after, indent, false, depth)?);
+                self.value(after, indent, false, depth)?;
                 continue;
             }
             let column = indent + 1 + (rest.len() - after.len());
             if is_entry(after) || after.starts_with('?') {
                 return None;
             }
-            match key(after) {
+            if key(after).is_some() {
                 // `- key: value`: a mapping whose first line starts at `column`.
-                Some(_) => {
-                    self.virtual_line = Some((column, after));
-                    items.push(self.mapping(column, depth + 1)?);
-                }
-                None => items.push(self.value(after, indent, false, depth)?),
+                self.virtual_line = Some((column, after));
+                self.mapping(column, depth + 1)?;
+            } else {
+                self.value(after, indent, false, depth)?;
             }
         }
         if self.pos < self.lines.len() && self.peek().is_none() {
             return None;
         }
-        Some(Value::Array(items))
+        self.out.push(b']');
+        Some(())
     }
 
     /// The value after `key:` (or after `- `) of a collection at column `indent`: `rest` is the
@@ -371,7 +468,7 @@ impl<'a> Reader<'a> {
         indent: usize,
         in_mapping: bool,
         depth: usize,
-    ) -> Option<Value> {
+    ) -> Option<()> {
         let rest = rest.trim_start_matches(' ');
         if rest.is_empty() || rest.starts_with('#') {
             return match self.peek() {
@@ -379,13 +476,14 @@ impl<'a> Reader<'a> {
                 Some((at, content)) if at == indent && in_mapping && is_entry(content) => {
                     self.sequence(at, depth + 1)
                 }
-                Some(_) => Some(Value::Null),
-                None if self.pos >= self.lines.len() => Some(Value::Null),
+                Some(_) => Scalar::Null.write(self.out),
+                None if self.pos >= self.lines.len() => Scalar::Null.write(self.out),
                 None => None,
             };
         }
         if let Some(header) = rest.strip_prefix('|') {
-            return self.literal(header, indent);
+            let text = self.literal(header, indent)?;
+            return write_str(self.out, &text);
         }
         let value = inline_value(rest)?;
         // A more indented line after a one-line value continues it (a multi-line scalar) or is
@@ -393,13 +491,13 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some((at, _)) if at > indent => None,
             None if self.pos < self.lines.len() => None,
-            _ => Some(value),
+            _ => value.write(self.out),
         }
     }
 
     /// A literal block scalar (`|`, `|-`, `|+`) of a node at column `indent`; `header` is what
     /// follows the `|`. Its lines are the raw lines from `pos` on.
-    fn literal(&mut self, header: &str, indent: usize) -> Option<Value> {
+    fn literal(&mut self, header: &str, indent: usize) -> Option<String> {
         let (chomp, comment) = match header.as_bytes().first() {
             Some(b'-') => (Chomp::Strip, header.get(1..)?),
             Some(b'+') => (Chomp::Keep, header.get(1..)?),
@@ -430,7 +528,7 @@ impl<'a> Reader<'a> {
                 if longest_blank > indent || matches!(chomp, Chomp::Keep) {
                     return None;
                 }
-                return Some(Value::String(String::new()));
+                return Some(String::new());
             }
         };
         if longest_blank > block_indent {
@@ -482,7 +580,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        Some(Value::String(text))
+        Some(text)
     }
 }
 
@@ -535,7 +633,7 @@ fn starts_plain(text: &str) -> bool {
 
 /// A mapping entry's key and the text after its `:`. `None` when `content` is no `key:` line
 /// the fast path reads.
-fn key(content: &str) -> Option<(String, &str)> {
+fn key(content: &str) -> Option<(Cow<'_, str>, &str)> {
     let first = *content.as_bytes().first()?;
     if first == b'"' || first == b'\'' {
         let (key, after) = quoted(content)?;
@@ -554,7 +652,7 @@ fn key(content: &str) -> Option<(String, &str)> {
     let bytes = content.as_bytes();
     let mut at = 0;
     let end = loop {
-        let colon = at + content.get(at..)?.find(':')?;
+        let colon = at + memchr::memchr(b':', bytes.get(at..)?)?;
         match bytes.get(colon + 1) {
             None | Some(b' ') => break colon,
             _ => at = colon + 1,
@@ -564,40 +662,80 @@ fn key(content: &str) -> Option<(String, &str)> {
     // YAML limits an implicit key to 1024 characters.
     if end > 1000
         || key.ends_with(' ')
-        || key.contains(" #")
+        || find_pair(key, b' ', b'#').is_some()
         || key == "<<"
         || needs_resolution(key)
     {
         return None;
     }
-    Some((key.to_string(), content.get(end + 1..)?))
+    Some((Cow::Borrowed(key), content.get(end + 1..)?))
+}
+
+/// A scalar (or an empty collection) read on one line, to be written as JSON.
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Integer(i64),
+    Bool(bool),
+    Null,
+    EmptyList,
+    EmptyMap,
+    /// Resolved by serde-saphyr.
+    Other(Value),
+}
+
+impl Scalar<'_> {
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        match self {
+            Scalar::Text(text) => return write_str(out, text),
+            Scalar::Integer(n) => return serde_json::to_writer(out, n).ok(),
+            Scalar::Other(value) => return serde_json::to_writer(out, value).ok(),
+            Scalar::Bool(true) => out.extend_from_slice(b"true"),
+            Scalar::Bool(false) => out.extend_from_slice(b"false"),
+            Scalar::Null => out.extend_from_slice(b"null"),
+            Scalar::EmptyList => out.extend_from_slice(b"[]"),
+            Scalar::EmptyMap => out.extend_from_slice(b"{}"),
+        }
+        Some(())
+    }
+}
+
+/// A string as JSON text, as `serde_json` writes it.
+fn write_str(out: &mut Vec<u8>, text: &str) -> Option<()> {
+    // Writing to a vector does not fail.
+    serde_json::to_writer(out, text).ok()
 }
 
 /// The value written on one line after `key: ` or `- `.
-fn inline_value(rest: &str) -> Option<Value> {
+fn inline_value(rest: &str) -> Option<Scalar<'_>> {
     let first = *rest.as_bytes().first()?;
     if first == b'"' || first == b'\'' {
         let (text, after) = quoted(rest)?;
-        return only_comment(after).then_some(Value::String(text));
+        return only_comment(after).then_some(Scalar::Text(text));
     }
     if let Some(after) = rest.strip_prefix("[]") {
-        return only_comment(after).then(|| Value::Array(Vec::new()));
+        return only_comment(after).then_some(Scalar::EmptyList);
     }
     if let Some(after) = rest.strip_prefix("{}") {
-        return only_comment(after).then(|| Value::Object(Map::new()));
+        return only_comment(after).then_some(Scalar::EmptyMap);
     }
     if is_indicator(first) && !starts_plain(rest) {
         return None;
     }
-    let text = match rest.find(" #") {
+    let text = match find_pair(rest, b' ', b'#') {
         Some(at) => rest.get(..at)?,
         None => rest,
     };
     let text = text.trim_end_matches(' ');
-    if text.contains(": ") || text.ends_with(':') {
+    if find_pair(text, b':', b' ').is_some() || text.ends_with(':') {
         return None;
     }
     plain(text)
+}
+
+/// Where the first `a` that is followed by `b` is in `text` (for two ASCII characters).
+fn find_pair(text: &str, a: u8, b: u8) -> Option<usize> {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(a, bytes).find(|&at| bytes.get(at + 1) == Some(&b))
 }
 
 /// Nothing, or a comment (a `#` after a space).
@@ -608,15 +746,15 @@ fn only_comment(after: &str) -> bool {
 
 /// A plain scalar's value. The plainest forms are resolved here (a string that cannot be
 /// anything else, a decimal integer, `true`, `false`, `null`); the rest by serde-saphyr.
-fn plain(text: &str) -> Option<Value> {
+fn plain(text: &str) -> Option<Scalar<'_>> {
     match text {
-        "true" => return Some(Value::Bool(true)),
-        "false" => return Some(Value::Bool(false)),
-        "null" | "~" => return Some(Value::Null),
+        "true" => return Some(Scalar::Bool(true)),
+        "false" => return Some(Scalar::Bool(false)),
+        "null" | "~" => return Some(Scalar::Null),
         _ => {}
     }
     if let Some(n) = decimal(text) {
-        return Some(Value::Number(n.into()));
+        return Some(Scalar::Integer(n));
     }
     if needs_resolution(text) && !surely_text(text) {
         // As the entry of a block sequence: the context the scalar was read in (a document that
@@ -625,12 +763,12 @@ fn plain(text: &str) -> Option<Value> {
         return match value {
             Value::Array(mut items) if items.len() == 1 => match items.pop()? {
                 Value::Array(_) | Value::Object(_) => None,
-                scalar => Some(scalar),
+                scalar => Some(Scalar::Other(scalar)),
             },
             _ => None,
         };
     }
-    Some(Value::String(text.to_string()))
+    Some(Scalar::Text(Cow::Borrowed(text)))
 }
 
 /// `0` or a decimal integer without leading zeros that fits an `i64`.
@@ -676,9 +814,20 @@ fn needs_resolution(text: &str) -> bool {
 }
 
 /// A quoted scalar that ends on its line: its text and what follows the closing quote.
-fn quoted(s: &str) -> Option<(String, &str)> {
+fn quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
     let quote = s.chars().next()?;
     let body = s.get(1..)?;
+    // Most quoted scalars have nothing to unescape: their text is what is between the quotes.
+    let end = if quote == '\'' {
+        body.find('\'')
+            .filter(|&at| !body.get(at + 1..).is_some_and(|r| r.starts_with('\'')))
+    } else {
+        body.find(['"', '\\'])
+            .filter(|&at| body.as_bytes().get(at) == Some(&b'"'))
+    };
+    if let Some(at) = end {
+        return Some((Cow::Borrowed(body.get(..at)?), body.get(at + 1..)?));
+    }
     let mut out = String::new();
     if quote == '\'' {
         let mut rest = body;
@@ -691,14 +840,14 @@ fn quoted(s: &str) -> Option<(String, &str)> {
                     out.push('\'');
                     rest = r;
                 }
-                None => return Some((out, rest)),
+                None => return Some((Cow::Owned(out), rest)),
             }
         }
     }
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Some((out, body.get(i + 1..)?)),
+            '"' => return Some((Cow::Owned(out), body.get(i + 1..)?)),
             '\\' => {
                 let (_, e) = chars.next()?;
                 let hex = |chars: &mut std::str::CharIndices<'_>, n: usize| -> Option<char> {

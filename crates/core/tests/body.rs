@@ -130,6 +130,13 @@ fn upstream_objects_read_back_as_written() {
                         && value.get("items").is_none()
                     {
                         assert_eq!(o.value(), value, "{} {}", file.display(), o.object_ref());
+                        // Read from YAML the object is made from the text written on the way;
+                        // read from JSON, from a tree: the same object, body text and all.
+                        let json = serde_json::to_string(&value).expect("json");
+                        let (from_json, _) = parse_stream("doc", &json);
+                        let mut from_yaml = o.clone();
+                        from_yaml.origin.line = 1;
+                        assert_eq!(from_json, vec![from_yaml], "{}", file.display());
                         checked += 1;
                     }
                 }

@@ -1,11 +1,12 @@
 //! The fast YAML path reads what it accepts exactly as serde-saphyr does, and accepts what
 //! Kubernetes tools write.
 
-use kfp_mesh_core::yaml::{read_block_document, read_with_saphyr};
+use kfp_mesh_core::yaml::{read_block_document, read_with_saphyr, write_block_document};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// The fast path's value, checked against serde-saphyr's whenever it gives one.
+/// The fast path's value, checked against serde-saphyr's whenever it gives one; and the JSON
+/// text it writes is the text `serde_json` writes for that value (the inventory keeps it).
 fn fast(doc: &str) -> Option<Value> {
     let value = read_block_document(doc)?;
     let expected = read_with_saphyr(doc);
@@ -14,6 +15,29 @@ fn fast(doc: &str) -> Option<Value> {
         expected,
         "the fast path read differently from serde-saphyr:\n{doc}"
     );
+    let mut written = b"before ".to_vec();
+    let entries = write_block_document(doc, &mut written).expect("written");
+    let text = String::from_utf8_lossy(&written);
+    let want = format!("before {}", serde_json::to_string(&value).expect("json"));
+    assert_eq!(text, want, "{doc}");
+    // The entries of the document's mapping, in order, and where each one's text is.
+    let keys: Vec<&str> = entries.iter().map(|e| e.key.as_ref()).collect();
+    let want_keys: Vec<&str> = value
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, want_keys, "{doc}");
+    for e in &entries {
+        let entry: Value = serde_json::from_str(&format!("{{{}}}", &text[e.start..e.end]))
+            .expect("an entry's text");
+        assert_eq!(
+            entry,
+            json!({ e.key.as_ref(): value[e.key.as_ref()] }),
+            "{doc}"
+        );
+        let at: Value = serde_json::from_str(&text[e.value..e.end]).expect("a value's text");
+        assert_eq!(at, value[e.key.as_ref()], "{doc}");
+    }
     Some(value)
 }
 
