@@ -808,9 +808,16 @@ impl<T: Eq + std::hash::Hash> Interner<T> {
 
     /// The shared copy of `value` (the first one given, for equal values).
     pub fn share(&mut self, value: T) -> std::sync::Arc<T> {
+        self.share_with(value, |_| {})
+    }
+
+    /// As [`Interner::share`], with `keep` applied to a value that is kept (one equal to none
+    /// kept before).
+    pub fn share_with(&mut self, mut value: T, keep: impl FnOnce(&mut T)) -> std::sync::Arc<T> {
         if let Some(kept) = self.0.get(&value) {
             return std::sync::Arc::clone(kept);
         }
+        keep(&mut value);
         let value = std::sync::Arc::new(value);
         self.0.insert(std::sync::Arc::clone(&value));
         value
@@ -1331,7 +1338,8 @@ impl Inventory {
     /// A workload of the pod template at `path` (its `metadata` and `spec`); a Pod (`is_pod`,
     /// `path` empty) is its own template, with the object's metadata.
     fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
-        // Read straight from the body's text: the template's metadata and spec only.
+        // Read straight from the body's text, with no tree: the template's metadata and spec
+        // only.
         let unreadable = |what: &str, e: String| InputError {
             origin: o.origin.clone(),
             object: Some(o.object_ref()),
@@ -1341,7 +1349,7 @@ impl Inventory {
         let meta = if is_pod {
             o.meta.clone()
         } else {
-            match o.read_at::<Meta>(&[path, &["metadata"]].concat()) {
+            match o.read_at_from_text::<Meta>(&[path, &["metadata"]].concat()) {
                 Ok(m) => m.unwrap_or_default(),
                 Err(e) => {
                     self.errors.push(unreadable("pod template metadata", e));
@@ -1349,7 +1357,7 @@ impl Inventory {
                 }
             }
         };
-        let spec = match o.read_at::<PodSpec>(&[path, &["spec"]].concat()) {
+        let spec = match o.read_at_from_text::<PodSpec>(&[path, &["spec"]].concat()) {
             Ok(Some(s)) => Ok(s),
             // A template without a spec has the default one; a pod needs its own.
             Ok(None) if !is_pod => Ok(PodSpec::default()),
@@ -1363,7 +1371,7 @@ impl Inventory {
                 return;
             }
         };
-        let spec = self.pod_specs.share(spec);
+        let spec = self.pod_specs.share_with(spec, PodSpec::shrink_to_fit);
         self.push_workload(std::sync::Arc::new(Workload {
             kind: o.kind.clone(),
             name: o.meta.name.clone(),

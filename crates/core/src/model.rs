@@ -114,6 +114,33 @@ pub struct PodSpec {
     pub init_containers: Option<Vec<Container>>,
 }
 
+impl PodSpec {
+    /// Give back the room its vectors have beyond their length (a spec read from text has up
+    /// to twice the room it needs; a large cluster keeps many).
+    pub fn shrink_to_fit(&mut self) {
+        fn strings(v: &mut Option<Vec<String>>) {
+            if let Some(v) = v {
+                v.shrink_to_fit();
+            }
+        }
+        let init = self.init_containers.iter_mut().flatten();
+        for c in self.containers.iter_mut().chain(init) {
+            strings(&mut c.command);
+            strings(&mut c.args);
+            if let Some(ports) = &mut c.ports {
+                ports.shrink_to_fit();
+            }
+            if let Some(env) = &mut c.env {
+                env.shrink_to_fit();
+            }
+        }
+        self.containers.shrink_to_fit();
+        if let Some(init) = &mut self.init_containers {
+            init.shrink_to_fit();
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServicePort {

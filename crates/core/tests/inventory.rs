@@ -750,3 +750,93 @@ spec: {containers: [{name: main}]}
     db.spec.selector = None;
     assert!(names(&inv, &db).is_empty());
 }
+
+/// Pod templates are read from each object's text: what a pod spec holds is read whole (every
+/// container and its ports, env, command), and a spec that does not read is named in the
+/// user's terms, with no place in kfp-mesh's own copy of the text.
+#[test]
+fn pod_templates_read_whole_and_unreadable_ones_are_named() {
+    let i = inv("\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: ns
+spec:
+  template:
+    metadata:
+      labels:
+        app: web
+      annotations:
+        sidecar.istio.io/inject: \"true\"
+    spec:
+      serviceAccountName: web-sa
+      volumes:
+      - name: v
+        emptyDir: {}
+      initContainers:
+      - name: init
+        restartPolicy: Always
+      containers:
+      - name: a
+        command: [\"/bin/a\"]
+        args:
+        - --port
+        - \"8080\"
+        ports:
+        - containerPort: 8080
+          name: http
+        - containerPort: 9090
+        env:
+        - name: K
+          value: v
+      - name: b
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: broken
+  namespace: ns
+spec:
+  template:
+    spec:
+      hostNetwork: \"yes\"
+      containers:
+      - name: a
+");
+    let w = i.workload("ns", "web").expect("the Deployment's pods");
+    assert_eq!(w.labels.get("app"), Some("web"));
+    assert_eq!(w.annotations.get("sidecar.istio.io/inject"), Some("true"));
+    assert_eq!(w.spec.service_account_name.as_deref(), Some("web-sa"));
+    let names: Vec<&str> = w.spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let a = &w.spec.containers[0];
+    assert_eq!(a.command, Some(vec!["/bin/a".to_string()]));
+    assert_eq!(a.args, Some(vec!["--port".to_string(), "8080".to_string()]));
+    let ports: Vec<(Option<&str>, i64)> = a
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(ports, [(Some("http"), 8080), (None, 9090)]);
+    let env: Vec<(&str, Option<&str>)> = a
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(env, [("K", Some("v"))]);
+    let init = w.spec.init_containers.as_deref().unwrap_or_default();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
+
+    assert!(i.workload("ns", "broken").is_none());
+    let errors: Vec<String> = i.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [
+            "in.yaml:36: Deployment ns/broken: unreadable pod spec: invalid type: string \"yes\", expected a boolean"
+        ],
+    );
+}
