@@ -842,30 +842,34 @@ impl<T> Clone for Interner<T> {
     }
 }
 
-/// A fact about a workload decided once per inventory (its data plane is asked for by every
-/// flow it takes part in) and kept with the workload. A cache, not part of the value: it
-/// answers only for the inventory [generation](Inventory::generation) it was computed in.
+/// Facts about a workload decided once per inventory (its data plane, the policies that apply
+/// to it as a server: every flow it takes part in asks) and kept with the workload, one value
+/// of each type. A cache, not part of the value: it answers only for the inventory
+/// [generation](Inventory::generation) it was computed in.
 #[derive(Default)]
-pub struct Memo(std::sync::Mutex<Option<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>);
+pub struct Memo(std::sync::Mutex<Vec<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>);
 
 impl Memo {
-    /// The value computed for this inventory generation, else `compute()` (then kept). Shared,
-    /// not copied: a decision's explanation is asked for by every flow of the workload.
+    /// The value of type `T` computed for this inventory generation, else `compute()` (then
+    /// kept in place of any older one of that type). Shared, not copied: a decision's
+    /// explanation is asked for by every flow of the workload.
     pub fn get_or_compute<T: Send + Sync + 'static>(
         &self,
         generation: u64,
         compute: impl FnOnce() -> T,
     ) -> std::sync::Arc<T> {
         if let Ok(kept) = self.0.lock()
-            && let Some((g, value)) = kept.as_ref()
-            && *g == generation
-            && let Ok(value) = std::sync::Arc::clone(value).downcast::<T>()
+            && let Some(value) = kept
+                .iter()
+                .find(|(g, v)| *g == generation && v.is::<T>())
+                .and_then(|(_, v)| std::sync::Arc::clone(v).downcast::<T>().ok())
         {
             return value;
         }
         let value = std::sync::Arc::new(compute());
         if let Ok(mut kept) = self.0.lock() {
-            *kept = Some((generation, value.clone()));
+            kept.retain(|(_, v)| !v.is::<T>());
+            kept.push((generation, value.clone()));
         }
         value
     }
@@ -1514,9 +1518,10 @@ impl Inventory {
     /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
     /// the same name only when no controller has it).
     pub fn workload(&self, ns: &str, name: &str) -> Option<&Workload> {
-        let mut found: Vec<&Workload> = self.workloads_in(ns).filter(|w| w.name == name).collect();
-        found.sort_by_key(|w| (w.kind == "Pod", w.kind.clone()));
-        found.into_iter().next()
+        // Controllers before Pods, then by kind; of equal ones, the first.
+        self.workloads_in(ns)
+            .filter(|w| w.name == name)
+            .min_by(|a, b| (a.kind == "Pod", &a.kind).cmp(&(b.kind == "Pod", &b.kind)))
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {

@@ -840,3 +840,19 @@ spec:
         ],
     );
 }
+
+/// A workload's memo keeps one value of each type, for the inventory generation it was
+/// computed in: a second kind of fact does not push out the first, and a new generation
+/// computes each again.
+#[test]
+fn a_memo_keeps_one_value_of_each_type_for_one_generation() {
+    let memo = kfp_mesh_core::inventory::Memo::default();
+    assert_eq!(*memo.get_or_compute(1, || 7u32), 7);
+    assert_eq!(*memo.get_or_compute(1, || 8u32), 7);
+    assert_eq!(*memo.get_or_compute(1, || "first"), "first");
+    assert_eq!(*memo.get_or_compute(1, || 9u32), 7);
+    assert_eq!(*memo.get_or_compute(1, || "second"), "first");
+    assert_eq!(*memo.get_or_compute(2, || 10u32), 10);
+    assert_eq!(*memo.get_or_compute(2, || 11u32), 10);
+    assert_eq!(*memo.get_or_compute(2, || "third"), "third");
+}

@@ -340,6 +340,7 @@ pub struct KfpFacts {
     pub kfp_profile_controller: Option<Cited>,
     /// The per-namespace artifact proxy (`ml-pipeline-ui-artifact`) is created in profiles.
     pub artifact_proxy: Fact<bool>,
+    /// In the order of their names (see [`KfpFacts::profile`]).
     pub profiles: Vec<ProfileFacts>,
     /// Service account of run pods (`pipeline-runner` / `default-editor`).
     pub run_service_account: Fact<String>,
@@ -376,7 +377,11 @@ impl KfpFacts {
         &self.namespace.value
     }
     pub fn profile(&self, name: &str) -> Option<&ProfileFacts> {
-        self.profiles.iter().find(|p| p.name == name)
+        // A cluster has thousands of profiles, and this is asked for each flow of each one.
+        self.profiles
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.profiles.get(i))
     }
 }
 

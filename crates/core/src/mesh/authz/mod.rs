@@ -360,13 +360,57 @@ fn attached_policies<'a>(
     at: &str,
     steps: &mut Vec<Step>,
 ) -> Vec<&'a AuthorizationPolicy> {
-    let mut applies: Vec<(&AuthorizationPolicy, String)> = Vec::new();
+    // Decided once per server for its sidecar and for its ztunnel: every flow to it asks.
+    /// What applies at a server's sidecar.
+    struct AtSidecar(std::sync::Arc<Attached>);
+    /// What applies at a server's ztunnel.
+    struct AtZtunnel(std::sync::Arc<Attached>);
+    let generation = inv.generation();
+    let decide = || std::sync::Arc::new(find_attached_policies(inv, server, enforcer, at));
+    let attached = match enforcer {
+        Enforcer::Sidecar => std::sync::Arc::clone(
+            &server
+                .memo
+                .get_or_compute(generation, || AtSidecar(decide()))
+                .0,
+        ),
+        Enforcer::Ztunnel => std::sync::Arc::clone(
+            &server
+                .memo
+                .get_or_compute(generation, || AtZtunnel(decide()))
+                .0,
+        ),
+        Enforcer::Waypoint { .. } => decide(),
+    };
+    steps.extend(attached.steps.iter().cloned());
+    attached
+        .policies
+        .iter()
+        .filter_map(|(ns, i)| inv.authorization_policies_in(ns).get(*i))
+        .collect()
+}
+
+/// The AuthorizationPolicies that apply at an enforcer, as their namespace and place in it,
+/// and the steps that say which apply and which do not.
+struct Attached {
+    policies: Vec<(String, usize)>,
+    steps: Vec<Step>,
+}
+
+fn find_attached_policies(
+    inv: &Inventory,
+    server: &Workload,
+    enforcer: Enforcer<'_>,
+    at: &str,
+) -> Attached {
+    let mut steps = Vec::new();
+    let mut applies: Vec<(&AuthorizationPolicy, String, usize)> = Vec::new();
     let mut not_selected: Vec<&AuthorizationPolicy> = Vec::new();
     let namespaces = candidate_namespaces(inv, server, enforcer);
     for ns in &namespaces {
-        for p in inv.authorization_policies_in(ns) {
+        for (i, p) in inv.authorization_policies_in(ns).iter().enumerate() {
             match policy_attachment(inv, server, enforcer, p) {
-                Attachment::Applies(how) => applies.push((p, how)),
+                Attachment::Applies(how) => applies.push((p, how, i)),
                 Attachment::NotSelected => not_selected.push(p),
                 Attachment::Ignored(why) => steps.push(
                     Step::new(
@@ -417,7 +461,7 @@ fn attached_policies<'a>(
                     if applies.len() == 1 { "ies" } else { "y" },
                     applies
                         .iter()
-                        .map(|(p, how)| format!(
+                        .map(|(p, how, _)| format!(
                             "{}/{} ({}{}, {how})",
                             p.namespace(),
                             p.name(),
@@ -432,10 +476,14 @@ fn attached_policies<'a>(
                         .join("; ")
                 ),
             )
-            .by_all(applies.iter().map(|(p, _)| p.cite())),
+            .by_all(applies.iter().map(|(p, _, _)| p.cite())),
         );
     }
-    applies.into_iter().map(|(p, _)| p).collect()
+    let policies = applies
+        .into_iter()
+        .map(|(p, _, i)| (p.namespace().to_string(), i))
+        .collect();
+    Attached { policies, steps }
 }
 
 /// RequestAuthentication: `Ok(Some(jwt))` when a token was accepted, `Ok(None)` when there is
