@@ -497,7 +497,7 @@ pub fn evaluate(
                                 format!(
                                     "targetPort of port {} does not resolve on {} (no container port of that name): that endpoint is skipped",
                                     port,
-                                    b.object_ref()
+                                    b.named()
                                 ),
                             )
                             .by(b.cite()),
@@ -524,7 +524,7 @@ pub fn evaluate(
                     "C5",
                     format!(
                         "direct connection to a pod IP of {} on container port {port}: the port is auto-detected",
-                        workload.object_ref()
+                        workload.named()
                     ),
                 ));
                 (
@@ -554,7 +554,7 @@ pub fn evaluate(
         if multi {
             steps.push(Step::new(
                 "H",
-                format!("endpoint {} (port {tp}):", endpoint.object_ref()),
+                format!("endpoint {} (port {tp}):", endpoint.named()),
             ));
         }
         if fix.is_none() {
@@ -573,7 +573,7 @@ pub fn evaluate(
         ));
         steps.extend(ep_steps);
         results.push(EndpointVerdict {
-            endpoint: endpoint.object_ref().to_string(),
+            endpoint: endpoint.named().to_string(),
             target_port: *tp,
             outcome: reached.outcome,
             transport: reached.transport,
@@ -761,7 +761,7 @@ fn describe_client<'a>(
                 "H",
                 format!(
                     "client {} runs as service account {}",
-                    w.object_ref(),
+                    w.named(),
                     w.service_account()
                 ),
             ));
@@ -930,7 +930,7 @@ fn evaluate_endpoint(
         "H",
         format!(
             "server {} listens on container port {port}",
-            endpoint.object_ref()
+            endpoint.named()
         ),
     ));
     steps.extend(server_dp.steps.iter().cloned());
@@ -1193,7 +1193,7 @@ fn hbone_hops(
                     w.namespace,
                     w.name,
                     waypoint::HBONE_PORT,
-                    endpoint.object_ref()
+                    endpoint.named()
                 ),
             ));
             Some(Some(waypoint::waypoint_workload(inv, &w)))
@@ -1203,7 +1203,7 @@ fn hbone_hops(
                 "NP",
                 format!(
                     "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
-                    endpoint.object_ref(),
+                    endpoint.named(),
                     waypoint::HBONE_PORT
                 ),
             ));
@@ -1564,9 +1564,9 @@ fn suggest_fix(
             .find(|c| c.object.kind == kind)
             .map(|c| c.to_string())
     };
-    let server = endpoint.object_ref();
+    let server = endpoint.named();
     let caller = match client.workload {
-        Some(w) => w.object_ref().to_string(),
+        Some(w) => w.named().to_string(),
         None => "the caller".to_string(),
     };
     let client_opted_out = client.workload.is_some_and(|w| {

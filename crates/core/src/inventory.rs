@@ -893,9 +893,24 @@ impl std::fmt::Debug for Memo {
     }
 }
 
+/// A workload's kind, namespace and name as text: see [`Workload::named`].
+pub struct WorkloadName<'a>(&'a Workload);
+
+impl std::fmt::Display for WorkloadName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = self.0;
+        write!(f, "{} {}/{}", w.kind, w.namespace, w.name)
+    }
+}
+
 impl Workload {
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef::new(&self.kind, Some(&self.namespace), &self.name)
+    }
+    /// What [`Workload::object_ref`] displays (`Deployment ns/name`), without copying it: for
+    /// explanation steps, which name workloads many times per flow.
+    pub fn named(&self) -> WorkloadName<'_> {
+        WorkloadName(self)
     }
     pub fn cite(&self) -> Cited {
         self.cited

@@ -298,7 +298,7 @@ fn select_destination_rules<'a>(
                                 "DestinationRule {}/{} matches {fqdn} but its workloadSelector does not select {}{}: not used",
                                 dr.namespace(),
                                 dr.name(),
-                                client.object_ref(),
+                                client.named(),
                                 if local { "" } else { " (it only applies to clients in its own namespace)" }
                             ),
                         )
@@ -407,7 +407,7 @@ pub fn client_tls(
                 "C5",
                 format!(
                     "{} is called on its pod IP, port {target_port}, not through a Service",
-                    endpoint.object_ref()
+                    endpoint.named()
                 ),
                 steps,
             );
@@ -457,7 +457,7 @@ pub fn client_tls(
                     "the Sidecar {}/{} that configures {} does not list {fqdn} in its egress hosts, so the client sidecar has no cluster for it",
                     sc.namespace(),
                     sc.name(),
-                    client.object_ref()
+                    client.named()
                 ),
             )
             .by(sc.cite()),
@@ -652,7 +652,7 @@ pub fn client_tls(
                         "C3",
                         format!(
                             "{} is STRICT on port {target_port} although its namespace is DISABLE: every sidecar client sends plaintext and fails (503); add a DestinationRule for {fqdn} with tls.mode ISTIO_MUTUAL",
-                            endpoint.object_ref()
+                            endpoint.named()
                         ),
                     )
                     .by_all(decisive(&em)),
@@ -681,7 +681,7 @@ pub fn client_tls(
                     "C3",
                     format!(
                         "endpoint {} has no sidecar ({}): plaintext",
-                        endpoint.object_ref(),
+                        endpoint.named(),
                         conclusion(&dp)
                     ),
                 )
@@ -695,7 +695,7 @@ pub fn client_tls(
                     "A6.6",
                     format!(
                         "endpoint {} is an ambient workload: a sidecar with ambient enabled reaches it over HBONE, treated as Istio mTLS with the client's identity (not verified in Istio sources)",
-                        endpoint.object_ref()
+                        endpoint.named()
                     ),
                 )
                 .by_all(dp_cites),
@@ -709,7 +709,7 @@ pub fn client_tls(
                         "A3",
                         format!(
                             "endpoint {} has a sidecar but its pod template sets security.istio.io/tlsMode={}: every auto-mTLS client sends it plaintext",
-                            endpoint.object_ref(),
+                            endpoint.named(),
                             endpoint.label("security.istio.io/tlsMode").unwrap_or_default()
                         ),
                     )
@@ -724,7 +724,7 @@ pub fn client_tls(
                         "C3",
                         format!(
                             "endpoint {} has a sidecar but its effective PeerAuthentication on port {target_port} is DISABLE: the per-endpoint check sends plaintext",
-                            endpoint.object_ref()
+                            endpoint.named()
                         ),
                     )
                     .by_all(decisive(&em)),
@@ -736,7 +736,7 @@ pub fn client_tls(
                     "C3",
                     format!(
                         "endpoint {} has a sidecar (tlsMode=istio) and its effective mode on port {target_port} is {}: Istio mTLS",
-                        endpoint.object_ref(),
+                        endpoint.named(),
                         em.value
                     ),
                 )
@@ -758,7 +758,7 @@ fn excluded_port_note(endpoint: &Workload, target_port: u16, steps: &mut Vec<Ste
                 "B7",
                 format!(
                     "port {target_port} of {} bypasses its sidecar, but clients still send Istio mTLS to it, which the app cannot read; add a DestinationRule with tls.mode DISABLE for this port",
-                    endpoint.object_ref()
+                    endpoint.named()
                 ),
             )
             .by_all(cites_of(&ic.steps)),
@@ -807,7 +807,7 @@ fn dr_decides(
                 "C4",
                 format!(
                     "endpoint {} has no sidecar, so Istio mTLS toward it fails (503); set tls.mode DISABLE for it or give it a sidecar",
-                    endpoint.object_ref()
+                    endpoint.named()
                 ),
             )
             .by(dr.cite())
@@ -821,7 +821,7 @@ fn dr_decides(
                         "C4",
                         format!(
                             "endpoint {} is DISABLE on port {target_port}, so Istio mTLS toward it fails (503)",
-                            endpoint.object_ref()
+                            endpoint.named()
                         ),
                     )
                     .by(dr.cite())
@@ -839,7 +839,7 @@ fn dr_decides(
                         "C4",
                         format!(
                             "endpoint {} is STRICT on port {target_port}, so plaintext toward it fails (503 for HTTP, closed for TCP); remove the DISABLE or make the port PERMISSIVE",
-                            endpoint.object_ref()
+                            endpoint.named()
                         ),
                     )
                     .by(dr.cite())
@@ -920,10 +920,9 @@ fn headless(
         .into_iter()
         .filter(|w| w.target_port(sp).is_some())
         .collect();
-    if !endpoints
-        .iter()
-        .any(|w| w.object_ref() == endpoint.object_ref())
-    {
+    if !endpoints.iter().any(|w| {
+        w.kind == endpoint.kind && w.namespace == endpoint.namespace && w.name == endpoint.name
+    }) {
         endpoints.push(endpoint);
     }
     let ns_cites = decisive(&ns_mode);
@@ -947,7 +946,7 @@ fn headless(
             membership::data_plane(inv, w).value != DataPlane::Sidecar
                 || !membership::advertises_istio_tls(w)
         })
-        .map(|w| w.object_ref().to_string())
+        .map(|w| w.named().to_string())
         .collect();
     if !without.is_empty() {
         steps.push(
@@ -982,7 +981,7 @@ fn headless(
                 "C5",
                 format!(
                     "{} is DISABLE on port {port}, but the headless cluster still sends Istio mTLS: the connection fails; add a DestinationRule with tls.mode DISABLE for {fqdn}",
-                    endpoint.object_ref()
+                    endpoint.named()
                 ),
             )
             .by_all(decisive(&em)),

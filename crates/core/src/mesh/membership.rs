@@ -235,7 +235,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
             format!(
                 "injector {} fires for {}: {summary}",
                 first.describe(),
-                w.object_ref()
+                w.named()
             ),
         );
         let step = match &first.configuration {
@@ -270,7 +270,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         "A1",
         format!(
             "no Istio injector webhook fires for {}: {summary}; the pod is created without a sidecar",
-            w.object_ref()
+            w.named()
         ),
     ))
     .by(w.cite()));
@@ -544,7 +544,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
                 "A2",
                 format!(
                     "{} uses hostNetwork: Istio never injects it and ztunnel never captures it; it is a plain pod without mesh identity",
-                    w.object_ref()
+                    w.named()
                 ),
             )
             .by(w.cite()),
@@ -562,7 +562,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
                 "A5",
                 format!(
                     "{} is also labelled for ambient, but ztunnel leaves pods with a sidecar alone: it stays a sidecar workload (istioctl IST0123)",
-                    w.object_ref()
+                    w.named()
                 ),
             ));
         }
@@ -573,7 +573,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
                 "A3",
                 format!(
                     "{} already has an istio-proxy container: sidecar workload",
-                    w.object_ref()
+                    w.named()
                 ),
             )
             .by(w.cite()),
@@ -585,7 +585,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         steps.push(
             Step::new(
                 "A2",
-                format!("{} gets an istio-proxy sidecar at creation", w.object_ref()),
+                format!("{} gets an istio-proxy sidecar at creation", w.named()),
             )
             .by(w.cite()),
         );
@@ -599,7 +599,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         "A5",
         format!(
             "{} has no sidecar and is not enrolled in ambient: plain pod, plaintext only and no mesh identity",
-            w.object_ref()
+            w.named()
         ),
     ));
     Decision::new(DataPlane::Plain, steps)
@@ -627,7 +627,7 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
                     "B7",
                     format!(
                         "port {port} is in {EXCLUDE_INBOUND}={v:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies (sidecar clients still send mTLS unless a DestinationRule sets DISABLE)",
-                        w.object_ref()
+                        w.named()
                     ),
                 )
                 .by(w.cite()),
@@ -641,7 +641,7 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
                 "B7",
                 format!(
                     "the sidecar of {} intercepts inbound port {port}",
-                    w.object_ref()
+                    w.named()
                 ),
             )],
         ),
@@ -650,12 +650,12 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
             let message = if included {
                 format!(
                     "port {port} is listed in {INCLUDE_INBOUND}={list:?} on {}: the sidecar intercepts it",
-                    w.object_ref()
+                    w.named()
                 )
             } else {
                 format!(
                     "port {port} is not listed in {INCLUDE_INBOUND}={list:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies",
-                    w.object_ref()
+                    w.named()
                 )
             };
             Decision::new(included, vec![Step::new("B7", message).by(w.cite())])

@@ -75,7 +75,7 @@ enum Endpoint<'a> {
 impl Endpoint<'_> {
     fn describe(&self) -> String {
         match self {
-            Endpoint::Pod(w) => w.object_ref().to_string(),
+            Endpoint::Pod(w) => w.named().to_string(),
             Endpoint::Address(Some(ip)) => format!("address {ip}"),
             Endpoint::Address(None) => "a peer outside the pod network (IP unknown)".to_string(),
         }
@@ -93,7 +93,7 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
                 RULE,
                 format!(
                     "{} uses the host network: egress NetworkPolicies do not govern it",
-                    src.object_ref()
+                    src.named()
                 ),
             ));
             true
@@ -114,7 +114,7 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
             RULE,
             format!(
                 "{} uses the host network: ingress NetworkPolicies do not govern it",
-                to.object_ref()
+                to.named()
             ),
         ));
         true
@@ -163,7 +163,7 @@ fn direction(
             format!(
                 "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
                 subject.namespace,
-                subject.object_ref(),
+                subject.named(),
                 dir.lower(),
                 dir.lower()
             ),
@@ -177,7 +177,7 @@ fn direction(
             format!(
                 "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
                 dir.lower(),
-                subject.object_ref(),
+                subject.named(),
                 isolating.len(),
                 if isolating.len() == 1 { "y" } else { "ies" },
                 names.join(", ")
@@ -218,8 +218,8 @@ fn direction(
 /// `source -> destination` for a step message.
 fn flow(dir: Direction, subject: &Workload, peer: Endpoint<'_>) -> String {
     match dir {
-        Direction::Ingress => format!("{} -> {}", peer.describe(), subject.object_ref()),
-        Direction::Egress => format!("{} -> {}", subject.object_ref(), peer.describe()),
+        Direction::Ingress => format!("{} -> {}", peer.describe(), subject.named()),
+        Direction::Egress => format!("{} -> {}", subject.named(), peer.describe()),
     }
 }
 

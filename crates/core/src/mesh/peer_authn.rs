@@ -128,7 +128,7 @@ fn select<'a>(
                             "PeerAuthentication {}/{} selects {} but has no effect: Istio ignores selector policies in the root namespace `{root}` ({} mode); move it to namespace `{}`",
                             pa.namespace(),
                             pa.name(),
-                            w.object_ref(),
+                            w.named(),
                             if ambient { "ambient" } else { "sidecar" },
                             w.namespace
                         ),
@@ -371,15 +371,15 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
     let summary = match &decided_by {
         None if steps.is_empty() => format!(
             "no PeerAuthentication applies to {}: Istio's default is PERMISSIVE",
-            w.object_ref()
+            w.named()
         ),
         None => format!(
             "no PeerAuthentication sets a mode for {}: PERMISSIVE (the default)",
-            w.object_ref()
+            w.named()
         ),
         Some(_) => format!(
             "effective mode of {} on container port {port}: {mode}{}",
-            w.object_ref(),
+            w.named(),
             if ambient {
                 " (ambient, enforced by ztunnel)"
             } else {
