@@ -430,7 +430,8 @@ pub fn evaluate(
     target: Target<'_>,
     request: &RequestSpec,
 ) -> Result<Verdict, QueryError> {
-    let mut steps = Vec::new();
+    // A flow's explanation has a few dozen steps: room made once, not grown step by step.
+    let mut steps = Vec::with_capacity(32);
     let client = describe_client(inv, caller, request, &mut steps);
 
     let (endpoints, port_protocol, destination): (Vec<(&Workload, u16)>, PortProtocol, _) =
@@ -540,7 +541,7 @@ pub fn evaluate(
     let mut symptoms = Vec::new();
     let mut fix = None;
     for (endpoint, tp) in &endpoints {
-        let mut ep_steps = Vec::new();
+        let mut ep_steps = Vec::with_capacity(24);
         let reached = evaluate_endpoint(
             inv,
             &client,

@@ -1016,6 +1016,9 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// How many of `workloads` `finish` sorted (by namespace, name and kind); those added later
+    /// follow them.
+    sorted_workloads: usize,
     /// What each Service of `services` selects, by namespace and name: the indices of the
     /// workloads, in `workloads_by_ns` order (computed in `finish`, extended by
     /// `add_workload`). Every flow asks for its Service's endpoints.
@@ -1470,6 +1473,7 @@ impl Inventory {
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
+        self.sorted_workloads = self.workloads.len();
         self.workloads_by_ns.clear();
         for (i, w) in self.workloads.iter().enumerate() {
             self.workloads_by_ns
@@ -1533,14 +1537,38 @@ impl Inventory {
     /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
     /// the same name only when no controller has it).
     pub fn workload(&self, ns: &str, name: &str) -> Option<&Workload> {
-        // Controllers before Pods, then by kind; of equal ones, the first.
-        self.workloads_in(ns)
-            .filter(|w| w.name == name)
+        let all = self
+            .workloads_by_ns
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let at = |i: &usize| self.workloads.get(*i).map(|w| &**w);
+        // The namespace's workloads that `finish` sorted come first, by name: found by
+        // bisection (every flow asks); those added since are looked through.
+        let (sorted, added) = all.split_at(all.partition_point(|&i| i < self.sorted_workloads));
+        let from = sorted.partition_point(|i| at(i).is_some_and(|w| w.name.as_str() < name));
+        let named = sorted.get(from..).unwrap_or_default().iter().filter_map(at);
+        named
+            .take_while(|w| w.name == name)
+            .chain(added.iter().filter_map(at).filter(|w| w.name == name))
+            // Controllers before Pods, then by kind; of equal ones, the first.
             .min_by(|a, b| (a.kind == "Pod", &a.kind).cmp(&(b.kind == "Pod", &b.kind)))
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
-        self.services.get(&(ns.to_string(), name.to_string()))
+        thread_local! {
+            /// The key looked up, written into room kept per thread: a flow looks up Services
+            /// several times, and the map's keys are owned strings.
+            static KEY: std::cell::RefCell<(String, String)> =
+                const { std::cell::RefCell::new((String::new(), String::new())) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.0.clear();
+            key.0.push_str(ns);
+            key.1.clear();
+            key.1.push_str(name);
+            self.services.get(key)
+        })
     }
 
     /// Workloads a Service selects (none for a Service without selector).

@@ -856,3 +856,48 @@ fn a_memo_keeps_one_value_of_each_type_for_one_generation() {
     assert_eq!(*memo.get_or_compute(2, || 11u32), 10);
     assert_eq!(*memo.get_or_compute(2, || "third"), "third");
 }
+
+/// A workload is found by namespace and name: a controller before a Pod of the same name, of
+/// two controllers the first kind by name; workloads added after the inventory was built are
+/// found too, and a name in another namespace is not.
+#[test]
+fn workloads_are_found_by_namespace_and_name() {
+    let pod = |ns: &str, name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{containers: [{{name: main}}]}}\n---\n"
+        )
+    };
+    let controller = |kind: &str, ns: &str, name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{template: {{spec: {{containers: [{{name: main}}]}}}}}}\n---\n"
+        )
+    };
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&pod("ns", &format!("p{i:02}")));
+    }
+    text.push_str(&pod("ns", "web"));
+    text.push_str(&controller("StatefulSet", "ns", "web"));
+    text.push_str(&controller("Deployment", "ns", "web"));
+    text.push_str(&pod("ns", "only-pod"));
+    text.push_str(&pod("other", "elsewhere"));
+    let mut i = inv(&text);
+    let kind = |i: &Inventory, ns: &str, name: &str| i.workload(ns, name).map(|w| w.kind.clone());
+    assert_eq!(kind(&i, "ns", "web").as_deref(), Some("Deployment"));
+    assert_eq!(kind(&i, "ns", "only-pod").as_deref(), Some("Pod"));
+    assert_eq!(kind(&i, "ns", "p00").as_deref(), Some("Pod"));
+    assert_eq!(kind(&i, "ns", "p49").as_deref(), Some("Pod"));
+    assert_eq!(kind(&i, "ns", "elsewhere"), None);
+    assert_eq!(kind(&i, "ns", "absent"), None);
+    assert_eq!(kind(&i, "other", "elsewhere").as_deref(), Some("Pod"));
+
+    let mut added = i.workload("ns", "p10").expect("p10").clone();
+    added.name = "a-new-one".to_string();
+    i.add_workload(added.clone());
+    added.name = "web".to_string();
+    added.kind = "DaemonSet".to_string();
+    i.add_workload(added);
+    assert_eq!(kind(&i, "ns", "a-new-one").as_deref(), Some("Pod"));
+    assert_eq!(kind(&i, "ns", "web").as_deref(), Some("DaemonSet"));
+    assert_eq!(kind(&i, "ns", "p10").as_deref(), Some("Pod"));
+}

@@ -346,8 +346,7 @@ fn to_workload(
     let meta = pod.get("metadata");
     let spec: PodSpec = pod
         .get("spec")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
+        .and_then(|s| <PodSpec as serde::Deserialize>::deserialize(s).ok())
         .unwrap_or_default();
     Workload {
         kind: "Pod".to_string(),

@@ -72,12 +72,12 @@ enum Endpoint<'a> {
     Address(Option<IpAddr>),
 }
 
-impl Endpoint<'_> {
-    fn describe(&self) -> String {
+impl std::fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Pod(w) => w.named().to_string(),
-            Endpoint::Address(Some(ip)) => format!("address {ip}"),
-            Endpoint::Address(None) => "a peer outside the pod network (IP unknown)".to_string(),
+            Endpoint::Pod(w) => w.named().fmt(f),
+            Endpoint::Address(Some(ip)) => write!(f, "address {ip}"),
+            Endpoint::Address(None) => f.write_str("a peer outside the pod network (IP unknown)"),
         }
     }
 }
@@ -85,7 +85,7 @@ impl Endpoint<'_> {
 /// Whether NetworkPolicies let `from` open a TCP connection to `to` on container `port`
 /// (ingress policies selecting `to`, egress policies selecting `from`).
 pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> Decision<bool> {
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(4);
 
     let egress_ok = match from {
         NetPeer::Pod(src) if src.host_network() => {
@@ -216,11 +216,21 @@ fn direction(
 }
 
 /// `source -> destination` for a step message.
-fn flow(dir: Direction, subject: &Workload, peer: Endpoint<'_>) -> String {
-    match dir {
-        Direction::Ingress => format!("{} -> {}", peer.describe(), subject.named()),
-        Direction::Egress => format!("{} -> {}", subject.named(), peer.describe()),
+fn flow<'a>(
+    dir: Direction,
+    subject: &'a Workload,
+    peer: Endpoint<'a>,
+) -> impl std::fmt::Display + 'a {
+    struct Flow<'a>(Direction, &'a Workload, Endpoint<'a>);
+    impl std::fmt::Display for Flow<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Direction::Ingress => write!(f, "{} -> {}", self.2, self.1.named()),
+                Direction::Egress => write!(f, "{} -> {}", self.1.named(), self.2),
+            }
+        }
     }
+    Flow(dir, subject, peer)
 }
 
 /// One ingress or egress rule: its peers (`from`/`to`) and its ports.

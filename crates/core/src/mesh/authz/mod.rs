@@ -332,7 +332,7 @@ pub fn request_authentication_attachment(
 }
 
 fn describe_enforcer(server: &Workload, enforcer: Enforcer<'_>) -> String {
-    let w = format!("{} {}/{}", server.kind, server.namespace, server.name);
+    let w = server.named();
     match enforcer {
         Enforcer::Sidecar if server.label(GATEWAY_NAME_LABEL).is_some() => {
             format!("gateway {w}")
@@ -347,8 +347,20 @@ fn describe_enforcer(server: &Workload, enforcer: Enforcer<'_>) -> String {
     }
 }
 
-fn policy_name(p: &AuthorizationPolicy) -> String {
-    format!("AuthorizationPolicy {}/{}", p.namespace(), p.name())
+/// `AuthorizationPolicy ns/name`, written where it is used.
+fn policy_name(p: &AuthorizationPolicy) -> impl std::fmt::Display + '_ {
+    struct Name<'a>(&'a AuthorizationPolicy);
+    impl std::fmt::Display for Name<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "AuthorizationPolicy {}/{}",
+                self.0.namespace(),
+                self.0.name()
+            )
+        }
+    }
+    Name(p)
 }
 
 /// D1: the AuthorizationPolicies that apply, with steps for those that apply, are ignored
@@ -430,7 +442,7 @@ fn find_attached_policies(
                     "{} select{} other workloads (selector or targetRefs do not match {} {}/{})",
                     not_selected
                         .iter()
-                        .map(|p| policy_name(p))
+                        .map(|p| policy_name(p).to_string())
                         .collect::<Vec<_>>()
                         .join(", "),
                     if not_selected.len() == 1 { "s" } else { "" },
@@ -621,21 +633,24 @@ fn authenticate<'a>(
 }
 
 fn describe_request(cx: &Cx<'_>) -> String {
-    let mut s = match &cx.peer {
-        Some(p) => format!("principal {}", p.full),
-        None => "a plaintext peer (no mTLS identity)".to_string(),
+    use std::fmt::Write;
+    // Writing to a `String` does not fail.
+    let mut s = String::new();
+    let _ = match &cx.peer {
+        Some(p) => write!(s, "principal {}", p.full),
+        None => write!(s, "a plaintext peer (no mTLS identity)"),
     };
-    s.push_str(&format!(" on port {}", cx.req.destination_port));
-    match (cx.point, cx.http) {
+    let _ = write!(s, " on port {}", cx.req.destination_port);
+    let _ = match (cx.point, cx.http) {
         (Point::Envoy { tcp: false }, Some(h)) => {
-            s.push_str(&format!(" ({} {}, host {})", h.method, h.path, h.host));
+            write!(s, " ({} {}, host {})", h.method, h.path, h.host)
         }
-        (Point::Envoy { tcp: true }, _) => s.push_str(" (TCP filter chain)"),
-        (Point::Ztunnel, _) => s.push_str(" (L4 at ztunnel)"),
-        _ => {}
-    }
+        (Point::Envoy { tcp: true }, _) => write!(s, " (TCP filter chain)"),
+        (Point::Ztunnel, _) => write!(s, " (L4 at ztunnel)"),
+        _ => Ok(()),
+    };
     if let Some(j) = cx.jwt {
-        s.push_str(&format!(", request principal {}/{}", j.issuer, j.subject));
+        let _ = write!(s, ", request principal {}/{}", j.issuer, j.subject);
     }
     s
 }
@@ -708,7 +723,7 @@ pub fn authorize(
     enforcer: Enforcer<'_>,
     request: &RequestContext,
 ) -> Decision<AuthzVerdict> {
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(8);
     let at = describe_enforcer(server, enforcer);
     let point = match enforcer {
         Enforcer::Ztunnel => Point::Ztunnel,
