@@ -152,39 +152,17 @@ fn direction(
     port: u16,
     steps: &mut Vec<Step>,
 ) -> bool {
-    let isolating: Vec<&NetworkPolicy> = inv
-        .network_policies_in(&subject.namespace)
+    let isolation = isolation(inv, dir, subject);
+    steps.push(isolation.step.clone());
+    let policies = inv.network_policies_in(&subject.namespace);
+    let isolating: Vec<&NetworkPolicy> = isolation
+        .policies
         .iter()
-        .filter(|p| has_type(&p.spec, dir) && p.spec.pod_selector.matches(&subject.labels))
+        .filter_map(|i| policies.get(*i))
         .collect();
     if isolating.is_empty() {
-        steps.push(Step::new(
-            RULE,
-            format!(
-                "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
-                subject.namespace,
-                subject.named(),
-                dir.lower(),
-                dir.lower()
-            ),
-        ));
         return true;
     }
-    let names: Vec<&str> = isolating.iter().map(|p| p.name()).collect();
-    steps.push(
-        Step::new(
-            RULE,
-            format!(
-                "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
-                dir.lower(),
-                subject.named(),
-                isolating.len(),
-                if isolating.len() == 1 { "y" } else { "ies" },
-                names.join(", ")
-            ),
-        )
-        .by_all(isolating.iter().map(|p| p.cite())),
-    );
 
     for policy in &isolating {
         if let Some(why) = policy_allows(inv, policy, dir, peer, dest, port) {
@@ -213,6 +191,72 @@ fn direction(
         ),
     ));
     false
+}
+
+/// Which NetworkPolicies isolate a pod in one direction, as places in its namespace's
+/// policies, and the step that says so.
+struct Isolation {
+    policies: Vec<usize>,
+    step: Step,
+}
+
+/// The isolation of `subject` in direction `dir`: decided once per workload and direction
+/// (every flow to a server, and every flow from a client, asks).
+fn isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> std::sync::Arc<Isolation> {
+    struct Ingress(std::sync::Arc<Isolation>);
+    struct Egress(std::sync::Arc<Isolation>);
+    let generation = inv.generation();
+    let decide = || std::sync::Arc::new(decide_isolation(inv, dir, subject));
+    match dir {
+        Direction::Ingress => std::sync::Arc::clone(
+            &subject
+                .memo
+                .get_or_compute(generation, || Ingress(decide()))
+                .0,
+        ),
+        Direction::Egress => std::sync::Arc::clone(
+            &subject
+                .memo
+                .get_or_compute(generation, || Egress(decide()))
+                .0,
+        ),
+    }
+}
+
+fn decide_isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> Isolation {
+    let (policies, isolating): (Vec<usize>, Vec<&NetworkPolicy>) = inv
+        .network_policies_in(&subject.namespace)
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| has_type(&p.spec, dir) && p.spec.pod_selector.matches(&subject.labels))
+        .unzip();
+    if isolating.is_empty() {
+        let step = Step::new(
+            RULE,
+            format!(
+                "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
+                subject.namespace,
+                subject.named(),
+                dir.lower(),
+                dir.lower()
+            ),
+        );
+        return Isolation { policies, step };
+    }
+    let names: Vec<&str> = isolating.iter().map(|p| p.name()).collect();
+    let step = Step::new(
+        RULE,
+        format!(
+            "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
+            dir.lower(),
+            subject.named(),
+            isolating.len(),
+            if isolating.len() == 1 { "y" } else { "ies" },
+            names.join(", ")
+        ),
+    )
+    .by_all(isolating.iter().map(|p| p.cite()));
+    Isolation { policies, step }
 }
 
 /// `source -> destination` for a step message.
