@@ -92,7 +92,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let mut inventory = inventory;
     for spec in &args.namespace_labels {
         let (ns, labels) = parse_namespace_labels(spec)
-            .map_err(|e| crate::usage(&format!("--namespace-labels {e}")))?;
+            .map_err(|e| crate::usage(&kfp_mesh_core::text!("--namespace-labels {e}")))?;
         inventory = inventory.with_namespace_labels(&ns, &labels, "--namespace-labels");
     }
     if !example && inventory.objects.is_empty() && inventory.errors.is_empty() {
@@ -105,7 +105,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| s.parse::<Suppression>())
         .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| crate::usage(&format!("--suppress {e}")))?;
+        .map_err(|e| crate::usage(&kfp_mesh_core::text!("--suppress {e}")))?;
     let opts = CheckOptions {
         detect: DetectOptions {
             kfp_namespace: args.kfp_namespace.clone(),
@@ -153,7 +153,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                 .collect();
             ids.sort();
             ids.dedup();
-            return Err(crate::usage(&format!(
+            return Err(crate::usage(&kfp_mesh_core::text!(
                 "no flow `{id}` in this install; flows: {}",
                 ids.join(", ")
             )));
@@ -189,7 +189,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 fn parse_namespace_labels(
     spec: &str,
 ) -> Result<(String, std::collections::BTreeMap<String, String>), String> {
-    let bad = || format!("`{spec}`: expected NS=KEY=VALUE[,KEY=VALUE...]");
+    let bad = || kfp_mesh_core::text!("`{spec}`: expected NS=KEY=VALUE[,KEY=VALUE...]");
     let (ns, rest) = spec.split_once('=').ok_or_else(bad)?;
     if ns.is_empty() {
         return Err(bad());
@@ -273,7 +273,7 @@ impl Paint {
             (Outcome::Allow, _) => "33",
             _ => "31;1",
         };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        kfp_mesh_core::text!("\x1b[{code}m{text}\x1b[0m")
     }
     fn severity(&self, s: Severity) -> String {
         if !self.0 {
@@ -283,7 +283,7 @@ impl Paint {
             Severity::Error => "31;1",
             Severity::Warning => "33",
         };
-        format!("\x1b[{code}m{}\x1b[0m", s.as_str())
+        kfp_mesh_core::text!("\x1b[{code}m{}\x1b[0m", s.as_str())
     }
 }
 
@@ -374,11 +374,11 @@ fn write_table(out: &mut impl Write, report: &Report, example: bool) -> std::io:
         for f in &report.findings {
             let place = match (&f.object, &f.file) {
                 (Some(o), Some(file)) => match f.line {
-                    Some(l) => format!(" [{o} at {file}:{l}]"),
-                    None => format!(" [{o} in {file}]"),
+                    Some(l) => kfp_mesh_core::text!(" [{o} at {file}:{l}]"),
+                    None => kfp_mesh_core::text!(" [{o} in {file}]"),
                 },
-                (Some(o), None) => format!(" [{o}]"),
-                (None, Some(file)) => format!(" [{file}:{}]", f.line.unwrap_or(0)),
+                (Some(o), None) => kfp_mesh_core::text!(" [{o}]"),
+                (None, Some(file)) => kfp_mesh_core::text!(" [{file}:{}]", f.line.unwrap_or(0)),
                 (None, None) => String::new(),
             };
             writeln!(
@@ -408,13 +408,18 @@ fn write_table(out: &mut impl Write, report: &Report, example: bool) -> std::io:
 fn flow_cells(f: &check::FlowResult) -> [std::borrow::Cow<'_, str>; 5] {
     use std::borrow::Cow;
     let from = match &f.from.namespace {
-        Some(ns) => Cow::Owned(format!("{ns}/{}", f.from.workload)),
+        Some(ns) => Cow::Owned(kfp_mesh_core::text!("{ns}/{}", f.from.workload)),
         None => Cow::Borrowed(f.from.workload.as_str()),
     };
     [
         Cow::Borrowed(f.id.as_str()),
         from,
-        Cow::Owned(format!("{}/{}:{}", f.to.namespace, f.to.service, f.to.port)),
+        Cow::Owned(kfp_mesh_core::text!(
+            "{}/{}:{}",
+            f.to.namespace,
+            f.to.service,
+            f.to.port
+        )),
         Cow::Borrowed(f.outcome.as_str()),
         Cow::Borrowed(transport_str(f.transport)),
     ]
@@ -424,11 +429,11 @@ fn flow_cells(f: &check::FlowResult) -> [std::borrow::Cow<'_, str>; 5] {
 fn flow_cause(f: &check::FlowResult) -> String {
     match (&f.probe, f.outcome) {
         // A connect-only wait (`nc -z`): what it observes, then what data would get.
-        (Some(p), o) => format!(
+        (Some(p), o) => kfp_mesh_core::text!(
             "the bare connect is {}{}; data on it: {}",
             p.result.as_str(),
             p.accepted_by
-                .map(|a| format!(" (accepted by the {})", a.as_str()))
+                .map(|a| kfp_mesh_core::text!(" (accepted by the {})", a.as_str()))
                 .unwrap_or_default(),
             o.as_str()
         ),
@@ -467,7 +472,7 @@ fn write_unresolved(out: &mut impl Write, report: &Report) -> std::io::Result<()
             let object = u
                 .object
                 .as_ref()
-                .map(|o| format!(" [{o}]"))
+                .map(|o| kfp_mesh_core::text!(" [{o}]"))
                 .unwrap_or_default();
             writeln!(
                 out,
@@ -497,7 +502,7 @@ fn write_unresolved(out: &mut impl Write, report: &Report) -> std::io::Result<()
 
 fn print_explanation(f: &check::FlowResult) {
     let from = match &f.from.namespace {
-        Some(ns) => format!("{ns}/{}", f.from.workload),
+        Some(ns) => kfp_mesh_core::text!("{ns}/{}", f.from.workload),
         None => f.from.workload.clone(),
     };
     println!(
@@ -553,9 +558,9 @@ pub(crate) fn sarif(report: &Report) -> serde_json::Value {
                 "name": k.name,
                 "shortDescription": {"text": k.summary},
                 "fullDescription": {"text": k.description},
-                "help": {"text": format!("{}\n\nFix: {}", k.description, k.fix),
-                         "markdown": format!("{}\n\n**Fix.** {}", k.description, k.fix)},
-                "helpUri": format!("https://github.com/kfp-mesh/kfp-mesh/blob/main/docs/findings.md#{}", k.code.to_lowercase()),
+                "help": {"text": kfp_mesh_core::text!("{}\n\nFix: {}", k.description, k.fix),
+                         "markdown": kfp_mesh_core::text!("{}\n\n**Fix.** {}", k.description, k.fix)},
+                "helpUri": kfp_mesh_core::text!("https://github.com/kfp-mesh/kfp-mesh/blob/main/docs/findings.md#{}", k.code.to_lowercase()),
                 "defaultConfiguration": {"level": sarif_level(k.severity)},
             })
         })

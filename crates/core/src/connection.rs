@@ -364,7 +364,7 @@ pub fn resolve_workload<'a>(
             name: name.to_string(),
             known: listing(
                 inv.workloads_in(namespace)
-                    .map(|w| format!("{} ({})", w.name, w.kind))
+                    .map(|w| crate::text!("{} ({})", w.name, w.kind))
                     .collect(),
             ),
         })
@@ -392,7 +392,7 @@ pub fn resolve_service<'a>(
 
 /// The SPIFFE principal (without `spiffe://`) of a workload under the mesh trust domain.
 pub fn principal_of(inv: &Inventory, w: &Workload) -> String {
-    format!(
+    crate::text!(
         "{}/ns/{}/sa/{}",
         inv.mesh.trust_domain,
         w.namespace,
@@ -444,7 +444,7 @@ pub fn evaluate(
                     .find(|p| p.port == i64::from(port))
                 else {
                     return Err(QueryError::UnknownPort {
-                        what: format!("Service {}/{}", service.namespace(), service.name()),
+                        what: crate::text!("Service {}/{}", service.namespace(), service.name()),
                         port,
                         known: listing(
                             service
@@ -452,7 +452,7 @@ pub fn evaluate(
                                 .ports
                                 .iter()
                                 .map(|p| match &p.name {
-                                    Some(n) => format!("{} ({n})", p.port),
+                                    Some(n) => crate::text!("{} ({n})", p.port),
                                     None => p.port.to_string(),
                                 })
                                 .collect(),
@@ -470,14 +470,14 @@ pub fn evaluate(
                 steps.push(
                     Step::new(
                         "D7",
-                        format!(
+                        crate::text!(
                             "Service {}/{} port {}{} is treated as {} by Istio",
                             service.namespace(),
                             service.name(),
                             port,
                             sp.name
                                 .as_deref()
-                                .map(|n| format!(" (name `{n}`)"))
+                                .map(|n| crate::text!(" (name `{n}`)"))
                                 .unwrap_or_default(),
                             match protocol {
                                 PortProtocol::Http => "HTTP",
@@ -495,7 +495,7 @@ pub fn evaluate(
                         None => steps.push(
                             Step::new(
                                 "C5",
-                                format!(
+                                crate::text!(
                                     "targetPort of port {} does not resolve on {} (no container port of that name): that endpoint is skipped",
                                     port,
                                     b.named()
@@ -523,7 +523,7 @@ pub fn evaluate(
             Target::Pod { workload, port } => {
                 steps.push(Step::new(
                     "C5",
-                    format!(
+                    crate::text!(
                         "direct connection to a pod IP of {} on container port {port}: the port is auto-detected",
                         workload.named()
                     ),
@@ -555,7 +555,7 @@ pub fn evaluate(
         if multi {
             steps.push(Step::new(
                 "H",
-                format!("endpoint {} (port {tp}):", endpoint.named()),
+                crate::text!("endpoint {} (port {tp}):", endpoint.named()),
             ));
         }
         if fix.is_none() {
@@ -605,11 +605,14 @@ pub fn evaluate(
         .iter()
         .filter_map(|r| r.probe.clone())
         .max_by_key(|p| p.result);
-    steps.push(Step::new("H", format!("outcome: {outcome} ({symptom})")));
+    steps.push(Step::new(
+        "H",
+        crate::text!("outcome: {outcome} ({symptom})"),
+    ));
     if let Some(p) = &probe {
         steps.push(Step::new(
             "H",
-            format!(
+            crate::text!(
                 "a connect-only probe (`nc -z`) on this connection: {} ({})",
                 p.result.as_str(),
                 p.why
@@ -753,14 +756,14 @@ fn describe_client<'a>(
         request
             .source_namespace
             .as_ref()
-            .map(|ns| format!("{}/ns/{ns}/sa/default", inv.mesh.trust_domain))
+            .map(|ns| crate::text!("{}/ns/{ns}/sa/default", inv.mesh.trust_domain))
     });
     match caller {
         Caller::Workload(w) => {
             let dp = membership::data_plane(inv, w);
             steps.push(Step::new(
                 "H",
-                format!(
+                crate::text!(
                     "client {} runs as service account {}",
                     w.named(),
                     w.service_account()
@@ -791,7 +794,9 @@ fn describe_client<'a>(
             let p = synthetic_principal.unwrap_or_default();
             steps.push(Step::new(
                 "H",
-                format!("synthetic mesh client with identity {p} (its sidecar sends Istio mTLS)"),
+                crate::text!(
+                    "synthetic mesh client with identity {p} (its sidecar sends Istio mTLS)"
+                ),
             ));
             Client {
                 workload: None,
@@ -929,7 +934,7 @@ fn evaluate_endpoint(
     let server_dp = membership::data_plane(inv, endpoint);
     steps.push(Step::new(
         "H",
-        format!(
+        crate::text!(
             "server {} listens on container port {port}",
             endpoint.named()
         ),
@@ -967,7 +972,7 @@ fn evaluate_endpoint(
             });
         steps.push(Step::new(
             "D7",
-            format!(
+            crate::text!(
                 "the client application speaks TLS itself, but its sidecar treats the port as HTTP (port name or appProtocol): the outbound HTTP filter chain takes only plaintext HTTP, so the TLS handshake falls through to the listener's PassthroughFilterChain, a TCP proxy to {}, without Istio mTLS (declare the port `tls`/`https` or `appProtocol: tls` so the TLS passes inside Istio mTLS)",
                 if blackhole.is_some() {
                     "BlackHoleCluster (the client's Sidecar is REGISTRY_ONLY), which closes it"
@@ -1077,7 +1082,7 @@ fn evaluate_endpoint(
             {
                 steps.push(Step::new(
                     "A6.4",
-                    format!(
+                    crate::text!(
                         "Service {}/{} uses waypoint {}/{}, but a client outside the mesh does not pass it: ztunnel takes the plaintext connection to the pod directly",
                         service.namespace(),
                         service.name(),
@@ -1089,7 +1094,7 @@ fn evaluate_endpoint(
             if let Some((service, waypoint)) = waypoint.filter(|_| wire == Wire::IstioMtls) {
                 steps.push(Step::new(
                         "A6.4",
-                        format!(
+                        crate::text!(
                             "traffic to Service {}/{} goes through waypoint {}/{}; it enforces targetRefs policies with the client's identity",
                             service.namespace(),
                             service.name(),
@@ -1189,7 +1194,7 @@ fn hbone_hops(
         Some(w) => {
             steps.push(Step::new(
                 "NP",
-                format!(
+                crate::text!(
                     "mesh traffic goes as HBONE through waypoint {}/{}: NetworkPolicies see port {} from the client to the waypoint, then from the waypoint to {}",
                     w.namespace,
                     w.name,
@@ -1202,7 +1207,7 @@ fn hbone_hops(
         None => {
             steps.push(Step::new(
                 "NP",
-                format!(
+                crate::text!(
                     "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
                     endpoint.named(),
                     waypoint::HBONE_PORT
@@ -1322,7 +1327,7 @@ fn synthetic_tls(
                 wire,
                 vec![Step::new(
                     "C3",
-                    format!(
+                    crate::text!(
                         "auto mTLS toward the endpoint (effective mode {:?}): the client sidecar sends {}",
                         mode.value,
                         if wire == Wire::IstioMtls {
@@ -1350,7 +1355,7 @@ fn sidecar_transport(
         (MtlsMode::Strict | MtlsMode::Permissive, Wire::IstioMtls) => {
             steps.push(Step::new(
                 "B5",
-                format!(
+                crate::text!(
                     "{mode:?} accepts Istio mTLS: the connection is mutually authenticated as {}",
                     client.principal.as_deref().unwrap_or("?")
                 ),
@@ -1425,7 +1430,7 @@ fn failure(client: &Client<'_>, plain: Outcome, relay: bool, steps: &mut Vec<Ste
     if relay {
         steps.push(Step::new(
             "C5",
-            format!(
+            crate::text!(
                 "the client sidecar forwards this connection with a TCP proxy: it has no HTTP status to answer with, so the server side's rejection reaches the application as {} (no HTTP 503 on TCP)",
                 if plain == Outcome::TlsFailure {
                     "a failed TLS handshake"
@@ -1574,7 +1579,7 @@ fn suggest_fix(
         w.annotation("sidecar.istio.io/inject") == Some("false")
             || w.label("sidecar.istio.io/inject") == Some("false")
     });
-    let permissive_port = format!(
+    let permissive_port = crate::text!(
         "a PeerAuthentication in {} selecting {server} with `portLevelMtls: {{\"{port}\": {{mode: PERMISSIVE}}}}` (the port quoted: kustomize refuses integer keys), and an AuthorizationPolicy that still names who may call",
         endpoint.namespace
     );
@@ -1587,9 +1592,9 @@ fn suggest_fix(
         {
             let who = waypoint_principal.unwrap_or_default();
             let policy = last_cited("AuthorizationPolicy")
-                .map(|ap| format!(" ({ap} decides)"))
+                .map(|ap| crate::text!(" ({ap} decides)"))
                 .unwrap_or_default();
-            format!(
+            crate::text!(
                 "{server} is behind a waypoint, so its ztunnel sees the waypoint's identity {who}: admit that principal in an ALLOW policy selecting {server}{policy}, and keep the callers' rules in the policy with `targetRefs` the waypoint enforces"
             )
         }
@@ -1601,16 +1606,16 @@ fn suggest_fix(
                     .to_string()
             });
             let policy = last_cited("AuthorizationPolicy")
-                .map(|ap| format!("{ap} decides at ztunnel, which sees L4 only: "))
+                .map(|ap| crate::text!("{ap} decides at ztunnel, which sees L4 only: "))
                 .unwrap_or_default();
-            format!(
+            crate::text!(
                 "{policy}admit {who} on port {port} of {server} with an ALLOW rule of principals, namespaces or ports (ztunnel omits ALLOW rules that name HTTP attributes: put those in a policy with `targetRefs` to a waypoint), or remove the DENY rule that matches"
             )
         }
         Outcome::Reset
             if matches!(last, Some(ZTUNNEL_STRICT_STEP)) && client.workload.is_some() =>
         {
-            format!(
+            crate::text!(
                 "{caller} sends plaintext to {server}, which is STRICT under ambient: enroll {caller} in the mesh (label its namespace `istio.io/dataplane-mode: ambient`, or give it a sidecar) and restart it, or exempt port {port} with {permissive_port}"
             )
         }
@@ -1620,14 +1625,14 @@ fn suggest_fix(
                 .iter()
                 .any(|s| s.rule == "D7" && s.message.contains("speaks TLS itself")) =>
         {
-            format!(
+            crate::text!(
                 "{server} serves TLS itself on port {port}: declare the Service port as TLS (`appProtocol: tls`, or a name starting with `tls`/`https`) so client sidecars pass the application's TLS through inside Istio mTLS"
             )
         }
         Outcome::Reset | Outcome::TlsFailure
             if client.workload.is_none() && client.principal.is_none() =>
         {
-            format!(
+            crate::text!(
                 "{caller} can never have a mesh identity: exempt port {port} of {server} with {permissive_port}; name the Service port `https` or `tcp` so Istio passes TLS through"
             )
         }
@@ -1635,24 +1640,24 @@ fn suggest_fix(
             if client.data_plane == DataPlane::Plain =>
         {
             if client_opted_out {
-                format!(
+                crate::text!(
                     "{caller} opts out of injection with `sidecar.istio.io/inject: \"false\"`: remove the opt-out (or set the label `sidecar.istio.io/inject: \"true\"`) and restart it, or exempt the port with {permissive_port}"
                 )
             } else {
-                format!(
+                crate::text!(
                     "{caller} has no sidecar: label its namespace `istio-injection: enabled` or its pods `sidecar.istio.io/inject: \"true\"` and restart it, or exempt the port with {permissive_port}"
                 )
             }
         }
         Outcome::UpstreamFailure => match last_cited("DestinationRule") {
-            Some(dr) => format!(
+            Some(dr) => crate::text!(
                 "{dr} sets client TLS that {server} does not accept on port {port}: remove its `tls` (auto mTLS then chooses correctly) or make it match the server's mode"
             ),
             None => match last_cited("Sidecar") {
                 Some(sc) => {
-                    format!("{sc} does not list the destination in its egress hosts: add it")
+                    crate::text!("{sc} does not list the destination in its egress hosts: add it")
                 }
-                None => format!(
+                None => crate::text!(
                     "the client sidecar and {server} disagree on TLS for port {port}: give both sides a sidecar and let auto mTLS decide, or align the PeerAuthentication of {server}"
                 ),
             },
@@ -1663,42 +1668,46 @@ fn suggest_fix(
                     .to_string()
             });
             match last_cited("AuthorizationPolicy") {
-                Some(ap) => format!(
+                Some(ap) => crate::text!(
                     "{ap} decides: allow {who} on port {port} of {server} with an ALLOW rule naming it, or remove the DENY rule that matches"
                 ),
-                None => format!("an AuthorizationPolicy denies {who}: add an ALLOW rule for it"),
+                None => {
+                    crate::text!("an AuthorizationPolicy denies {who}: add an ALLOW rule for it")
+                }
             }
         }
         Outcome::Unauthenticated => match last_cited("RequestAuthentication") {
-            Some(ra) => format!("{ra} rejects the token: send a token its jwtRules accept"),
+            Some(ra) => crate::text!("{ra} rejects the token: send a token its jwtRules accept"),
             None => "send a valid token".to_string(),
         },
         Outcome::Blocked => match last_cited("NetworkPolicy") {
-            Some(np) => format!(
+            Some(np) => crate::text!(
                 "{np} isolates the pod: add an ingress (or egress) rule that admits {caller} on port {port}"
             ),
-            None => format!("a NetworkPolicy drops the traffic: admit {caller} on port {port}"),
+            None => {
+                crate::text!("a NetworkPolicy drops the traffic: admit {caller} on port {port}")
+            }
         },
         Outcome::Reset | Outcome::TlsFailure if client.has_sidecar => {
             match last_cited("DestinationRule") {
-                Some(dr) => format!(
+                Some(dr) => crate::text!(
                     "{dr} sets client TLS that {server} does not accept on port {port}: remove its `tls` (auto mTLS then chooses correctly) or make it match the server's mode"
                 ),
                 None if steps
                     .iter()
                     .any(|s| s.message.contains("PassthroughCluster")) =>
                 {
-                    format!(
+                    crate::text!(
                         "{caller} reaches port {port} of {server} through PassthroughCluster, which sends plaintext: call it through a Service that declares the port (the client sidecar then sends Istio mTLS), or exempt the port with {permissive_port}"
                     )
                 }
-                None => format!(
+                None => crate::text!(
                     "{server} rejects what {caller}'s sidecar sends on port {port}; see the explanation"
                 ),
             }
         }
         Outcome::Reset | Outcome::TlsFailure => {
-            format!("{server} rejects what {caller} sends on port {port}; see the explanation")
+            crate::text!("{server} rejects what {caller} sends on port {port}; see the explanation")
         }
     };
     let kind = match outcome {

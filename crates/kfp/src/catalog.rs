@@ -246,22 +246,24 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     let mut names = BTreeSet::new();
     for r in &c.roles {
         if !names.insert(r.name.as_str()) {
-            problems.push(format!("role {} defined twice", r.name));
+            problems.push(kfp_mesh_core::text!("role {} defined twice", r.name));
         }
         match r.kind {
-            RoleKind::Workload if r.workloads.is_empty() => {
-                problems.push(format!("workload role {} names no workload", r.name))
-            }
-            RoleKind::RunPod if r.run_pods.is_empty() => {
-                problems.push(format!("run-pod role {} names no template", r.name))
-            }
+            RoleKind::Workload if r.workloads.is_empty() => problems.push(kfp_mesh_core::text!(
+                "workload role {} names no workload",
+                r.name
+            )),
+            RoleKind::RunPod if r.run_pods.is_empty() => problems.push(kfp_mesh_core::text!(
+                "run-pod role {} names no template",
+                r.name
+            )),
             _ => {}
         }
     }
     let mut ids = BTreeSet::new();
     for f in &c.flows {
         if !ids.insert(f.id.as_str()) {
-            problems.push(format!("flow id {} used twice", f.id));
+            problems.push(kfp_mesh_core::text!("flow id {} used twice", f.id));
         }
         if f.id.is_empty()
             || !f
@@ -269,39 +271,49 @@ pub fn validate(c: &Catalog) -> Vec<String> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            problems.push(format!("flow id {:?} is not lower-case kebab", f.id));
+            problems.push(kfp_mesh_core::text!(
+                "flow id {:?} is not lower-case kebab",
+                f.id
+            ));
         }
         if c.role(&f.source.role).is_none() {
-            problems.push(format!(
+            problems.push(kfp_mesh_core::text!(
                 "flow {}: unknown source role {}",
-                f.id, f.source.role
+                f.id,
+                f.source.role
             ));
         }
         match c.role(&f.destination.role) {
-            None => problems.push(format!(
+            None => problems.push(kfp_mesh_core::text!(
                 "flow {}: unknown destination role {}",
-                f.id, f.destination.role
+                f.id,
+                f.destination.role
             )),
-            Some(r) if r.services.is_empty() => problems.push(format!(
+            Some(r) if r.services.is_empty() => problems.push(kfp_mesh_core::text!(
                 "flow {}: destination role {} has no Service",
-                f.id, f.destination.role
+                f.id,
+                f.destination.role
             )),
-            Some(r) if r.kind == RoleKind::RunPod => problems.push(format!(
+            Some(r) if r.kind == RoleKind::RunPod => problems.push(kfp_mesh_core::text!(
                 "flow {}: run pods serve nothing ({})",
-                f.id, r.name
+                f.id,
+                r.name
             )),
             Some(_) => {}
         }
         if let (Some(s), Some(u)) = (f.since, f.until)
             && s >= u
         {
-            problems.push(format!("flow {}: since {s} is not before until {u}", f.id));
+            problems.push(kfp_mesh_core::text!(
+                "flow {}: since {s} is not before until {u}",
+                f.id
+            ));
         }
         if f.modes.is_empty() {
-            problems.push(format!("flow {}: no modes", f.id));
+            problems.push(kfp_mesh_core::text!("flow {}: no modes", f.id));
         }
         if f.why.trim().is_empty() {
-            problems.push(format!("flow {}: no why", f.id));
+            problems.push(kfp_mesh_core::text!("flow {}: no why", f.id));
         }
     }
     problems
@@ -333,7 +345,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
     }
     let mode = facts.mode.value;
     if !flow.modes.contains(&mode) {
-        return Err(format!(
+        return Err(kfp_mesh_core::text!(
             "only in {} mode; this install is {mode}",
             flow.modes
                 .iter()
@@ -346,7 +358,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
         if let Some(since) = flow.since
             && v < since
         {
-            return Err(format!(
+            return Err(kfp_mesh_core::text!(
                 "since KFP {since}; this install is {}",
                 facts.version.display
             ));
@@ -354,7 +366,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
         if let Some(until) = flow.until
             && v >= until
         {
-            return Err(format!(
+            return Err(kfp_mesh_core::text!(
                 "gone in KFP {until}; this install is {}",
                 facts.version.display
             ));
@@ -362,7 +374,10 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
     }
     for f in &flow.requires {
         if !has_feature(facts, *f) {
-            return Err(format!("needs {} and this install has none", f.as_str()));
+            return Err(kfp_mesh_core::text!(
+                "needs {} and this install has none",
+                f.as_str()
+            ));
         }
     }
     Ok(())
@@ -395,7 +410,7 @@ pub fn request_headers(
             .unwrap_or_else(|| crate::detect::EXAMPLE_PROFILE_OWNER.to_string());
         h.insert(
             facts.userid_header.clone(),
-            format!("{}{owner}", facts.userid_prefix),
+            kfp_mesh_core::text!("{}{owner}", facts.userid_prefix),
         );
     }
     h
@@ -696,7 +711,7 @@ fn resolve_source<'i>(
             if found.is_empty() {
                 Err(ResolveError::new(
                     UnresolvedKind::NotInInput,
-                    format!("no {} run pod in {ns}", r.name),
+                    kfp_mesh_core::text!("no {} run pod in {ns}", r.name),
                 ))
             } else {
                 Ok((found, kept.first().copied()))
@@ -706,13 +721,13 @@ fn resolve_source<'i>(
             let ns = role_namespace(r, facts, profile).ok_or_else(|| {
                 ResolveError::new(
                     UnresolvedKind::NotInInput,
-                    format!("role {} needs a profile namespace", r.name),
+                    kfp_mesh_core::text!("role {} needs a profile namespace", r.name),
                 )
             })?;
             let w = find_role_workload(r, inv, &ns, facts).ok_or_else(|| {
                 ResolveError::new(
                     UnresolvedKind::NotInInput,
-                    format!(
+                    kfp_mesh_core::text!(
                         "the caller is not in the input: no {} workload ({}) in {ns}",
                         r.name,
                         r.workloads.join(", ")
@@ -725,7 +740,7 @@ fn resolve_source<'i>(
             {
                 return Err(ResolveError::new(
                     UnresolvedKind::NotInInput,
-                    format!("{} has no container `{c}`", w.object_ref()),
+                    kfp_mesh_core::text!("{} has no container `{c}`", w.object_ref()),
                 )
                 .about(Some(w.cite())));
             }
@@ -766,13 +781,16 @@ fn resolve_destination(
                 endpoints: Vec::new(),
                 external: true,
             },
-            Step::new("KFP", format!("{} is outside the mesh", r.name)),
+            Step::new(
+                "KFP",
+                kfp_mesh_core::text!("{} is outside the mesh", r.name),
+            ),
         ));
     }
     let role_ns = role_namespace(r, facts, profile).ok_or_else(|| {
         ResolveError::new(
             UnresolvedKind::NotInInput,
-            format!("role {} needs a profile namespace", r.name),
+            kfp_mesh_core::text!("role {} needs a profile namespace", r.name),
         )
     })?;
     // A port the client's configuration names must exist as written.
@@ -786,9 +804,11 @@ fn resolve_destination(
                 .or_else(|| client_ns.map(str::to_string))
                 .unwrap_or_else(|| role_ns.clone());
             let Some(svc) = inv.service(&ns, &c.service) else {
-                let reason = format!(
+                let reason = kfp_mesh_core::text!(
                     "the client is configured to reach `{}` ({}) but no Service {ns}/{} is in the input: the connection fails in the cluster too (no DNS name)",
-                    c.text, c.evidence.detail, c.service
+                    c.text,
+                    c.evidence.detail,
+                    c.service
                 );
                 let mut e = ResolveError::new(UnresolvedKind::CouldNotResolve, reason)
                     .about(c.evidence.cite());
@@ -799,7 +819,7 @@ fn resolve_destination(
             let wanted = c.port.map_or_else(|| port.clone(), PortRef::Number);
             let step = Step::new(
                 "KFP",
-                format!(
+                kfp_mesh_core::text!(
                     "destination as the client is configured: `{}` ({}) is Service {ns}/{}",
                     c.text,
                     c.evidence.detail,
@@ -823,7 +843,7 @@ fn resolve_destination(
             let Some(first) = candidates.first().copied() else {
                 return Err(ResolveError::new(
                     UnresolvedKind::NotInInput,
-                    format!(
+                    kfp_mesh_core::text!(
                         "the server is not in the input: no {} Service ({}) in {role_ns}",
                         r.name,
                         r.services.join(", ")
@@ -839,7 +859,7 @@ fn resolve_destination(
                 .unwrap_or(first);
             let step = Step::new(
                 "KFP",
-                format!(
+                kfp_mesh_core::text!(
                     "destination by the catalog's default (the client's configuration is not in the input, so its built-in default is assumed): Service {role_ns}/{} port {port}",
                     svc.name()
                 ),
@@ -855,13 +875,13 @@ fn resolve_destination(
             .ports
             .iter()
             .map(|p| match &p.name {
-                Some(n) => format!("{} ({n})", p.port),
+                Some(n) => kfp_mesh_core::text!("{} ({n})", p.port),
                 None => p.port.to_string(),
             })
             .collect();
         ResolveError::new(
             UnresolvedKind::CouldNotResolve,
-            format!(
+            kfp_mesh_core::text!(
                 "Service {ns}/{} has no port {wanted} (its ports: {})",
                 svc.name(),
                 if known.is_empty() {
@@ -876,7 +896,7 @@ fn resolve_destination(
     let number = u16::try_from(sp.port).map_err(|_| {
         ResolveError::new(
             UnresolvedKind::CouldNotResolve,
-            format!(
+            kfp_mesh_core::text!(
                 "Service {ns}/{} port {} is out of range",
                 svc.name(),
                 sp.port
@@ -888,7 +908,7 @@ fn resolve_destination(
     if backends.is_empty() {
         return Err(ResolveError::new(
             UnresolvedKind::CouldNotResolve,
-            format!(
+            kfp_mesh_core::text!(
                 "Service {ns}/{} selects no workload in the input (selector {})",
                 svc.name(),
                 svc.spec
@@ -896,7 +916,7 @@ fn resolve_destination(
                     .as_ref()
                     .map(|m| m
                         .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
+                        .map(|(k, v)| kfp_mesh_core::text!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(","))
                     .unwrap_or_else(|| "none".to_string())
@@ -910,7 +930,7 @@ fn resolve_destination(
     {
         return Err(ResolveError::new(
             UnresolvedKind::CouldNotResolve,
-            format!(
+            kfp_mesh_core::text!(
                 "Service {ns}/{} port {number} has targetPort `{name}`, which no container of {} declares: the Service has no endpoint on that port",
                 svc.name(),
                 backends

@@ -26,7 +26,7 @@ pub const SYNTHETIC_ANNOTATION: &str = "kfp-mesh.io/synthetic";
 /// or `kfp-run` when the version is unknown (Argo pod names are `<workflow>-<template>-<hash>`).
 pub fn workflow_name(facts: &KfpFacts) -> String {
     match facts.version.effective {
-        Some(v) => format!("kfp-{}-run", v.to_string().replace('.', "-")),
+        Some(v) => kfp_mesh_core::text!("kfp-{}-run", v.to_string().replace('.', "-")),
         None => "kfp-run".to_string(),
     }
 }
@@ -210,7 +210,7 @@ fn model_pod(
     let at_least = |v: Version| version.is_some_and(|e| e >= v);
     let template = kind.template();
     let workflow = workflow_name(facts);
-    let name = format!("{workflow}-{template}-{}", kind.hash());
+    let name = kfp_mesh_core::text!("{workflow}-{template}-{}", kind.hash());
     let mut notes = Vec::new();
 
     // 1. Template metadata, as the compiler and the API server leave it.
@@ -285,7 +285,7 @@ fn model_pod(
         );
         annotations.insert(
             "workflows.argoproj.io/node-name".to_string(),
-            format!("{workflow}.root.{}", kind.node()),
+            kfp_mesh_core::text!("{workflow}.root.{}", kind.node()),
         );
         annotations.insert(
             "kubectl.kubernetes.io/default-container".to_string(),
@@ -317,7 +317,7 @@ fn model_pod(
         }
     }
 
-    let origin = Origin::builtin(&format!(
+    let origin = Origin::builtin(&kfp_mesh_core::text!(
         "KFP {} run pod model: {template} in {ns}",
         facts.version.display
     ));
@@ -370,7 +370,7 @@ fn apply(
     notes: &mut Vec<String>,
 ) -> Option<AppliedMutation> {
     let Some(config) = &wh.config else {
-        notes.push(format!(
+        notes.push(kfp_mesh_core::text!(
             "kfp-mesh webhook {} selects this pod but would not start: {}",
             wh.configuration.object,
             wh.config_error
@@ -391,7 +391,10 @@ fn apply(
             after_istio_injector: wh.after_istio_injector,
         }),
         Err(e) => {
-            notes.push(format!("kfp-mesh webhook {}: {e}", wh.configuration.object));
+            notes.push(kfp_mesh_core::text!(
+                "kfp-mesh webhook {}: {e}",
+                wh.configuration.object
+            ));
             None
         }
     }
@@ -441,11 +444,11 @@ fn main_container(facts: &KfpFacts, kind: RunPodKind) -> Value {
             if addresses {
                 args.extend([
                     "--ml_pipeline_server_address".into(),
-                    format!("ml-pipeline.{kfp_ns}.svc.cluster.local"),
+                    kfp_mesh_core::text!("ml-pipeline.{kfp_ns}.svc.cluster.local"),
                     "--ml_pipeline_server_port".into(),
                     "8887".into(),
                     "--mlmd_server_address".into(),
-                    format!("metadata-grpc-service.{kfp_ns}.svc.cluster.local"),
+                    kfp_mesh_core::text!("metadata-grpc-service.{kfp_ns}.svc.cluster.local"),
                     "--mlmd_server_port".into(),
                     "8080".into(),
                 ]);
@@ -465,7 +468,7 @@ fn main_container(facts: &KfpFacts, kind: RunPodKind) -> Value {
             if addresses {
                 args.extend([
                     "--mlmd_server_address".into(),
-                    format!("metadata-grpc-service.{kfp_ns}.svc.cluster.local"),
+                    kfp_mesh_core::text!("metadata-grpc-service.{kfp_ns}.svc.cluster.local"),
                     "--mlmd_server_port".into(),
                     "8080".into(),
                 ]);
@@ -682,7 +685,7 @@ fn webhook_config(
         }
     }
     let Some(path) = config_path else {
-        return default(format!(
+        return default(kfp_mesh_core::text!(
             "{} runs without --config: built-in default configuration",
             obj.object_ref()
         ));
@@ -714,8 +717,8 @@ fn webhook_config(
     let Some((cm_name, key)) = found else {
         return (
             None,
-            Evidence::of_object(obj, format!("--config {path}")),
-            Some(format!(
+            Evidence::of_object(obj, kfp_mesh_core::text!("--config {path}")),
+            Some(kfp_mesh_core::text!(
                 "--config {path} is not on a ConfigMap volume in the input"
             )),
         );
@@ -726,33 +729,41 @@ fn webhook_config(
             None,
             Evidence::of_object(
                 obj,
-                format!("--config {path} from ConfigMap {ns}/{cm_name}"),
+                kfp_mesh_core::text!("--config {path} from ConfigMap {ns}/{cm_name}"),
             ),
-            Some(format!(
+            Some(kfp_mesh_core::text!(
                 "ConfigMap {ns}/{cm_name} is not in the input; the webhook pod would not start"
             )),
         );
     };
-    let value = cm.pointer(&format!(
+    let value = cm.pointer(&kfp_mesh_core::text!(
         "/data/{}",
         key.replace('~', "~0").replace('/', "~1")
     ));
     let Some(text) = value.as_ref().and_then(Value::as_str) else {
         return (
             None,
-            Evidence::of_object(cm, format!("key {key}")),
-            Some(format!("ConfigMap {ns}/{cm_name} has no key {key}")),
+            Evidence::of_object(cm, kfp_mesh_core::text!("key {key}")),
+            Some(kfp_mesh_core::text!(
+                "ConfigMap {ns}/{cm_name} has no key {key}"
+            )),
         );
     };
     match MutationConfig::from_yaml(text) {
         Ok(c) => (
             Some(c),
-            Evidence::of_object(cm, format!("webhook configuration (key {key})")),
+            Evidence::of_object(
+                cm,
+                kfp_mesh_core::text!("webhook configuration (key {key})"),
+            ),
             None,
         ),
         Err(e) => (
             None,
-            Evidence::of_object(cm, format!("webhook configuration (key {key})")),
+            Evidence::of_object(
+                cm,
+                kfp_mesh_core::text!("webhook configuration (key {key})"),
+            ),
             Some(e.to_string()),
         ),
     }
@@ -827,7 +838,7 @@ pub fn synthetic_profile_objects(inv: &Inventory, facts: &KfpFacts) -> Vec<Objec
     let has = |kind: &str, ns: &str, name: &str| find_object(inv, kind, ns, name).is_some();
     for p in &facts.profiles {
         let ns = p.name.as_str();
-        let what = |x: &str| format!("{x} of profile {ns} (modelled)");
+        let what = |x: &str| kfp_mesh_core::text!("{x} of profile {ns} (modelled)");
         if !p.namespace_in_input {
             let mut labels = p.labels.clone();
             labels.remove("kubernetes.io/metadata.name");
@@ -864,12 +875,12 @@ pub fn synthetic_profile_objects(inv: &Inventory, facts: &KfpFacts) -> Vec<Objec
                 json!({"spec": {"rules": [
                     {"from": [{"source": {"principals": [
                         "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-                        format!("cluster.local/ns/{kfp_ns}/sa/ml-pipeline-ui")]}}],
-                     "when": [{"key": format!("request.headers[{}]", facts.userid_header),
-                               "values": [format!("{}{owner}", facts.userid_prefix)]}]},
+                        kfp_mesh_core::text!("cluster.local/ns/{kfp_ns}/sa/ml-pipeline-ui")]}}],
+                     "when": [{"key": kfp_mesh_core::text!("request.headers[{}]", facts.userid_header),
+                               "values": [kfp_mesh_core::text!("{}{owner}", facts.userid_prefix)]}]},
                     {"when": [{"key": "source.namespace", "values": [ns]}]},
                     {"to": [{"operation": {"paths": ["/healthz", "/metrics", "/wait-for-drain"]}}]},
-                    {"from": [{"source": {"principals": [format!("cluster.local/ns/{kfp_ns}/sa/notebook-controller-service-account")]}}],
+                    {"from": [{"source": {"principals": [kfp_mesh_core::text!("cluster.local/ns/{kfp_ns}/sa/notebook-controller-service-account")]}}],
                      "to": [{"operation": {"methods": ["GET"], "paths": ["*/api/kernels"]}}]}
                 ]}}),
                 &what("AuthorizationPolicy ns-owner-access-istio (Kubeflow profile controller)"),
@@ -894,7 +905,7 @@ pub fn synthetic_profile_objects(inv: &Inventory, facts: &KfpFacts) -> Vec<Objec
                        "spec": {"selector": {"matchLabels": {"app": "ml-pipeline-ui-artifact"}},
                          "template": {"metadata": {"labels": {"app": "ml-pipeline-ui-artifact"}, "annotations": sidecar_annotations},
                            "spec": {"serviceAccountName": "default-editor",
-                             "containers": [{"name": "ml-pipeline-ui-artifact", "image": format!("ghcr.io/kubeflow/kfp-frontend:{}", facts.version.release.map(|v| v.to_string()).unwrap_or_else(|| "latest".into())),
+                             "containers": [{"name": "ml-pipeline-ui-artifact", "image": kfp_mesh_core::text!("ghcr.io/kubeflow/kfp-frontend:{}", facts.version.release.map(|v| v.to_string()).unwrap_or_else(|| "latest".into())),
                                "ports": [{"containerPort": 3000}]}]}}}}),
                 &what("artifact proxy Deployment (KFP profile controller)"),
             ));
@@ -947,7 +958,7 @@ pub fn synthetic_profile_objects(inv: &Inventory, facts: &KfpFacts) -> Vec<Objec
                 Some(ns),
                 "ml-pipeline-visualizationserver",
                 json!({"spec": {"selector": {"matchLabels": {"app": "ml-pipeline-visualizationserver"}},
-                         "rules": [{"from": [{"source": {"principals": [format!("cluster.local/ns/{kfp_ns}/sa/ml-pipeline")]}}]}]}}),
+                         "rules": [{"from": [{"source": {"principals": [kfp_mesh_core::text!("cluster.local/ns/{kfp_ns}/sa/ml-pipeline")]}}]}]}}),
                 &what("visualization server AuthorizationPolicy (KFP profile controller, up to 2.14)"),
             ));
         }

@@ -42,7 +42,7 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// `name.namespace.svc.cluster.local`.
 pub fn service_fqdn(svc: &Service) -> String {
-    format!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name(), svc.namespace())
+    crate::text!("{}.{}.svc.{CLUSTER_DOMAIN}", svc.name(), svc.namespace())
 }
 
 /// How specifically a DestinationRule `host` (resolved relative to the DR's namespace, as
@@ -61,7 +61,7 @@ pub fn dr_host_specificity(dr_host: &str, dr_namespace: &str, fqdn: &str) -> Opt
     let resolved = if host.contains('.') {
         host
     } else {
-        format!("{host}.{dr_namespace}.svc.{CLUSTER_DOMAIN}")
+        crate::text!("{host}.{dr_namespace}.svc.{CLUSTER_DOMAIN}")
     };
     (resolved == fqdn).then_some(usize::MAX)
 }
@@ -73,7 +73,9 @@ fn looks_like_partial_name(dr_host: &str, fqdn: &str) -> bool {
     host.contains('.')
         && !host.starts_with('*')
         && host != fqdn
-        && fqdn.to_ascii_lowercase().starts_with(&format!("{host}."))
+        && fqdn
+            .to_ascii_lowercase()
+            .starts_with(&crate::text!("{host}."))
 }
 
 fn exported_to(dr: &DestinationRule, client_ns: &str) -> bool {
@@ -184,7 +186,7 @@ fn passthrough(
         steps.push(
             Step::new(
                 rule,
-                format!(
+                crate::text!(
                     "{reason}; the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY, so the client sidecar sends it to BlackHoleCluster (502)",
                     sc.namespace(),
                     sc.name()
@@ -196,7 +198,7 @@ fn passthrough(
     }
     steps.push(Step::new(
         rule,
-        format!("{reason}: the client sidecar uses PassthroughCluster, which has no TLS, so it sends plaintext"),
+        crate::text!("{reason}: the client sidecar uses PassthroughCluster, which has no TLS, so it sends plaintext"),
     ));
     Decision::new(ClientTls::Plaintext, steps)
 }
@@ -260,7 +262,7 @@ fn select_destination_rules<'a>(
                     steps.push(
                         Step::new(
                             "C1",
-                            format!(
+                            crate::text!(
                                 "DestinationRule {}/{} has host `{}`, which Istio takes literally (only a name without a dot is expanded): it does not apply to {fqdn}; write `{}` or the full name",
                                 dr.namespace(),
                                 dr.name(),
@@ -277,7 +279,7 @@ fn select_destination_rules<'a>(
                 steps.push(
                     Step::new(
                         "C1",
-                        format!(
+                        crate::text!(
                             "DestinationRule {}/{} matches {fqdn} but its exportTo does not include namespace `{client_ns}`: not used",
                             dr.namespace(),
                             dr.name()
@@ -294,7 +296,7 @@ fn select_destination_rules<'a>(
                     steps.push(
                         Step::new(
                             "C1",
-                            format!(
+                            crate::text!(
                                 "DestinationRule {}/{} matches {fqdn} but its workloadSelector does not select {}{}: not used",
                                 dr.namespace(),
                                 dr.name(),
@@ -337,12 +339,12 @@ fn select_destination_rules<'a>(
         let how = if best == usize::MAX {
             "exact host".to_string()
         } else {
-            format!("wildcard host `{}`", first.spec.host)
+            crate::text!("wildcard host `{}`", first.spec.host)
         };
         steps.push(
             Step::new(
                 "C1",
-                format!(
+                crate::text!(
                     "DestinationRule {}/{} applies to {fqdn} ({how}), found in {label}; DestinationRules of later namespaces are not consulted",
                     first.namespace(),
                     first.name()
@@ -354,7 +356,9 @@ fn select_destination_rules<'a>(
     }
     steps.push(Step::new(
         "C1",
-        format!("no DestinationRule applies to {fqdn} for a client in namespace `{client_ns}`"),
+        crate::text!(
+            "no DestinationRule applies to {fqdn} for a client in namespace `{client_ns}`"
+        ),
     ));
     None
 }
@@ -405,7 +409,7 @@ pub fn client_tls(
                 inv,
                 client,
                 "C5",
-                format!(
+                crate::text!(
                     "{} is called on its pod IP, port {target_port}, not through a Service",
                     endpoint.named()
                 ),
@@ -427,7 +431,7 @@ pub fn client_tls(
         steps.push(
             Step::new(
                 "C5",
-                format!("Service {fqdn} declares no port {service_port}"),
+                crate::text!("Service {fqdn} declares no port {service_port}"),
             )
             .by(svc.cite()),
         );
@@ -435,7 +439,7 @@ pub fn client_tls(
             inv,
             client,
             "C5",
-            format!("port {service_port} is not a service port of {fqdn}"),
+            crate::text!("port {service_port} is not a service port of {fqdn}"),
             steps,
         );
     };
@@ -453,7 +457,7 @@ pub fn client_tls(
         steps.push(
             Step::new(
                 "C1",
-                format!(
+                crate::text!(
                     "the Sidecar {}/{} that configures {} does not list {fqdn} in its egress hosts, so the client sidecar has no cluster for it",
                     sc.namespace(),
                     sc.name(),
@@ -466,7 +470,7 @@ pub fn client_tls(
             steps.push(
                 Step::new(
                     "C1",
-                    format!(
+                    crate::text!(
                         "the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY: the client sidecar answers 502 itself (BlackHoleCluster); add `{}/{fqdn}` to its egress hosts",
                         sc.namespace(),
                         sc.name(),
@@ -479,7 +483,7 @@ pub fn client_tls(
         }
         steps.push(Step::new(
             "C1",
-            format!(
+            crate::text!(
                 "outboundTrafficPolicy is ALLOW_ANY (kfp-mesh assumes the mesh default): the connection goes to PassthroughCluster and is sent in plaintext, without Istio mTLS; add `{}/{fqdn}` to the Sidecar's egress hosts",
                 svc.namespace()
             ),
@@ -495,12 +499,12 @@ pub fn client_tls(
             let others: Vec<String> = rules
                 .iter()
                 .skip(1)
-                .map(|dr| format!("{}/{}", dr.namespace(), dr.name()))
+                .map(|dr| crate::text!("{}/{}", dr.namespace(), dr.name()))
                 .collect();
             let winner = with_policy.map_or_else(
                 || "none of them has a trafficPolicy".to_string(),
                 |dr| {
-                    format!(
+                    crate::text!(
                         "the trafficPolicy of {}/{} (the first that has one) is used; the others' trafficPolicy is ignored",
                         dr.namespace(),
                         dr.name()
@@ -510,7 +514,7 @@ pub fn client_tls(
             steps.push(
                 Step::new(
                     "C1",
-                    format!(
+                    crate::text!(
                         "several DestinationRules for the same host are merged (also {}): {winner}",
                         others.join(", ")
                     ),
@@ -532,7 +536,7 @@ pub fn client_tls(
                 steps.push(
                     Step::new(
                         "C2",
-                        format!(
+                        crate::text!(
                             "portLevelSettings for service port {service_port} in {}/{} replaces the top-level trafficPolicy wholesale{lost}",
                             dr.namespace(),
                             dr.name()
@@ -551,7 +555,7 @@ pub fn client_tls(
                     steps.push(
                         Step::new(
                             "C2",
-                            format!(
+                            crate::text!(
                                 "{}/{} has a tls block without mode: the mode defaults to DISABLE",
                                 dr.namespace(),
                                 dr.name()
@@ -564,7 +568,7 @@ pub fn client_tls(
                 steps.push(
                     Step::new(
                         "C2",
-                        format!(
+                        crate::text!(
                             "{}/{} sets no tls for service port {service_port}: auto mTLS decides",
                             dr.namespace(),
                             dr.name()
@@ -584,7 +588,7 @@ pub fn client_tls(
                     steps.push(
                         Step::new(
                             "C2",
-                            format!(
+                            crate::text!(
                                 "subset `{}` of {}/{} sets its own tls; it applies only to traffic a VirtualService routes to that subset, which kfp-mesh does not model",
                                 subset.name,
                                 dr.namespace(),
@@ -607,7 +611,7 @@ pub fn client_tls(
     if !inv.mesh.enable_auto_mtls {
         let step = Step::new(
             "C3",
-            format!(
+            crate::text!(
                 "meshConfig.enableAutoMtls is false and no DestinationRule sets tls for {fqdn}:{service_port}: the client sidecar sends plaintext"
             ),
         );
@@ -636,7 +640,7 @@ pub fn client_tls(
         steps.push(
             Step::new(
                 "C3",
-                format!(
+                crate::text!(
                     "auto mTLS: the cluster-level mode of namespace `{}` is DISABLE ({}), so the client sidecar attaches no TLS context and sends plaintext to every endpoint",
                     svc.namespace(),
                     conclusion(&ns_mode)
@@ -650,7 +654,7 @@ pub fn client_tls(
                 steps.push(
                     Step::new(
                         "C3",
-                        format!(
+                        crate::text!(
                             "{} is STRICT on port {target_port} although its namespace is DISABLE: every sidecar client sends plaintext and fails (503); add a DestinationRule for {fqdn} with tls.mode ISTIO_MUTUAL",
                             endpoint.named()
                         ),
@@ -664,7 +668,7 @@ pub fn client_tls(
     steps.push(
         Step::new(
             "C3",
-            format!(
+            crate::text!(
                 "auto mTLS: the cluster-level mode of namespace `{}` is {}, so the client sidecar uses mTLS toward endpoints labelled security.istio.io/tlsMode=istio and plaintext otherwise",
                 svc.namespace(),
                 ns_mode.value
@@ -679,7 +683,7 @@ pub fn client_tls(
             steps.push(
                 Step::new(
                     "C3",
-                    format!(
+                    crate::text!(
                         "endpoint {} has no sidecar ({}): plaintext",
                         endpoint.named(),
                         conclusion(&dp)
@@ -693,7 +697,7 @@ pub fn client_tls(
             steps.push(
                 Step::new(
                     "A6.6",
-                    format!(
+                    crate::text!(
                         "endpoint {} is an ambient workload: a sidecar with ambient enabled reaches it over HBONE, treated as Istio mTLS with the client's identity (not verified in Istio sources)",
                         endpoint.named()
                     ),
@@ -707,7 +711,7 @@ pub fn client_tls(
                 steps.push(
                     Step::new(
                         "A3",
-                        format!(
+                        crate::text!(
                             "endpoint {} has a sidecar but its pod template sets security.istio.io/tlsMode={}: every auto-mTLS client sends it plaintext",
                             endpoint.named(),
                             endpoint.label("security.istio.io/tlsMode").unwrap_or_default()
@@ -722,7 +726,7 @@ pub fn client_tls(
                 steps.push(
                     Step::new(
                         "C3",
-                        format!(
+                        crate::text!(
                             "endpoint {} has a sidecar but its effective PeerAuthentication on port {target_port} is DISABLE: the per-endpoint check sends plaintext",
                             endpoint.named()
                         ),
@@ -734,7 +738,7 @@ pub fn client_tls(
             steps.push(
                 Step::new(
                     "C3",
-                    format!(
+                    crate::text!(
                         "endpoint {} has a sidecar (tlsMode=istio) and its effective mode on port {target_port} is {}: Istio mTLS",
                         endpoint.named(),
                         em.value
@@ -756,7 +760,7 @@ fn excluded_port_note(endpoint: &Workload, target_port: u16, steps: &mut Vec<Ste
         steps.push(
             Step::new(
                 "B7",
-                format!(
+                crate::text!(
                     "port {target_port} of {} bypasses its sidecar, but clients still send Istio mTLS to it, which the app cannot read; add a DestinationRule with tls.mode DISABLE for this port",
                     endpoint.named()
                 ),
@@ -791,7 +795,7 @@ fn dr_decides(
     steps.push(
         Step::new(
             "C2",
-            format!(
+            crate::text!(
                 "DestinationRule {}/{} sets tls.mode {} for {fqdn}: the client sidecar sends {what}",
                 dr.namespace(),
                 dr.name(),
@@ -805,7 +809,7 @@ fn dr_decides(
         (TlsMode::IstioMutual, DataPlane::Plain) => steps.push(
             Step::new(
                 "C4",
-                format!(
+                crate::text!(
                     "endpoint {} has no sidecar, so Istio mTLS toward it fails (503); set tls.mode DISABLE for it or give it a sidecar",
                     endpoint.named()
                 ),
@@ -819,7 +823,7 @@ fn dr_decides(
                 steps.push(
                     Step::new(
                         "C4",
-                        format!(
+                        crate::text!(
                             "endpoint {} is DISABLE on port {target_port}, so Istio mTLS toward it fails (503)",
                             endpoint.named()
                         ),
@@ -837,7 +841,7 @@ fn dr_decides(
                 steps.push(
                     Step::new(
                         "C4",
-                        format!(
+                        crate::text!(
                             "endpoint {} is STRICT on port {target_port}, so plaintext toward it fails (503 for HTTP, closed for TCP); remove the DISABLE or make the port PERMISSIVE",
                             endpoint.named()
                         ),
@@ -884,7 +888,7 @@ fn shadow_note(
                 steps.push(
                     Step::new(
                         "C1",
-                        format!(
+                        crate::text!(
                             "DestinationRule {}/{} also matches {fqdn} and sets tls, but the DestinationRule found earlier wins and there is no field-level merge across namespaces (Kiali KIA0204)",
                             dr.namespace(),
                             dr.name()
@@ -930,7 +934,7 @@ fn headless(
         steps.push(
             Step::new(
                 "C5",
-                format!(
+                crate::text!(
                     "{fqdn} {kind} and namespace `{}` is DISABLE: plaintext to all endpoints",
                     svc.namespace()
                 ),
@@ -952,7 +956,7 @@ fn headless(
         steps.push(
             Step::new(
                 "C5",
-                format!(
+                crate::text!(
                     "{fqdn} {kind}: mTLS only if every endpoint of the port has a sidecar, and {} does not, so the client sends plaintext to all endpoints",
                     without.join(", ")
                 ),
@@ -964,7 +968,7 @@ fn headless(
     steps.push(
         Step::new(
             "C5",
-            format!(
+            crate::text!(
                 "{fqdn} {kind}, namespace `{}` is {} and every endpoint of the port has a sidecar: Istio mTLS to all endpoints (workload-level PeerAuthentication is not considered)",
                 svc.namespace(),
                 ns_mode.value
@@ -979,7 +983,7 @@ fn headless(
         steps.push(
             Step::new(
                 "C5",
-                format!(
+                crate::text!(
                     "{} is DISABLE on port {port}, but the headless cluster still sends Istio mTLS: the connection fails; add a DestinationRule with tls.mode DISABLE for {fqdn}",
                     endpoint.named()
                 ),

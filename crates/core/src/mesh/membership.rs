@@ -70,7 +70,7 @@ pub fn default_injector_webhooks(
         |name: &str, ns: Option<LabelSelector>, obj: Option<LabelSelector>| InjectorWebhook {
             configuration: None,
             configuration_name: "istio-sidecar-injector".to_string(),
-            name: format!("{name}.{INJECTOR_WEBHOOK_SUFFIX}"),
+            name: crate::text!("{name}.{INJECTOR_WEBHOOK_SUFFIX}"),
             namespace_selector: ns,
             object_selector: obj,
         };
@@ -178,7 +178,7 @@ fn namespace_cite(inv: &Inventory, ns: &str) -> Option<Cited> {
 fn relevant_labels(labels: &StringMap, keys: &[&str]) -> String {
     let found: Vec<String> = keys
         .iter()
-        .filter_map(|k| labels.get(k).map(|v| format!("{k}={v}")))
+        .filter_map(|k| labels.get(k).map(|v| crate::text!("{k}={v}")))
         .collect();
     if found.is_empty() {
         "none of the injection labels".to_string()
@@ -188,13 +188,13 @@ fn relevant_labels(labels: &StringMap, keys: &[&str]) -> String {
 }
 
 fn label_summary(ns: &str, ns_labels: &StringMap, w: &Workload) -> String {
-    let mut s = format!(
+    let mut s = crate::text!(
         "namespace `{ns}` has {}; the pod has {}",
         relevant_labels(ns_labels, &[INJECTION_NS_KEY, REV_KEY]),
         relevant_labels(&w.labels, &[INJECT_KEY, REV_KEY]),
     );
     if let Some(a) = w.annotation(INJECT_KEY) {
-        s.push_str(&format!(" (and the annotation {INJECT_KEY}={a})"));
+        s.push_str(&crate::text!(" (and the annotation {INJECT_KEY}={a})"));
     }
     s
 }
@@ -210,7 +210,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         names.sort_unstable();
         steps.push(Step::new(
             "A1",
-            format!(
+            crate::text!(
                 "the input has no Istio injector MutatingWebhookConfiguration; assuming the default install's webhooks for revision `default` ({})",
                 names.join(", ")
             ),
@@ -232,7 +232,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     if let Some(first) = fired.first() {
         let step = Step::new(
             "A1",
-            format!(
+            crate::text!(
                 "injector {} fires for {}: {summary}",
                 first.describe(),
                 w.named()
@@ -246,7 +246,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         if ns_injection == Some("enabled") && ns_rev.is_some() {
             steps.push(with_ns(Step::new(
                 "A1",
-                format!(
+                crate::text!(
                     "namespace `{ns}` has both istio-injection=enabled and istio.io/rev={}: the legacy label wins and the revision label is ignored (istioctl IST0123); remove one of them",
                     ns_rev.unwrap_or_default()
                 ),
@@ -258,7 +258,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         {
             steps.push(with_ns(Step::new(
                 "A1",
-                format!(
+                crate::text!(
                     "the namespace revision istio.io/rev={nr} beats the pod's istio.io/rev={pr}: revision `{nr}` injects the pod"
                 ),
             )));
@@ -268,7 +268,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
 
     steps.push(with_ns(Step::new(
         "A1",
-        format!(
+        crate::text!(
             "no Istio injector webhook fires for {}: {summary}; the pod is created without a sidecar",
             w.named()
         ),
@@ -277,7 +277,7 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     if let Some(v) = ns_injection.filter(|v| *v != "enabled") {
         steps.push(with_ns(Step::new(
             "A1",
-            format!(
+            crate::text!(
                 "istio-injection={v} on namespace `{ns}`: only the value `enabled` injects, and any value of this label stops every revision webhook, whatever the pod labels say"
             ),
         )));
@@ -303,14 +303,14 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     } else if ns_injection == Some("enabled") {
         steps.push(with_ns(Step::new(
             "A1",
-            format!(
+            crate::text!(
                 "namespace `{ns}` has istio-injection=enabled but the pod gets no proxy (istioctl IST0103 PodMissingProxy)"
             ),
         )));
     } else if let Some(rev) = ns_rev.or(pod_rev).filter(|_| ns_injection.is_none()) {
         steps.push(Step::new(
             "A1",
-            format!(
+            crate::text!(
                 "no installed injector webhook selects istio.io/rev={rev}: is revision (or revision tag) `{rev}` installed?"
             ),
         ));
@@ -324,7 +324,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
     if IGNORED_NAMESPACES.contains(&ns) {
         steps.push(Step::new(
             "A2",
-            format!("namespace `{ns}` is one the injector always ignores: no sidecar"),
+            crate::text!("namespace `{ns}` is one the injector always ignores: no sidecar"),
         ));
         return false;
     }
@@ -347,7 +347,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
         steps.push(
             Step::new(
                 "A2",
-                format!(
+                crate::text!(
                     "the pod has the label {INJECT_KEY}={l} and the annotation {INJECT_KEY}={a}: the label wins"
                 ),
             )
@@ -360,7 +360,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             steps.push(
                 Step::new(
                     "A2",
-                    format!("the pod {from} {INJECT_KEY}=true asks for injection"),
+                    crate::text!("the pod {from} {INJECT_KEY}=true asks for injection"),
                 )
                 .by(w.cite()),
             );
@@ -370,7 +370,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             steps.push(
                 Step::new(
                     "A2",
-                    format!(
+                    crate::text!(
                         "the pod {from} {INJECT_KEY}=false: the injector is called but skips the pod{}",
                         if from == "annotation" {
                             " (a pod label sidecar.istio.io/inject=true would override it)"
@@ -388,7 +388,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             steps.push(
                 Step::new(
                     "A2",
-                    format!(
+                    crate::text!(
                         "the pod {from} {INJECT_KEY}={other:?} is not `true` or `false`: Istio logs it as invalid and uses the default policy"
                     ),
                 )
@@ -408,7 +408,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
         if let Some(i) = never {
             steps.push(injector_cite(Step::new(
                 "A2",
-                format!(
+                crate::text!(
                     "neverInjectSelector entry {} of the injector config matches the pod labels: no injection",
                     i + 1
                 ),
@@ -422,7 +422,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
         {
             steps.push(injector_cite(Step::new(
                 "A2",
-                format!(
+                crate::text!(
                     "alwaysInjectSelector entry {} of the injector config matches the pod labels: inject",
                     i + 1
                 ),
@@ -445,12 +445,12 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             "injector policy `disabled` and nothing asks for injection: no sidecar (set the pod label sidecar.istio.io/inject=true)".to_string()
         }
         ("enabled" | "disabled", Some(true)) => {
-            format!("injector policy `{policy}` follows the explicit choice: inject")
+            crate::text!("injector policy `{policy}` follows the explicit choice: inject")
         }
         ("enabled" | "disabled", Some(false)) => {
-            format!("injector policy `{policy}` follows the explicit choice: no sidecar")
+            crate::text!("injector policy `{policy}` follows the explicit choice: no sidecar")
         }
-        _ => format!(
+        _ => crate::text!(
             "injector policy `{policy}` is neither `enabled` nor `disabled`: Istio disables injection"
         ),
     };
@@ -480,7 +480,7 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
         steps.push(
             Step::new(
                 "A5",
-                format!(
+                crate::text!(
                     "the pod label {DATAPLANE_KEY}=ambient enrolls it in ambient (any namespace): ztunnel captures its traffic"
                 ),
             )
@@ -497,7 +497,7 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
             steps.push(ns_step(
                 Step::new(
                     "A5",
-                    format!(
+                    crate::text!(
                         "namespace `{ns}` is ambient, but the pod label {DATAPLANE_KEY}=none opts it out: plain pod"
                     ),
                 )
@@ -508,7 +508,7 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
         steps.push(ns_step(
             Step::new(
                 "A5",
-                format!(
+                crate::text!(
                     "namespace `{ns}` has {DATAPLANE_KEY}=ambient and the pod does not opt out: ztunnel captures its traffic"
                 ),
             )
@@ -542,7 +542,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         steps.push(
             Step::new(
                 "A2",
-                format!(
+                crate::text!(
                     "{} uses hostNetwork: Istio never injects it and ztunnel never captures it; it is a plain pod without mesh identity",
                     w.named()
                 ),
@@ -560,7 +560,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         if ambient_labelled {
             steps.push(Step::new(
                 "A5",
-                format!(
+                crate::text!(
                     "{} is also labelled for ambient, but ztunnel leaves pods with a sidecar alone: it stays a sidecar workload (istioctl IST0123)",
                     w.named()
                 ),
@@ -571,7 +571,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         steps.push(
             Step::new(
                 "A3",
-                format!(
+                crate::text!(
                     "{} already has an istio-proxy container: sidecar workload",
                     w.named()
                 ),
@@ -585,7 +585,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
         steps.push(
             Step::new(
                 "A2",
-                format!("{} gets an istio-proxy sidecar at creation", w.named()),
+                crate::text!("{} gets an istio-proxy sidecar at creation", w.named()),
             )
             .by(w.cite()),
         );
@@ -597,7 +597,7 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
     }
     steps.push(Step::new(
         "A5",
-        format!(
+        crate::text!(
             "{} has no sidecar and is not enrolled in ambient: plain pod, plaintext only and no mesh identity",
             w.named()
         ),
@@ -625,7 +625,7 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
             vec![
                 Step::new(
                     "B7",
-                    format!(
+                    crate::text!(
                         "port {port} is in {EXCLUDE_INBOUND}={v:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies (sidecar clients still send mTLS unless a DestinationRule sets DISABLE)",
                         w.named()
                     ),
@@ -639,7 +639,7 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
             true,
             vec![Step::new(
                 "B7",
-                format!(
+                crate::text!(
                     "the sidecar of {} intercepts inbound port {port}",
                     w.named()
                 ),
@@ -648,12 +648,12 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
         Some(list) => {
             let included = parse_port_list(list).contains(&port);
             let message = if included {
-                format!(
+                crate::text!(
                     "port {port} is listed in {INCLUDE_INBOUND}={list:?} on {}: the sidecar intercepts it",
                     w.named()
                 )
             } else {
-                format!(
+                crate::text!(
                     "port {port} is not listed in {INCLUDE_INBOUND}={list:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies",
                     w.named()
                 )

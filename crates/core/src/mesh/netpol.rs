@@ -91,7 +91,7 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
         NetPeer::Pod(src) if src.host_network() => {
             steps.push(Step::new(
                 RULE,
-                format!(
+                crate::text!(
                     "{} uses the host network: egress NetworkPolicies do not govern it",
                     src.named()
                 ),
@@ -112,7 +112,7 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
     let ingress_ok = if to.host_network() {
         steps.push(Step::new(
             RULE,
-            format!(
+            crate::text!(
                 "{} uses the host network: ingress NetworkPolicies do not govern it",
                 to.named()
             ),
@@ -169,7 +169,7 @@ fn direction(
             steps.push(
                 Step::new(
                     RULE,
-                    format!(
+                    crate::text!(
                         "NetworkPolicy {}/{} {why}: {} {} allowed on port {port}/TCP",
                         policy.namespace(),
                         policy.name(),
@@ -184,7 +184,7 @@ fn direction(
     }
     steps.push(Step::new(
         RULE,
-        format!(
+        crate::text!(
             "no {} rule of these policies admits {} on port {port}/TCP: connection dropped",
             dir.lower(),
             flow(dir, subject, peer),
@@ -233,7 +233,7 @@ fn decide_isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> Isol
     if isolating.is_empty() {
         let step = Step::new(
             RULE,
-            format!(
+            crate::text!(
                 "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
                 subject.namespace,
                 subject.named(),
@@ -246,7 +246,7 @@ fn decide_isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> Isol
     let names: Vec<&str> = isolating.iter().map(|p| p.name()).collect();
     let step = Step::new(
         RULE,
-        format!(
+        crate::text!(
             "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
             dir.lower(),
             subject.named(),
@@ -319,7 +319,7 @@ fn policy_allows(
         let Some(port_why) = ports_match(ports, dest, port) else {
             continue;
         };
-        return Some(format!("{section}[{i}] ({peer_why}; {port_why})"));
+        return Some(crate::text!("{section}[{i}] ({peer_why}; {port_why})"));
     }
     None
 }
@@ -332,11 +332,11 @@ fn peers_match(
     field: &str,
 ) -> Option<String> {
     let peers = match peers {
-        None | Some([]) => return Some(format!("no `{field}`: every peer")),
+        None | Some([]) => return Some(crate::text!("no `{field}`: every peer")),
         Some(p) => p,
     };
     peers.iter().enumerate().find_map(|(j, peer)| {
-        peer_matches(inv, policy_ns, peer, who).map(|what| format!("{field}[{j}] {what}"))
+        peer_matches(inv, policy_ns, peer, who).map(|what| crate::text!("{field}[{j}] {what}"))
     })
 }
 
@@ -353,7 +353,7 @@ fn peer_matches(
             Endpoint::Pod(_) => None,
             Endpoint::Address(ip) => ip,
         };
-        return ip_block_matches(block, ip).then(|| format!("ipBlock {}", block.cidr));
+        return ip_block_matches(block, ip).then(|| crate::text!("ipBlock {}", block.cidr));
     }
     let Endpoint::Pod(w) = who else {
         return None;
@@ -409,18 +409,20 @@ fn ports_match(ports: Option<&[NetworkPolicyPort]>, dest: &Workload, port: u16) 
         }
         let want = i64::from(port);
         match &p.port {
-            None => Some(format!("ports[{k}]: every TCP port")),
+            None => Some(crate::text!("ports[{k}]: every TCP port")),
             Some(IntOrString::Int(n)) => match p.end_port {
-                Some(end) => (*n <= want && want <= end).then(|| format!("ports[{k}]: {n}-{end}")),
-                None => (*n == want).then(|| format!("ports[{k}]: {n}")),
+                Some(end) => {
+                    (*n <= want && want <= end).then(|| crate::text!("ports[{k}]: {n}-{end}"))
+                }
+                None => (*n == want).then(|| crate::text!("ports[{k}]: {n}")),
             },
             Some(IntOrString::String(name)) => {
                 if let Ok(n) = name.parse::<u16>() {
-                    return (n == port).then(|| format!("ports[{k}]: {n}"));
+                    return (n == port).then(|| crate::text!("ports[{k}]: {n}"));
                 }
-                named_port(dest, name)
-                    .is_some_and(|n| n == port)
-                    .then(|| format!("ports[{k}]: named port {name} = {port} on {}", dest.name))
+                named_port(dest, name).is_some_and(|n| n == port).then(|| {
+                    crate::text!("ports[{k}]: named port {name} = {port} on {}", dest.name)
+                })
             }
         }
     })

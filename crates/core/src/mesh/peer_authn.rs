@@ -75,7 +75,7 @@ fn first_of_scope<'a>(
         steps.push(
             Step::new(
                 "B2",
-                format!(
+                crate::text!(
                     "PeerAuthentication {}/{} is ignored: several {scope} policies apply and {}/{} wins because {}; delete or merge the duplicate",
                     other.namespace(),
                     other.name(),
@@ -124,7 +124,7 @@ fn select<'a>(
                 steps.push(
                     Step::new(
                         if ambient { "A6.2" } else { "B6" },
-                        format!(
+                        crate::text!(
                             "PeerAuthentication {}/{} selects {} but has no effect: Istio ignores selector policies in the root namespace `{root}` ({} mode); move it to namespace `{}`",
                             pa.namespace(),
                             pa.name(),
@@ -196,7 +196,7 @@ fn apply_level(
         (None, _) => steps.push(
             Step::new(
                 "B3",
-                format!(
+                crate::text!(
                     "{scope} PeerAuthentication {}/{} leaves the mode UNSET: inherits {mode}",
                     pa.namespace(),
                     pa.name()
@@ -208,7 +208,7 @@ fn apply_level(
             steps.push(
                 Step::new(
                     "A6.2",
-                    format!(
+                    crate::text!(
                         "{scope} PeerAuthentication {}/{} sets {d}, which ambient does not support: istiod treats it as not STRICT, so ztunnel accepts plaintext ({effective}); to get plaintext-only you must take the workload out of ambient",
                         pa.namespace(),
                         pa.name()
@@ -223,7 +223,7 @@ fn apply_level(
             steps.push(
                 Step::new(
                     "B3",
-                    format!(
+                    crate::text!(
                         "{scope} PeerAuthentication {}/{} sets {d}",
                         pa.namespace(),
                         pa.name()
@@ -278,7 +278,7 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                 steps.push(
                     Step::new(
                         "B4",
-                        format!(
+                        crate::text!(
                             "portLevelMtls key {key:?} of PeerAuthentication {}/{} is not a port number: ignored",
                             pa.namespace(),
                             pa.name()
@@ -297,7 +297,7 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                 None => steps.push(
                     Step::new(
                         "B4",
-                        format!(
+                        crate::text!(
                             "portLevelMtls {p} of PeerAuthentication {}/{} is UNSET: port inherits {mode}",
                             pa.namespace(),
                             pa.name()
@@ -308,7 +308,7 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                 Some(MtlsMode::Disable) if ambient && workload_declared.is_none() => steps.push(
                     Step::new(
                         "A6.2",
-                        format!(
+                        crate::text!(
                             "portLevelMtls {p}: DISABLE of PeerAuthentication {}/{} is ignored in ambient (the policy's own mode is UNSET): port keeps {mode}",
                             pa.namespace(),
                             pa.name()
@@ -319,13 +319,13 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                 Some(d) => {
                     let effective = ambient_mode(Some(d), ambient).unwrap_or(d);
                     let message = if effective != d {
-                        format!(
+                        crate::text!(
                             "portLevelMtls {p}: {d} of PeerAuthentication {}/{}: ambient does not support DISABLE, ztunnel accepts plaintext on this port ({effective})",
                             pa.namespace(),
                             pa.name()
                         )
                     } else {
-                        format!(
+                        crate::text!(
                             "portLevelMtls {p}: {d} of PeerAuthentication {}/{} applies to container port {port}",
                             pa.namespace(),
                             pa.name()
@@ -353,7 +353,7 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                     steps.push(
                         Step::new(
                             "B4",
-                            format!(
+                            crate::text!(
                                 "portLevelMtls {service_port} of PeerAuthentication {}/{} names the Service port of {}/{}, but the key is the container port: use {port}",
                                 pa.namespace(),
                                 pa.name(),
@@ -369,15 +369,15 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
         }
     }
     let summary = match &decided_by {
-        None if steps.is_empty() => format!(
+        None if steps.is_empty() => crate::text!(
             "no PeerAuthentication applies to {}: Istio's default is PERMISSIVE",
             w.named()
         ),
-        None => format!(
+        None => crate::text!(
             "no PeerAuthentication sets a mode for {}: PERMISSIVE (the default)",
             w.named()
         ),
-        Some(_) => format!(
+        Some(_) => crate::text!(
             "effective mode of {} on container port {port}: {mode}{}",
             w.named(),
             if ambient {
@@ -426,7 +426,7 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
         steps.push(
             Step::new(
                 "C3",
-                format!(
+                crate::text!(
                     "namespace-wide PeerAuthentication {}/{} leaves the mode UNSET",
                     pa.namespace(),
                     pa.name()
@@ -440,7 +440,7 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
             m,
             Step::new(
                 "C3",
-                format!(
+                crate::text!(
                     "namespace `{ns}` mode is {m}, set by the namespace-wide PeerAuthentication {}/{}",
                     pa.namespace(),
                     pa.name()
@@ -452,7 +452,7 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
             m,
             Step::new(
                 "C3",
-                format!(
+                crate::text!(
                     "namespace `{ns}` has no namespace-wide mode; the mesh-wide PeerAuthentication {}/{} sets {m}",
                     pa.namespace(),
                     pa.name()
@@ -464,7 +464,7 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
             MtlsMode::Permissive,
             Step::new(
                 "C3",
-                format!(
+                crate::text!(
                     "no namespace-wide or mesh-wide PeerAuthentication sets a mode for namespace `{ns}`: PERMISSIVE"
                 ),
             ),

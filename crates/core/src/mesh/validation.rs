@@ -65,7 +65,7 @@ impl Issues {
         let message = if path.is_empty() {
             text.to_string()
         } else {
-            format!("{path}: {text}")
+            crate::text!("{path}: {text}")
         };
         self.0.push(ValidationIssue {
             severity,
@@ -103,7 +103,7 @@ fn check_workload_selector(
     };
     let labels = selector.match_labels.iter().flatten();
     for (k, v) in labels {
-        let at = format!("{path}.matchLabels");
+        let at = crate::text!("{path}.matchLabels");
         if k.is_empty() {
             out.error(
                 codes.empty_key,
@@ -188,7 +188,7 @@ pub fn validate_peer_authentication(pa: &PeerAuthentication) -> Vec<ValidationIs
             if !ok {
                 out.error(
                     "P3",
-                    &format!("portLevelMtls[{key:?}]"),
+                    &crate::text!("portLevelMtls[{key:?}]"),
                     "port must be in range 1..65535",
                 );
             }
@@ -293,7 +293,7 @@ pub fn validate_authorization_policy(ap: &AuthorizationPolicy) -> Vec<Validation
         check_target_ref(&mut out, r, "targetRef");
     }
     for (i, r) in target_refs.iter().enumerate() {
-        check_target_ref(&mut out, r, &format!("targetRefs[{i}]"));
+        check_target_ref(&mut out, r, &crate::text!("targetRefs[{i}]"));
     }
     if target_refs.len() > MAX_TARGET_REFS {
         out.error(
@@ -348,7 +348,7 @@ pub fn validate_authorization_policy(ap: &AuthorizationPolicy) -> Vec<Validation
 
     // A8..A16 and W-A1, per rule.
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
-        let at = format!("rules[{i}]");
+        let at = crate::text!("rules[{i}]");
         match rule {
             None => out.error("A8", &at, "`rule` must not be nil"),
             Some(rule) => check_rule(&mut out, rule, &at, action),
@@ -376,7 +376,7 @@ fn check_target_ref(out: &mut Issues, r: &PolicyTargetReference, path: &str) {
     {
         let allowed: Vec<String> = ALLOWED_TARGET_KINDS
             .iter()
-            .map(|(g, k)| format!("{g}/{k}"))
+            .map(|(g, k)| crate::text!("{g}/{k}"))
             .collect();
         out.error(
             "A2",
@@ -423,7 +423,7 @@ fn check_custom_rule(out: &mut Issues, rule: &Rule, i: usize) {
             if values.as_ref().is_some_and(|v| !v.is_empty()) {
                 out.error(
                     "A6",
-                    &format!("rules[{i}].from[{j}].source.{field}"),
+                    &crate::text!("rules[{i}].from[{j}].source.{field}"),
                     format_args!(
                         "From.{} is currently not supported with CUSTOM action",
                         capitalize(field)
@@ -433,7 +433,7 @@ fn check_custom_rule(out: &mut Issues, rule: &Rule, i: usize) {
         }
     }
     for (k, when) in rule.when.iter().flatten().enumerate() {
-        let at = format!("rules[{i}].when[{k}]");
+        let at = crate::text!("rules[{i}].when[{k}]");
         match when {
             None => out.error("A6", &at, "when field cannot be nil"),
             Some(c) => {
@@ -448,7 +448,7 @@ fn check_custom_rule(out: &mut Issues, rule: &Rule, i: usize) {
                 {
                     out.error(
                         "A6",
-                        &format!("{at}.key"),
+                        &crate::text!("{at}.key"),
                         format_args!("{key} is currently not supported with CUSTOM action"),
                     );
                 }
@@ -517,15 +517,15 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
 
     // A8: from.
     if rule.from.as_ref().is_some_and(Vec::is_empty) {
-        out.error("A8", &format!("{at}.from"), "`from` must not be empty");
+        out.error("A8", &crate::text!("{at}.from"), "`from` must not be empty");
     }
     for (j, from) in rule.from.iter().flatten().enumerate() {
-        let fat = format!("{at}.from[{j}]");
+        let fat = crate::text!("{at}.from[{j}]");
         let Some(from) = from else {
             out.error("A8", &fat, "`from` must not be nil");
             continue;
         };
-        let sat = format!("{fat}.source");
+        let sat = crate::text!("{fat}.source");
         let Some(src) = &from.source else {
             out.error("A8", &sat, "`from.source` must not be nil");
             continue;
@@ -540,7 +540,7 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
         }
         for (name, values) in fields {
             let values = values.as_deref().unwrap_or_default();
-            let vat = format!("{sat}.{name}");
+            let vat = crate::text!("{sat}.{name}");
             check_empty_values(out, &vat, name, values);
             if matches!(
                 name,
@@ -556,7 +556,7 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
         ] {
             check_trust_domains(
                 out,
-                &format!("{sat}.{name}"),
+                &crate::text!("{sat}.{name}"),
                 values.as_deref().unwrap_or_default(),
             );
         }
@@ -565,15 +565,15 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
 
     // A9: to.
     if rule.to.as_ref().is_some_and(Vec::is_empty) {
-        out.error("A9", &format!("{at}.to"), "`to` must not be empty");
+        out.error("A9", &crate::text!("{at}.to"), "`to` must not be empty");
     }
     for (j, to) in rule.to.iter().flatten().enumerate() {
-        let tat = format!("{at}.to[{j}]");
+        let tat = crate::text!("{at}.to[{j}]");
         let Some(to) = to else {
             out.error("A9", &tat, "`to` must not be nil");
             continue;
         };
-        let oat = format!("{tat}.operation");
+        let oat = crate::text!("{tat}.operation");
         let Some(op) = &to.operation else {
             out.error("A9", &oat, "`to.operation` must not be nil");
             continue;
@@ -588,7 +588,7 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
         }
         for (name, values) in fields {
             let values = values.as_deref().unwrap_or_default();
-            let vat = format!("{oat}.{name}");
+            let vat = crate::text!("{oat}.{name}");
             if matches!(name, "ports" | "notPorts") {
                 check_ports(out, "A12", &vat, values);
             }
@@ -602,7 +602,7 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
 
     // A16: when.
     for (k, when) in rule.when.iter().flatten().enumerate() {
-        let wat = format!("{at}.when[{k}]");
+        let wat = crate::text!("{at}.when[{k}]");
         match when {
             None => out.error("A16", &wat, "`key` must not be empty"),
             Some(c) => check_condition(out, c, &wat),
@@ -672,7 +672,7 @@ fn check_service_accounts(out: &mut Issues, src: &Source, sat: &str) {
         if values.is_empty() {
             continue;
         }
-        let at = format!("{sat}.{name}");
+        let at = crate::text!("{sat}.{name}");
         if identity_fields_set {
             out.error(
                 "A13",
@@ -824,7 +824,7 @@ fn is_map_key(key: &str) -> bool {
 fn check_condition(out: &mut Issues, c: &Condition, wat: &str) {
     let key = c.key.as_str();
     if key.is_empty() {
-        out.error("A16", &format!("{wat}.key"), "`key` must not be empty");
+        out.error("A16", &crate::text!("{wat}.key"), "`key` must not be empty");
         return;
     }
     let values = c.values.as_deref().unwrap_or_default();
@@ -838,7 +838,7 @@ fn check_condition(out: &mut Issues, c: &Condition, wat: &str) {
         return;
     }
     for (field, list) in [("values", values), ("notValues", not_values)] {
-        let vat = format!("{wat}.{field}");
+        let vat = crate::text!("{wat}.{field}");
         if list.iter().any(String::is_empty) {
             out.error(
                 "A10",
@@ -948,25 +948,25 @@ pub fn validate_destination_rule(dr: &DestinationRule) -> Vec<ValidationIssue> {
 
     let mut names = BTreeSet::new();
     for (i, subset) in spec.subsets.iter().flatten().enumerate() {
-        let at = format!("subsets[{i}]");
+        let at = crate::text!("subsets[{i}]");
         if subset.name.is_empty() {
-            out.error("DR3", &format!("{at}.name"), "name cannot be empty");
+            out.error("DR3", &crate::text!("{at}.name"), "name cannot be empty");
         } else if !is_dns1123_label(&subset.name) {
             out.error(
                 "DR3",
-                &format!("{at}.name"),
+                &crate::text!("{at}.name"),
                 format_args!("name {:?} must be a valid label", subset.name),
             );
         }
         if !names.insert(subset.name.as_str()) {
             out.error(
                 "DR3",
-                &format!("{at}.name"),
+                &crate::text!("{at}.name"),
                 format_args!("duplicate subset names: {}", subset.name),
             );
         }
         if let Some(tp) = &subset.traffic_policy {
-            check_traffic_policy(&mut out, tp, &format!("{at}.trafficPolicy"));
+            check_traffic_policy(&mut out, tp, &crate::text!("{at}.trafficPolicy"));
         }
     }
 
@@ -992,7 +992,7 @@ pub fn validate_destination_rule(dr: &DestinationRule) -> Vec<ValidationIssue> {
 
 fn check_traffic_policy(out: &mut Issues, tp: &TrafficPolicy, path: &str) {
     for (i, pls) in tp.port_level_settings.iter().flatten().enumerate() {
-        let at = format!("{path}.portLevelSettings[{i}].port");
+        let at = crate::text!("{path}.portLevelSettings[{i}].port");
         match &pls.port {
             None => out.error("DR2", &at, "portTrafficPolicy must have valid port"),
             Some(p) => match p.number {
@@ -1003,7 +1003,7 @@ fn check_traffic_policy(out: &mut Issues, tp: &TrafficPolicy, path: &str) {
                 ),
                 Some(n) if n == 0 || n > 65535 => out.error(
                     "DR2",
-                    &format!("{at}.number"),
+                    &crate::text!("{at}.number"),
                     format_args!("port number {n} must be in the range 1..65535"),
                 ),
                 Some(_) => {}
@@ -1044,14 +1044,14 @@ fn check_wildcard_domain(domain: &str) -> Result<(), String> {
         return Err("empty domain name not allowed".to_string());
     }
     if domain.len() > 255 {
-        return Err(format!("domain name {domain:?} too long (max 255)"));
+        return Err(crate::text!("domain name {domain:?} too long (max 255)"));
     }
     let (first, rest) = match domain.split_once('.') {
         Some((f, r)) => (f, Some(r)),
         None => (domain, None),
     };
     if !is_wildcard_dns1123_label(first) {
-        return Err(format!(
+        return Err(crate::text!(
             "domain name {domain:?} invalid (label {first:?} invalid)"
         ));
     }
@@ -1061,7 +1061,7 @@ fn check_wildcard_domain(domain: &str) -> Result<(), String> {
     let labels: Vec<&str> = rest.split('.').collect();
     let tld = labels.last().copied().unwrap_or_default();
     if !tld.is_empty() && tld.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
+        return Err(crate::text!(
             "domain name {domain:?} invalid (top level domain {tld:?} cannot be all-numeric)"
         ));
     }
@@ -1071,7 +1071,7 @@ fn check_wildcard_domain(domain: &str) -> Result<(), String> {
             break;
         }
         if !is_dns1123_label(label) {
-            return Err(format!(
+            return Err(crate::text!(
                 "domain name {domain:?} invalid (label {label:?} invalid)"
             ));
         }
@@ -1085,7 +1085,7 @@ fn check_export_to(out: &mut Issues, namespace: &str, export_to: &[String], has_
     }
     let mut set: BTreeSet<&str> = BTreeSet::new();
     for (i, e) in export_to.iter().enumerate() {
-        let at = format!("exportTo[{i}]");
+        let at = crate::text!("exportTo[{i}]");
         let key = if e == "." { namespace } else { e.as_str() };
         if set.contains(key) {
             if key != e {

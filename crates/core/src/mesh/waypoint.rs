@@ -65,9 +65,11 @@ impl ServiceWaypoint {
     /// The identity the destination ztunnel sees after the waypoint: Istio deploys a waypoint
     /// with a ServiceAccount named after its Gateway.
     pub fn principal(&self, inv: &Inventory) -> String {
-        format!(
+        crate::text!(
             "{}/ns/{}/sa/{}",
-            inv.mesh.trust_domain, self.namespace, self.name
+            inv.mesh.trust_domain,
+            self.namespace,
+            self.name
         )
     }
 }

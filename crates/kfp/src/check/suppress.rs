@@ -25,11 +25,15 @@ impl std::str::FromStr for Suppression {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
                     (code, Some((ns.to_string(), name.to_string())))
                 }
-                _ => return Err(format!("`{s}`: the object must be NAMESPACE/NAME")),
+                _ => {
+                    return Err(kfp_mesh_core::text!(
+                        "`{s}`: the object must be NAMESPACE/NAME"
+                    ));
+                }
             },
         };
         let Some(code) = Code::parse(code) else {
-            return Err(format!(
+            return Err(kfp_mesh_core::text!(
                 "`{code}` is not a finding code (see docs/findings.md)"
             ));
         };

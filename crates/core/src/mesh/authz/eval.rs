@@ -176,13 +176,13 @@ struct Field<'r> {
 impl Field<'_> {
     fn label(&self) -> String {
         match self.key {
-            Some(k) => format!("when {k}"),
+            Some(k) => crate::text!("when {k}"),
             None => self.name.to_string(),
         }
     }
     fn not_label(&self) -> String {
         match self.key {
-            Some(k) => format!("when {k} notValues"),
+            Some(k) => crate::text!("when {k} notValues"),
             None => self.not_name.to_string(),
         }
     }
@@ -380,7 +380,7 @@ impl Evaluation<'_> {
     /// D3: evaluate rule number `n` (1-based, for messages).
     pub fn rule(&mut self, rule: Option<&Rule>, n: usize) -> RuleOutcome {
         let Some(rule) = rule else {
-            return RuleOutcome::Skipped(format!("rule {n} is null; Istio skips it"));
+            return RuleOutcome::Skipped(crate::text!("rule {n} is null; Istio skips it"));
         };
         let ztunnel = self.cx.point == Point::Ztunnel;
         let from: Vec<Vec<Field<'_>>> = rule
@@ -408,13 +408,13 @@ impl Evaluation<'_> {
             for w in &when {
                 match w.attr {
                     Attr::Unknown => {
-                        return RuleOutcome::Skipped(format!(
+                        return RuleOutcome::Skipped(crate::text!(
                             "rule {n}: `when` key {} is not an Istio attribute; Istio skips the rule",
                             w.key.unwrap_or_default()
                         ));
                     }
                     Attr::Rejected => {
-                        return RuleOutcome::Skipped(format!(
+                        return RuleOutcome::Skipped(crate::text!(
                             "rule {n}: `when` key {} is rejected by Istio validation; the rule never applies",
                             w.key.unwrap_or_default()
                         ));
@@ -450,7 +450,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "A6.3",
-                format!(
+                crate::text!(
                     "rule {n}: {} is not converted for ztunnel and is silently ignored",
                     silent.join(", ")
                 ),
@@ -458,12 +458,12 @@ impl Evaluation<'_> {
         }
         if !skip.is_empty() {
             return RuleOutcome::Skipped(if ztunnel {
-                format!(
+                crate::text!(
                     "rule {n} uses HTTP attributes ({}) that ztunnel cannot evaluate, so this ALLOW rule is dropped and never matches (A6.3); attach the policy to a waypoint with targetRefs to enforce it",
                     skip.join(", ")
                 )
             } else {
-                format!(
+                crate::text!(
                     "rule {n} uses HTTP-only attributes ({}), so on the TCP filter chain the whole ALLOW rule is skipped and never matches (D7); name the port protocol http/grpc or drop these fields",
                     skip.join(", ")
                 )
@@ -484,7 +484,7 @@ impl Evaluation<'_> {
                         note(
                             &mut self.notes,
                             "A6.3",
-                            format!(
+                            crate::text!(
                                 "rule {n}: the `{clause}` entry with only {} is an empty match at ztunnel, which skips it: that entry never matches",
                                 labels.join(", ")
                             ),
@@ -495,17 +495,17 @@ impl Evaluation<'_> {
         }
         if !dropped.is_empty() {
             let msg = if ztunnel {
-                format!(
+                crate::text!(
                     "rule {n}: ztunnel drops the HTTP attributes {} of this rule and enforces only its L4 parts, so it matches more than written",
                     dropped.join(", ")
                 )
             } else {
-                format!(
+                crate::text!(
                     "rule {n}: {} HTTP-only, so on the TCP filter chain only that part is dropped and the rest of the rule still applies: it matches more than written",
                     if dropped.len() == 1 {
-                        format!("{} is", dropped.join(""))
+                        crate::text!("{} is", dropped.join(""))
                     } else {
-                        format!("{} are", dropped.join(", "))
+                        crate::text!("{} are", dropped.join(", "))
                     }
                 )
             };
@@ -533,11 +533,11 @@ impl Evaluation<'_> {
                     "a `when` condition"
                 };
                 return if self.flavor == Flavor::DenyLike && any_dropped {
-                    RuleOutcome::Skipped(format!(
+                    RuleOutcome::Skipped(crate::text!(
                         "rule {n}: after dropping its HTTP attributes, {part} has nothing ztunnel can match, and ztunnel skips empty matches: this DENY rule has no effect and the traffic it names is allowed (A6.3, istio#61126)"
                     ))
                 } else {
-                    RuleOutcome::Skipped(format!(
+                    RuleOutcome::Skipped(crate::text!(
                         "rule {n}: {part} has nothing ztunnel can match, so the rule never matches (A6.3)"
                     ))
                 };
@@ -560,7 +560,7 @@ impl Evaluation<'_> {
                 }
             }
             if !matched {
-                return RuleOutcome::Miss(format!(
+                return RuleOutcome::Miss(crate::text!(
                     "rule {n}: {}",
                     first_miss.unwrap_or_else(|| "no `from` entry matches".to_string())
                 ));
@@ -581,7 +581,7 @@ impl Evaluation<'_> {
                 }
             }
             if !matched {
-                return RuleOutcome::Miss(format!(
+                return RuleOutcome::Miss(crate::text!(
                     "rule {n}: {}",
                     first_miss.unwrap_or_else(|| "no `to` entry matches".to_string())
                 ));
@@ -589,7 +589,7 @@ impl Evaluation<'_> {
         }
         for w in &when {
             if let Err(m) = self.entry(std::slice::from_ref(w)) {
-                return RuleOutcome::Miss(format!("rule {n}: {m}"));
+                return RuleOutcome::Miss(crate::text!("rule {n}: {m}"));
             }
         }
         RuleOutcome::Match
@@ -610,7 +610,7 @@ impl Evaluation<'_> {
             return Err(if parts.is_empty() {
                 "an empty entry is an empty match, which ztunnel skips".to_string()
             } else {
-                format!(
+                crate::text!(
                     "the entry with only {} is an empty match at ztunnel, which skips it",
                     parts.join(", ")
                 )
@@ -624,12 +624,12 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    format!(
+                    crate::text!(
                         "`when` key {} reads Envoy filter metadata, which kfp-mesh does not model; the condition is treated as not matching",
                         f.key.unwrap_or_default()
                     ),
                 );
-                return Err(format!(
+                return Err(crate::text!(
                     "{} is not modelled (treated as not matching)",
                     f.label()
                 ));
@@ -637,7 +637,7 @@ impl Evaluation<'_> {
             self.check_values(f);
             if !f.values.is_empty() && !f.values.iter().any(|v| self.value(f.attr, v)) {
                 self.explain_miss(f.attr, &f.label());
-                return Err(format!(
+                return Err(crate::text!(
                     "{} [{}] do not match {}",
                     f.label(),
                     f.values.join(", "),
@@ -646,7 +646,7 @@ impl Evaluation<'_> {
             }
             if !f.not_values.is_empty() {
                 if f.not_values.iter().any(|v| self.value(f.attr, v)) {
-                    return Err(format!(
+                    return Err(crate::text!(
                         "{} [{}] excludes {}",
                         f.not_label(),
                         f.not_values.join(", "),
@@ -657,7 +657,7 @@ impl Evaluation<'_> {
                     note(
                         &mut self.notes,
                         "D5",
-                        format!(
+                        crate::text!(
                             "{} matches a plaintext request: there is no peer identity, so nothing is excluded",
                             f.not_label()
                         ),
@@ -675,7 +675,7 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    format!(
+                    crate::text!(
                         "{} value {v:?} is not a port number; it never matches",
                         f.label()
                     ),
@@ -685,7 +685,7 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    format!(
+                    crate::text!(
                         "{} value {v:?} is not an IP address or CIDR; it never matches",
                         f.label()
                     ),
@@ -699,9 +699,11 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "A6.3",
-                    format!(
+                    crate::text!(
                         "principal {v}: ztunnel compares principals as written and does not read {td} as the local trust domain or its aliases (istio/ztunnel#1260), so it matches no peer of trust domain {}; write {}{}",
-                        self.cx.trust_domain, self.cx.trust_domain, rest
+                        self.cx.trust_domain,
+                        self.cx.trust_domain,
+                        rest
                     ),
                 );
             } else if f.attr == Attr::Principal
@@ -715,10 +717,10 @@ impl Evaluation<'_> {
                             note(
                                 &mut self.notes,
                                 "D6",
-                                format!(
+                                crate::text!(
                                     "principal {v}: trust domain {td} means the local trust domain and its aliases, so it matches {}",
                                     all.iter()
-                                        .map(|d| format!("{d}{rest}"))
+                                        .map(|d| crate::text!("{d}{rest}"))
                                         .collect::<Vec<_>>()
                                         .join(" or ")
                                 ),
@@ -728,7 +730,7 @@ impl Evaluation<'_> {
                         note(
                             &mut self.notes,
                             "D6",
-                            format!(
+                            crate::text!(
                                 "principal {v}: trust domain {td} is neither the mesh trust domain {} nor one of its aliases, so it only matches peers of that trust domain; add it to meshConfig.trustDomainAliases if it is the old name of this mesh",
                                 self.cx.trust_domain
                             ),
@@ -744,7 +746,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "D5",
-                format!(
+                crate::text!(
                     "{label} needs an mTLS peer identity; this request is plaintext, so it can never match"
                 ),
             );
@@ -753,7 +755,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "D8",
-                format!(
+                crate::text!(
                     "{label} is matched against the workload (container) port {} the connection reaches, not the Service port",
                     self.cx.req.destination_port
                 ),
@@ -845,7 +847,7 @@ impl Evaluation<'_> {
         match principal_trust_domain(v) {
             Some((td, rest)) if self.is_local_td(td) => std::iter::once(self.cx.trust_domain)
                 .chain(self.cx.aliases.iter().map(String::as_str))
-                .any(|d| string_match(&format!("{d}{rest}"), peer)),
+                .any(|d| string_match(&crate::text!("{d}{rest}"), peer)),
             _ => string_match(v, peer),
         }
     }
@@ -856,26 +858,26 @@ impl Evaluation<'_> {
         let peer = cx.peer.as_ref();
         let plain = "a plaintext peer (no mTLS identity)".to_string();
         let opt = |what: &str, v: Option<&str>| match v {
-            Some(v) => format!("{what} {v}"),
-            None => format!("a request without {what}"),
+            Some(v) => crate::text!("{what} {v}"),
+            None => crate::text!("a request without {what}"),
         };
         match attr {
-            Attr::Principal => peer.map_or(plain, |p| format!("principal {}", p.full)),
+            Attr::Principal => peer.map_or(plain, |p| crate::text!("principal {}", p.full)),
             Attr::Namespace => peer.map_or(plain, |p| {
-                format!(
+                crate::text!(
                     "source namespace {}",
                     p.namespace.unwrap_or("(none in the principal)")
                 )
             }),
             Attr::ServiceAccount => peer.map_or(plain, |p| {
-                format!(
+                crate::text!(
                     "service account {}/{}",
                     p.namespace.unwrap_or("?"),
                     p.service_account.unwrap_or("?")
                 )
             }),
             Attr::TrustDomain => peer.map_or(plain, |p| {
-                format!(
+                crate::text!(
                     "trust domain {}",
                     p.trust_domain.unwrap_or("(none in the principal)")
                 )
@@ -885,11 +887,11 @@ impl Evaluation<'_> {
                 Some(_) => opt("SNI", cx.req.sni.as_deref()),
             },
             Attr::RequestPrincipal | Attr::AuthPrincipal => match cx.jwt {
-                Some(j) => format!("request principal {}/{}", j.issuer, j.subject),
+                Some(j) => crate::text!("request principal {}/{}", j.issuer, j.subject),
                 None => "a request without an authenticated JWT (no request principal)".to_string(),
             },
             Attr::AuthAudiences => match cx.jwt {
-                Some(j) => format!("token audiences [{}]", j.audiences.join(", ")),
+                Some(j) => crate::text!("token audiences [{}]", j.audiences.join(", ")),
                 None => "a request without an authenticated JWT".to_string(),
             },
             Attr::AuthPresenter => match cx.jwt {
@@ -898,8 +900,8 @@ impl Evaluation<'_> {
             },
             Attr::AuthClaim(path) => match cx.jwt {
                 Some(j) => match j.claims.get(&path.replace("][", ".")) {
-                    Some(v) => format!("claim {path} [{}]", v.join(", ")),
-                    None => format!("a token without claim {path}"),
+                    Some(v) => crate::text!("claim {path} [{}]", v.join(", ")),
+                    None => crate::text!("a token without claim {path}"),
                 },
                 None => "a request without an authenticated JWT".to_string(),
             },
@@ -920,7 +922,7 @@ impl Evaluation<'_> {
                 cx.req.destination_ip.map(|i| i.to_string()).as_deref(),
             ),
             Attr::Port | Attr::DestPort => {
-                format!("workload port {}", cx.req.destination_port)
+                crate::text!("workload port {}", cx.req.destination_port)
             }
             Attr::Host => opt("host", cx.http.map(|h| h.host.as_str())),
             Attr::Method => opt("method", cx.http.map(|h| h.method.as_str())),
@@ -932,8 +934,8 @@ impl Evaluation<'_> {
                         .or_else(|| h.headers.get(&name.to_ascii_lowercase()))
                 });
                 match v {
-                    Some(v) => format!("header {name}: {v}"),
-                    None => format!("a request without header {name}"),
+                    Some(v) => crate::text!("header {name}: {v}"),
+                    None => crate::text!("a request without header {name}"),
                 }
             }
             Attr::Experimental | Attr::Rejected | Attr::Unknown => "this request".to_string(),

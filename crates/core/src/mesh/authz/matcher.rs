@@ -277,7 +277,7 @@ fn remove_dot_segments(path: &str) -> String {
     if joined.starts_with('/') {
         joined
     } else {
-        format!("/{joined}")
+        crate::text!("/{joined}")
     }
 }
 

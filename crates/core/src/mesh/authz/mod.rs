@@ -173,13 +173,14 @@ pub fn attachment(
             for r in refs() {
                 match r.kind.as_str() {
                     "Service" if r.name == service.name() && policy_ns == service.namespace() => {
-                        return Attachment::Applies(format!(
+                        return Attachment::Applies(crate::text!(
                             "targetRefs Service {}/{}",
-                            policy_ns, r.name
+                            policy_ns,
+                            r.name
                         ));
                     }
                     "GatewayClass" if r.name == WAYPOINT_GATEWAY_CLASS && policy_ns == root => {
-                        return Attachment::Applies(format!(
+                        return Attachment::Applies(crate::text!(
                             "targetRefs GatewayClass {WAYPOINT_GATEWAY_CLASS} in the root namespace (every waypoint)"
                         ));
                     }
@@ -189,9 +190,10 @@ pub fn attachment(
                             || crate::mesh::waypoint::service_waypoint(inv, service)
                                 .is_some_and(|w| w.name == r.name && w.namespace == policy_ns) =>
                     {
-                        return Attachment::Applies(format!(
+                        return Attachment::Applies(crate::text!(
                             "targetRefs Gateway {}/{}",
-                            policy_ns, r.name
+                            policy_ns,
+                            r.name
                         ));
                     }
                     _ => {}
@@ -207,16 +209,17 @@ pub fn attachment(
                     for r in refs() {
                         if r.kind == "Gateway" && r.name == gateway && policy_ns == server.namespace
                         {
-                            return Attachment::Applies(format!(
+                            return Attachment::Applies(crate::text!(
                                 "targetRefs Gateway {}/{}",
-                                policy_ns, r.name
+                                policy_ns,
+                                r.name
                             ));
                         }
                         if r.kind == "GatewayClass"
                             && policy_ns == root
                             && server.label(GATEWAY_CLASS_LABEL) == Some(r.name.as_str())
                         {
-                            return Attachment::Applies(format!(
+                            return Attachment::Applies(crate::text!(
                                 "targetRefs GatewayClass {} in the root namespace",
                                 r.name
                             ));
@@ -236,7 +239,7 @@ pub fn attachment(
                 None => Attachment::Applies("namespace-wide (no selector)".to_string()),
                 Some(labels) => {
                     if labels.iter().all(|(k, v)| server.labels.get(k) == Some(v)) {
-                        Attachment::Applies(format!("selector {}", fmt_labels(labels)))
+                        Attachment::Applies(crate::text!("selector {}", fmt_labels(labels)))
                     } else {
                         Attachment::NotSelected
                     }
@@ -249,7 +252,7 @@ pub fn attachment(
 fn fmt_labels(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| crate::text!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -335,11 +338,11 @@ fn describe_enforcer(server: &Workload, enforcer: Enforcer<'_>) -> String {
     let w = server.named();
     match enforcer {
         Enforcer::Sidecar if server.label(GATEWAY_NAME_LABEL).is_some() => {
-            format!("gateway {w}")
+            crate::text!("gateway {w}")
         }
-        Enforcer::Sidecar => format!("the sidecar of {w}"),
-        Enforcer::Ztunnel => format!("ztunnel in front of {w}"),
-        Enforcer::Waypoint { service } => format!(
+        Enforcer::Sidecar => crate::text!("the sidecar of {w}"),
+        Enforcer::Ztunnel => crate::text!("ztunnel in front of {w}"),
+        Enforcer::Waypoint { service } => crate::text!(
             "the waypoint for Service {}/{} ({w})",
             service.namespace(),
             service.name()
@@ -427,7 +430,7 @@ fn find_attached_policies(
                 Attachment::Ignored(why) => steps.push(
                     Step::new(
                         "D1",
-                        format!("{} does not apply at {at}: {why}", policy_name(p)),
+                        crate::text!("{} does not apply at {at}: {why}", policy_name(p)),
                     )
                     .by(p.cite()),
                 ),
@@ -438,7 +441,7 @@ fn find_attached_policies(
         steps.push(
             Step::new(
                 "D1",
-                format!(
+                crate::text!(
                     "{} select{} other workloads (selector or targetRefs do not match {} {}/{})",
                     not_selected
                         .iter()
@@ -457,7 +460,7 @@ fn find_attached_policies(
     if applies.is_empty() {
         steps.push(Step::new(
             "D1",
-            format!(
+            crate::text!(
                 "no AuthorizationPolicy applies at {at} (looked in namespaces {})",
                 namespaces.join(", ")
             ),
@@ -466,14 +469,14 @@ fn find_attached_policies(
         steps.push(
             Step::new(
                 "D1",
-                format!(
+                crate::text!(
                     "{} AuthorizationPolic{} appl{} at {at}: {}",
                     applies.len(),
                     if applies.len() == 1 { "y" } else { "ies" },
                     if applies.len() == 1 { "ies" } else { "y" },
                     applies
                         .iter()
-                        .map(|(p, how, _)| format!(
+                        .map(|(p, how, _)| crate::text!(
                             "{}/{} ({}{}, {how})",
                             p.namespace(),
                             p.name(),
@@ -530,7 +533,7 @@ fn authenticate<'a>(
     let cites = || ras.iter().map(|r| r.cite()).collect::<Vec<Cited>>();
     let names = || {
         ras.iter()
-            .map(|r| format!("{}/{}", r.namespace(), r.name()))
+            .map(|r| crate::text!("{}/{}", r.namespace(), r.name()))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -539,7 +542,7 @@ fn authenticate<'a>(
             steps.push(
                 Step::new(
                     "D9",
-                    format!(
+                    crate::text!(
                         "no JWT presented: RequestAuthentication {} accepts requests without a token; they get no request principal, so only an AuthorizationPolicy that requires requestPrincipals can reject them",
                         names()
                     ),
@@ -552,14 +555,14 @@ fn authenticate<'a>(
     if request.chain == Chain::Tcp {
         steps.push(Step::new(
             "D7",
-            format!("the request is on the TCP filter chain at {at}: JWTs are HTTP, so the token is not read"),
+            crate::text!("the request is on the TCP filter chain at {at}: JWTs are HTTP, so the token is not read"),
         ));
         return Ok(None);
     }
     if ras.is_empty() {
         steps.push(Step::new(
             "D9",
-            format!(
+            crate::text!(
                 "a JWT is presented but no RequestAuthentication applies at {at}: the token is not validated and gives no request principal"
             ),
         ));
@@ -569,7 +572,7 @@ fn authenticate<'a>(
         steps.push(
             Step::new(
                 "D9",
-                format!(
+                crate::text!(
                     "the JWT from issuer {} is invalid (bad signature or expired): RequestAuthentication {} rejects it → 401",
                     jwt.issuer,
                     names()
@@ -588,7 +591,7 @@ fn authenticate<'a>(
         steps.push(
             Step::new(
                 "D9",
-                format!(
+                crate::text!(
                     "the JWT issuer {} is not named by any jwtRules of RequestAuthentication {} (\"Jwt issuer is not configured\") → 401",
                     jwt.issuer,
                     names()
@@ -606,7 +609,7 @@ fn authenticate<'a>(
         steps.push(
             Step::new(
                 "D9",
-                format!(
+                crate::text!(
                     "the JWT audiences [{}] are not among the audiences the jwtRules for issuer {} allow (\"Audiences in Jwt are not allowed\") → 401",
                     jwt.audiences.join(", "),
                     jwt.issuer
@@ -619,7 +622,7 @@ fn authenticate<'a>(
     steps.push(
         Step::new(
             "D3",
-            format!(
+            crate::text!(
                 "RequestAuthentication {}/{} accepts the JWT: request principal {}/{}",
                 ra.namespace(),
                 ra.name(),
@@ -668,7 +671,7 @@ impl PolicyResult {
         const MAX: usize = 6;
         let mut parts: Vec<&str> = self.reasons.iter().take(MAX).map(String::as_str).collect();
         let more = self.reasons.len().saturating_sub(MAX);
-        let extra = format!("and {more} more rules");
+        let extra = crate::text!("and {more} more rules");
         if more > 0 {
             parts.push(&extra);
         }
@@ -711,7 +714,7 @@ fn run_policy(p: &AuthorizationPolicy, flavor: Flavor, cx: &Cx<'_>) -> PolicyRes
 /// Push the notes of a policy evaluation, each citing the policy.
 fn push_notes(steps: &mut Vec<Step>, p: &AuthorizationPolicy, notes: &Notes) {
     for (rule, msg) in notes {
-        steps.push(Step::new(rule, format!("{}: {msg}", policy_name(p))).by(p.cite()));
+        steps.push(Step::new(rule, crate::text!("{}: {msg}", policy_name(p))).by(p.cite()));
     }
 }
 
@@ -760,7 +763,7 @@ pub fn authorize(
             steps.push(
                 Step::new(
                     "D4",
-                    format!(
+                    crate::text!(
                         "Envoy normalizes the path before `paths` match (meshConfig pathNormalization {}{}): `{sent}` is matched as `{p}`",
                         inv.mesh.path_normalization.as_str(),
                         if inv.mesh_source.is_none() {
@@ -794,7 +797,7 @@ pub fn authorize(
                 steps.push(
                     Step::new(
                         "A6.5",
-                        format!(
+                        crate::text!(
                             "{} is dry-run: istiod does not send dry-run policies to ztunnel (unless AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY=true), so it has no effect here",
                             policy_name(p)
                         ),
@@ -807,7 +810,7 @@ pub fn authorize(
                 steps.push(
                     Step::new(
                         "A6.3",
-                        format!(
+                        crate::text!(
                             "{}: ztunnel does not support the {} action; the policy is ignored at ztunnel (use a waypoint)",
                             policy_name(p),
                             p.spec.action.as_str()
@@ -838,11 +841,11 @@ pub fn authorize(
             let r = run_policy(p, Flavor::DenyLike, &cx);
             push_notes(&mut steps, p, &r.notes);
             let msg = match r.matched {
-                Some(n) => format!(
+                Some(n) => crate::text!(
                     "{} (AUDIT): rule {n} matches {req}; the request is marked for audit logging, which never changes the decision",
                     policy_name(p)
                 ),
-                None => format!("{} (AUDIT): no rule matches {req}", policy_name(p)),
+                None => crate::text!("{} (AUDIT): no rule matches {req}", policy_name(p)),
             };
             steps.push(Step::new("D2", msg).by(p.cite()));
         }
@@ -856,7 +859,10 @@ pub fn authorize(
                     steps.push(
                         Step::new(
                             rule_id,
-                            format!("{} (DENY): rule {n} matches {req} → deny", policy_name(p)),
+                            crate::text!(
+                                "{} (DENY): rule {n} matches {req} → deny",
+                                policy_name(p)
+                            ),
                         )
                         .by(p.cite()),
                     );
@@ -865,7 +871,7 @@ pub fn authorize(
                 None => steps.push(
                     Step::new(
                         rule_id,
-                        format!(
+                        crate::text!(
                             "{} (DENY): no rule matches {req} ({})",
                             policy_name(p),
                             r.why_not()
@@ -879,11 +885,11 @@ pub fn authorize(
             steps.push(
                 Step::new(
                     "D2",
-                    format!(
+                    crate::text!(
                         "a DENY policy matches ({}) → deny; no ALLOW policy can override a DENY",
                         denied_by
                             .iter()
-                            .map(|p| format!("{}/{}", p.namespace(), p.name()))
+                            .map(|p| crate::text!("{}/{}", p.namespace(), p.name()))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -898,9 +904,9 @@ pub fn authorize(
                 .filter(|p| p.spec.action == AuthzAction::Allow)
                 .collect();
             let msg = if dry_allows.is_empty() {
-                format!("no ALLOW policy applies at {at} → allow")
+                crate::text!("no ALLOW policy applies at {at} → allow")
             } else {
-                format!(
+                crate::text!(
                     "no enforced ALLOW policy applies at {at} (dry-run ALLOW policies do not count) → allow"
                 )
             };
@@ -918,7 +924,7 @@ pub fn authorize(
                         steps.push(
                             Step::new(
                                 rule_id,
-                                format!("{} (ALLOW): rule {n} matches {req}", policy_name(p)),
+                                crate::text!("{} (ALLOW): rule {n} matches {req}", policy_name(p)),
                             )
                             .by(p.cite()),
                         );
@@ -930,7 +936,7 @@ pub fn authorize(
                         steps.push(
                             Step::new(
                                 rule_id,
-                                format!(
+                                crate::text!(
                                     "{} (ALLOW): no rule matches {req} ({why})",
                                     policy_name(p)
                                 ),
@@ -946,7 +952,7 @@ pub fn authorize(
                     steps.push(
                         Step::new(
                             "D2",
-                            format!("{} allows the request → allow", policy_name(p)),
+                            crate::text!("{} allows the request → allow", policy_name(p)),
                         )
                         .by(p.cite()),
                     );
@@ -956,11 +962,11 @@ pub fn authorize(
                     steps.push(
                         Step::new(
                             "D2",
-                            format!(
+                            crate::text!(
                                 "ALLOW policies apply at {at} ({}) but none matches {req} → no ALLOW matched → deny",
                                 misses
                                     .iter()
-                                    .map(|p| format!("{}/{}", p.namespace(), p.name()))
+                                    .map(|p| crate::text!("{}/{}", p.namespace(), p.name()))
                                     .collect::<Vec<_>>()
                                     .join(", ")
                             ),
@@ -980,7 +986,7 @@ pub fn authorize(
         (AuthzVerdict::Allow, Some(provider)) => {
             steps.push(Step::new(
                 "D2",
-                format!(
+                crate::text!(
                     "no other policy denies: the decision belongs to ext-authz provider {provider}, whose answer kfp-mesh cannot know"
                 ),
             ));
@@ -1025,7 +1031,7 @@ pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
     let in_config = inv
         .mesh_source
         .as_ref()
-        .map(|c| format!(" ({c})"))
+        .map(|c| crate::text!(" ({c})"))
         .unwrap_or_else(|| " (no mesh config in the input: Istio's default has none)".to_string());
     if name.is_empty() {
         return ProviderStatus::Missing {
@@ -1041,7 +1047,7 @@ pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
             .map(|p| p.name.as_str())
             .collect();
         return ProviderStatus::Missing {
-            why: format!(
+            why: crate::text!(
                 "provider {name} is not in meshConfig.extensionProviders{in_config}; ext-authz providers there: {}",
                 if known.is_empty() {
                     "none".to_string()
@@ -1054,7 +1060,7 @@ pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
     let grpc = p.kind == P::EXT_AUTHZ_GRPC;
     if !grpc && p.kind != P::EXT_AUTHZ_HTTP {
         return ProviderStatus::Missing {
-            why: format!(
+            why: crate::text!(
                 "provider {name} is a `{}` provider, not envoyExtAuthzHttp or envoyExtAuthzGrpc: istiod does not build it for authorization{in_config}",
                 if p.kind.is_empty() {
                     "(no kind)"
@@ -1069,8 +1075,10 @@ pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
         None => problems
             .push("it has no `port` (port must be in the range [1, 65535], found: 0)".to_string()),
         Some(Ok(n)) if (1..=65535).contains(&n) => {}
-        Some(Ok(n)) => problems.push(format!("port must be in the range [1, 65535], found: {n}")),
-        Some(Err(_)) => problems.push(format!(
+        Some(Ok(n)) => problems.push(crate::text!(
+            "port must be in the range [1, 65535], found: {n}"
+        )),
+        Some(Err(_)) => problems.push(crate::text!(
             "port `{}` is not a number",
             p.port.as_deref().unwrap_or_default()
         )),
@@ -1087,20 +1095,22 @@ pub fn provider_status(inv: &Inventory, name: &str) -> ProviderStatus {
     if let Some(status) = p.status_on_error.as_deref().filter(|s| !s.is_empty()) {
         match status.parse::<i64>() {
             Ok(code) if u16::try_from(code).is_ok_and(|c| ENVOY_STATUS_CODES.contains(&c)) => {}
-            Ok(code) => problems.push(format!(
+            Ok(code) => problems.push(crate::text!(
                 "statusOnError {code} is not an HTTP status Envoy knows"
             )),
-            Err(_) => problems.push(format!("statusOnError `{status}` is not a number")),
+            Err(_) => problems.push(crate::text!("statusOnError `{status}` is not a number")),
         }
     }
     if !grpc {
         if let Some(prefix) = p.path_prefix.as_deref().filter(|s| !s.is_empty())
             && !prefix.starts_with('/')
         {
-            problems.push(format!("pathPrefix must begin with `/`, found: {prefix:?}"));
+            problems.push(crate::text!(
+                "pathPrefix must begin with `/`, found: {prefix:?}"
+            ));
         }
         for f in &p.bare_wildcard_fields {
-            problems.push(format!(
+            problems.push(crate::text!(
                 "a single wildcard (\"*\") is not supported in {f} (use a prefix or suffix match)"
             ));
         }
@@ -1122,14 +1132,14 @@ fn resolve_provider_service(inv: &Inventory, svc: &str) -> Result<Option<String>
         [host] => (None, *host),
         [ns, host] => (Some(*ns), *host),
         _ => {
-            return Err(format!(
+            return Err(crate::text!(
                 "service `{svc}` is neither `<namespace>/<host>` nor `<host>`: istiod cannot find it in its service registry"
             ));
         }
     };
     let domain = crate::mesh::client_tls::CLUSTER_DOMAIN;
     let kube = host
-        .strip_suffix(&format!(".svc.{domain}"))
+        .strip_suffix(&crate::text!(".svc.{domain}"))
         .and_then(|rest| rest.split_once('.'))
         .filter(|(name, svc_ns)| !name.is_empty() && !svc_ns.contains('.'));
     match kube {
@@ -1137,16 +1147,16 @@ fn resolve_provider_service(inv: &Inventory, svc: &str) -> Result<Option<String>
             if inv.service(svc_ns, name).is_some() {
                 Ok(None)
             } else {
-                Ok(Some(format!(
+                Ok(Some(crate::text!(
                     "its service {host} is not in the input; if it does not exist in the cluster, istiod cannot build the provider and the CUSTOM rules deny"
                 )))
             }
         }
-        Some((_, svc_ns)) => Err(format!(
+        Some((_, svc_ns)) => Err(crate::text!(
             "service `{svc}` names namespace {} but host {host} is a Service of namespace {svc_ns}: istiod cannot find it",
             ns.unwrap_or_default()
         )),
-        None => Ok(Some(format!(
+        None => Ok(Some(crate::text!(
             "its service `{svc}` is not a Kubernetes Service host (`<name>.<namespace>.svc.{domain}`); istiod resolves it only if a ServiceEntry declares that exact host (kfp-mesh does not read ServiceEntries), else the CUSTOM rules deny"
         ))),
     }
@@ -1177,7 +1187,7 @@ fn evaluate_custom(
         steps.push(
             Step::new(
                 "D2",
-                format!(
+                crate::text!(
                     "{} CUSTOM providers on one workload ({}): without PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS (Istio < 1.30) every CUSTOM rule fails closed",
                     providers.len(),
                     providers.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -1199,7 +1209,7 @@ fn evaluate_custom(
             steps.push(
                 Step::new(
                     "D2",
-                    format!(
+                    crate::text!(
                         "{name} (CUSTOM, provider {provider}): no rule matches {req}, so the request is not sent to ext-authz ({})",
                         r.why_not()
                     ),
@@ -1212,7 +1222,7 @@ fn evaluate_custom(
             steps.push(
                 Step::new(
                     "D2",
-                    format!(
+                    crate::text!(
                         "{name} (CUSTOM, dry-run): rule {n} matches {req}; a dry-run policy does not decide"
                     ),
                 )
@@ -1226,11 +1236,11 @@ fn evaluate_custom(
         } else {
             match &status {
                 ProviderStatus::Missing { why } => Some(why.clone()),
-                ProviderStatus::Invalid { problems } => Some(format!(
+                ProviderStatus::Invalid { problems } => Some(crate::text!(
                     "provider {provider} is invalid in meshConfig.extensionProviders{}: {}",
                     inv.mesh_source
                         .as_ref()
-                        .map(|c| format!(" ({c})"))
+                        .map(|c| crate::text!(" ({c})"))
                         .unwrap_or_default(),
                     problems.join("; ")
                 )),
@@ -1241,7 +1251,7 @@ fn evaluate_custom(
             steps.push(
                 Step::new(
                     "D2",
-                    format!(
+                    crate::text!(
                         "{name} (CUSTOM): rule {n} matches {req}, and {why}: istiod cannot build the ext-authz filter and turns the CUSTOM rules into a DENY (fail closed) → deny"
                     ),
                 )
@@ -1258,7 +1268,7 @@ fn evaluate_custom(
             steps.push(
                 Step::new(
                     "D7",
-                    format!(
+                    crate::text!(
                         "{name} (CUSTOM): rule {n} matches {req}, but {provider} is an envoyExtAuthzHttp provider: Istio builds no ext-authz filter for TCP filter chains with an HTTP provider (\"ignored CUSTOM action with HTTP provider on TCP filter chain\"), so nothing is sent to it"
                     ),
                 )
@@ -1269,7 +1279,7 @@ fn evaluate_custom(
         steps.push(
             Step::new(
                 "D2",
-                format!(
+                crate::text!(
                     "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}{}; evaluation continues with the other policies",
                     if tcp {
                         " (an envoyExtAuthzGrpc provider: Istio also enforces it on the TCP filter chain)"
@@ -1282,7 +1292,7 @@ fn evaluate_custom(
         );
         for note in notes {
             steps.push(
-                Step::new("D2", format!("provider {provider}: {note}"))
+                Step::new("D2", crate::text!("provider {provider}: {note}"))
                     .by_all(inv.mesh_source.iter().cloned()),
             );
         }
@@ -1304,26 +1314,26 @@ fn shadow_results(shadow: &[&AuthorizationPolicy], cx: &Cx<'_>, req: &str, steps
         push_notes(steps, p, &r.notes);
         let name = policy_name(p);
         let msg = match (p.spec.action, r.matched) {
-            (AuthzAction::Deny, Some(n)) => format!(
+            (AuthzAction::Deny, Some(n)) => crate::text!(
                 "{name} is dry-run (istio.io/dry-run): rule {n} matches {req}, so in enforce mode it would deny this request; in dry-run it only records the shadow result and does not change the decision"
             ),
-            (AuthzAction::Deny, None) => format!(
+            (AuthzAction::Deny, None) => crate::text!(
                 "{name} is dry-run: it would not deny this request ({})",
                 r.why_not()
             ),
             (AuthzAction::Allow, m) => {
                 allow_shadow.push((p, m));
                 match m {
-                    Some(n) => format!(
+                    Some(n) => crate::text!(
                         "{name} is dry-run (ALLOW): rule {n} matches {req}; it does not count as an ALLOW policy and does not change the decision"
                     ),
-                    None => format!(
+                    None => crate::text!(
                         "{name} is dry-run (ALLOW): no rule matches {req} ({}); it does not count as an ALLOW policy and does not change the decision",
                         r.why_not()
                     ),
                 }
             }
-            (AuthzAction::Audit, m) => format!(
+            (AuthzAction::Audit, m) => crate::text!(
                 "{name} is dry-run (AUDIT): {}; no effect",
                 if m.is_some() {
                     "it would mark the request for audit"
@@ -1340,7 +1350,7 @@ fn shadow_results(shadow: &[&AuthorizationPolicy], cx: &Cx<'_>, req: &str, steps
         steps.push(
             Step::new(
                 "D2",
-                format!(
+                crate::text!(
                     "shadow result of the dry-run ALLOW policies: in enforce mode they would {} this request",
                     if would_allow {
                         "allow"

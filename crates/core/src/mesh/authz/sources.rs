@@ -37,7 +37,7 @@ impl AllowedSource {
     pub fn label(&self) -> String {
         match self {
             AllowedSource::Principal(p) => p.clone(),
-            AllowedSource::Namespace(n) => format!("ns:{n}"),
+            AllowedSource::Namespace(n) => crate::text!("ns:{n}"),
             AllowedSource::AnyAuthenticated => "any-authenticated".to_string(),
             AllowedSource::AnyMeshIdentity => "any-mesh-identity".to_string(),
             AllowedSource::AnyPlaintext => "any-plaintext".to_string(),
@@ -123,7 +123,7 @@ pub fn allowed_sources(inv: &Inventory, server: &Workload) -> Vec<AllowedSource>
                     } else {
                         allowed.insert(AllowedSource::Principal(pr.replacen(
                             "cluster.local/",
-                            &format!("{}/", inv.mesh.trust_domain),
+                            &crate::text!("{}/", inv.mesh.trust_domain),
                             1,
                         )));
                     }
@@ -135,7 +135,7 @@ pub fn allowed_sources(inv: &Inventory, server: &Workload) -> Vec<AllowedSource>
                 for sa in s.service_accounts.iter().flatten() {
                     identity = true;
                     let (sns, sname) = sa.split_once('/').unwrap_or((p.namespace(), sa));
-                    allowed.insert(AllowedSource::Principal(format!(
+                    allowed.insert(AllowedSource::Principal(crate::text!(
                         "{}/ns/{sns}/sa/{sname}",
                         inv.mesh.trust_domain
                     )));

@@ -26,7 +26,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         for p in sources::allow_all_policies(inv, server) {
             findings.push(Finding::new(
                 Code::AllowAllPolicy,
-                format!(
+                kfp_mesh_core::text!(
                     "{} allows every caller of {} (`rules: [{{}}]`) although every port of it enforces STRICT mTLS",
                     p.object, a.service
                 ),

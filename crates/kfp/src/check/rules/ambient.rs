@@ -87,7 +87,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 };
                 findings.push(Finding::new(
                     Code::L7RuleAtZtunnel,
-                    format!(
+                    kfp_mesh_core::text!(
                         "{} applies to {} (ambient, enforced by ztunnel) and uses HTTP attributes ({}): {effect}; move them to a policy with `targetRefs` enforced by a waypoint",
                         p.object_ref(),
                         server.object_ref(),
@@ -108,21 +108,25 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             continue;
         };
         let problem = match &wp.gateway {
-            None => format!("the input has no Gateway {}/{}", wp.namespace, wp.name),
-            Some(g) if g.class != "istio-waypoint" => format!(
+            None => kfp_mesh_core::text!("the input has no Gateway {}/{}", wp.namespace, wp.name),
+            Some(g) if g.class != "istio-waypoint" => kfp_mesh_core::text!(
                 "Gateway {}/{} has class `{}`, not `istio-waypoint`",
-                wp.namespace, wp.name, g.class
+                wp.namespace,
+                wp.name,
+                g.class
             ),
-            Some(g) if !g.takes_service_traffic() => format!(
+            Some(g) if !g.takes_service_traffic() => kfp_mesh_core::text!(
                 "Gateway {}/{} is a waypoint for `{}`, not for Services",
-                wp.namespace, wp.name, g.waypoint_for
+                wp.namespace,
+                wp.name,
+                g.waypoint_for
             ),
             Some(_) => continue,
         };
         let about = wp.labelled_by.clone().unwrap_or_else(|| svc.cite());
         findings.push(Finding::new(
             Code::WaypointMissing,
-            format!(
+            kfp_mesh_core::text!(
                 "Service {ns}/{name} is sent to waypoint {}/{} ({USE_WAYPOINT_LABEL} on its {}), but {problem}",
                 wp.namespace,
                 wp.name,
@@ -165,7 +169,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 findings.push(
                     Finding::new(
                         Code::MixedDataPlanes,
-                        format!(
+                        kfp_mesh_core::text!(
                             "{}: {} ({}) -> {} ({}): one flow across a sidecar and ztunnel",
                             f.id,
                             client.object_ref(),
@@ -188,7 +192,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             continue;
         }
         let why = if !USE_WAYPOINT_KINDS.contains(&o.kind.as_str()) {
-            format!("Istio does not read it on a {}", o.kind)
+            kfp_mesh_core::text!("Istio does not read it on a {}", o.kind)
         } else if o.kind == "Service"
             && let Some(svc) = inv.service(o.meta.namespace_or_default(), &o.meta.name)
             && let endpoints = inv.service_endpoints(svc)
@@ -203,7 +207,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         };
         findings.push(Finding::new(
             Code::UseWaypointNoEffect,
-            format!(
+            kfp_mesh_core::text!(
                 "{} carries `{USE_WAYPOINT_LABEL}` but {why}: the label has no effect",
                 o.object_ref()
             ),

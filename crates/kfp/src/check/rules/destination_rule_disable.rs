@@ -47,7 +47,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                     {
                         findings.push(Finding::new(
                             Code::DestinationRuleDisableToStrict,
-                            format!(
+                            kfp_mesh_core::text!(
                                 "{} sends plaintext to {}/{} port {} whose server {} enforces STRICT: sidecar clients get 503",
                                 dr.object_ref(),
                                 service.namespace(),

@@ -27,7 +27,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         let list: Vec<String> = excess.iter().map(|s| describe_allowed(s)).collect();
         findings.push(Finding::new(
             Code::ExcessAccess,
-            format!(
+            kfp_mesh_core::text!(
                 "{}/{} admits identities no KFP flow needs: {}",
                 a.namespace,
                 a.service,

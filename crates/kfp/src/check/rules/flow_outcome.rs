@@ -35,12 +35,17 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             continue;
         }
         let from_desc = match &flow.from.namespace {
-            Some(ns) => format!("{ns}/{}", flow.from.workload),
+            Some(ns) => kfp_mesh_core::text!("{ns}/{}", flow.from.workload),
             None => flow.from.workload.clone(),
         };
-        let what = format!(
+        let what = kfp_mesh_core::text!(
             "{}: {} -> {}/{}:{} is {}",
-            flow.id, from_desc, flow.to.namespace, flow.to.service, flow.to.port, flow.outcome
+            flow.id,
+            from_desc,
+            flow.to.namespace,
+            flow.to.service,
+            flow.to.port,
+            flow.outcome
         );
         let kubelet = flow.from.workload == "kubelet" && flow.from.namespace.is_none();
         let service = inv.service(&flow.to.namespace, &flow.to.service);
@@ -60,7 +65,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 findings.push(
                     Finding::new(
                         Code::FlowBlocked,
-                        format!(
+                        kfp_mesh_core::text!(
                             "{}: the bare TCP connect of {} times out ({}): it waits until its retries run out and the pod does not start",
                             flow.id,
                             from_desc_of(flow),
@@ -101,7 +106,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         } else if run_pod_without_sidecar {
             message.push_str(": the run pod has no sidecar (see KM010)");
         } else if let Some(fix) = &flow.fix {
-            message.push_str(&format!("; fix: {fix}"));
+            message.push_str(&kfp_mesh_core::text!("; fix: {fix}"));
         }
         let about = if code == Code::FlowReset && flow.from.synthetic {
             facts.api_server.clone().or(service_cite)
@@ -165,11 +170,11 @@ fn from_desc_of(flow: &FlowResult) -> String {
         .from
         .container
         .as_deref()
-        .map(|c| format!(" (container {c})"))
+        .map(|c| kfp_mesh_core::text!(" (container {c})"))
         .unwrap_or_default();
     match &flow.from.namespace {
-        Some(ns) => format!("{ns}/{}{container}", flow.from.workload),
-        None => format!("{}{container}", flow.from.workload),
+        Some(ns) => kfp_mesh_core::text!("{ns}/{}{container}", flow.from.workload),
+        None => kfp_mesh_core::text!("{}{container}", flow.from.workload),
     }
 }
 

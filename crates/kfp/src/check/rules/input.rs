@@ -31,7 +31,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         for i in &r.issues {
             findings.push(Finding::new(
                 Code::IstioRejects,
-                format!("Istio rejects it ({}): {}", i.code, i.message),
+                kfp_mesh_core::text!("Istio rejects it ({}): {}", i.code, i.message),
                 Some(&r.object),
             ));
         }
@@ -40,7 +40,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         for i in &r.issues {
             findings.push(Finding::new(
                 Code::IstioWarns,
-                format!("Istio warns ({}): {}", i.code, i.message),
+                kfp_mesh_core::text!("Istio warns ({}): {}", i.code, i.message),
                 Some(&r.object),
             ));
         }

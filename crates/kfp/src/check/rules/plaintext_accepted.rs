@@ -51,7 +51,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             let listed: Vec<String> = service_ports.iter().map(u16::to_string).collect();
             findings.push(Finding::new(
                 Code::PlaintextAccepted,
-                format!(
+                kfp_mesh_core::text!(
                     "{}/{} accepts plaintext on port {} (container port {target}: PERMISSIVE) although every caller the flow catalog lists for it uses mTLS",
                     a.namespace,
                     a.service,

@@ -31,7 +31,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 continue;
             }
             let policies = sources::allow_policies_naming(inv, server, pattern);
-            let message = format!(
+            let message = kfp_mesh_core::text!(
                 "{}/{} admits the principal pattern `{pattern}` ({}): every identity that matches it reaches the server, not only the {} the flow catalog needs ({})",
                 a.namespace,
                 a.service,
@@ -64,10 +64,12 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
 fn pattern_scope(pattern: &str) -> String {
     if let Some(suffix) = pattern.strip_prefix('*') {
         if let Some(sa) = suffix.strip_prefix("/sa/") {
-            return format!("the ServiceAccount `{sa}` of every namespace, in any trust domain");
+            return kfp_mesh_core::text!(
+                "the ServiceAccount `{sa}` of every namespace, in any trust domain"
+            );
         }
-        return format!("every principal ending in `{suffix}`");
+        return kfp_mesh_core::text!("every principal ending in `{suffix}`");
     }
     let prefix = pattern.trim_end_matches('*');
-    format!("every principal starting with `{prefix}`")
+    kfp_mesh_core::text!("every principal starting with `{prefix}`")
 }

@@ -18,7 +18,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         if pa.spec.selector.as_ref().and_then(|s| s.labels()).is_some() {
             findings.push(Finding::new(
                 Code::IneffectiveRootSelector,
-                format!(
+                kfp_mesh_core::text!(
                     "{} is in the root namespace {root} and has a selector: Istio applies it to no workload",
                     pa.object_ref()
                 ),

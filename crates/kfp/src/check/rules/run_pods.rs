@@ -45,7 +45,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             if m.after_istio_injector {
                 findings.push(Finding::new(
                     Code::WebhookAfterInjector,
-                    format!(
+                    kfp_mesh_core::text!(
                         "{} (pod mode) sorts after Istio's injector, so the labels it adds to {} pods never lead to injection",
                         m.configuration.object, pod.kind.template()
                     ),
@@ -61,7 +61,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         if w.annotation(KILL_CMD_ANNOTATION).is_none() {
             findings.push(Finding::new(
                 Code::SidecarNeverStops,
-                format!(
+                kfp_mesh_core::text!(
                     "{} pods in {} get a classic istio-proxy sidecar and no `{KILL_CMD_ANNOTATION}` annotation: Argo cannot stop the proxy and the run hangs",
                     pod.kind.template(),
                     w.namespace
@@ -73,7 +73,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         if !hold {
             findings.push(Finding::new(
                 Code::NoHoldApplication,
-                format!(
+                kfp_mesh_core::text!(
                     "{} pods in {} connect at start but their classic sidecar may not be ready (no holdApplicationUntilProxyStarts)",
                     pod.kind.template(),
                     w.namespace
@@ -85,7 +85,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
     for ns in no_sidecar_ns {
         findings.push(Finding::new(
             Code::RunPodsWithoutSidecar,
-            format!(
+            kfp_mesh_core::text!(
                 "KFP run pods in {ns} start without a sidecar (the KFP API server stamps `sidecar.istio.io/inject: \"false\"` on every workflow template) while KFP servers they call enforce STRICT mTLS"
             ),
             facts.api_server.as_ref(),

@@ -28,7 +28,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         findings.push(
             Finding::new(
                 Code::ConfiguredHostMissing,
-                format!(
+                kfp_mesh_core::text!(
                     "{}: the client is configured to reach `{}` ({}), which no Service in the input provides; the connection fails in the cluster too",
                     u.flow, c.text, c.evidence.detail
                 ),
@@ -45,8 +45,10 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
             UnresolvedKind::OutsideMesh => continue,
         };
         let message = match u.kind {
-            UnresolvedKind::NotInInput => format!("{}: not in the input: {}", u.flow, u.reason),
-            _ => format!("{}: {}", u.flow, u.reason),
+            UnresolvedKind::NotInInput => {
+                kfp_mesh_core::text!("{}: not in the input: {}", u.flow, u.reason)
+            }
+            _ => kfp_mesh_core::text!("{}: {}", u.flow, u.reason),
         };
         findings.push(Finding::new(code, message, u.object.as_ref()).for_flow(&u.flow));
     }
