@@ -4,7 +4,7 @@
 //! namespace that the input does not hold (the example profile, the KFP profile controller's
 //! per-namespace attachments).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kfp_mesh_core::inventory::{Interner, Inventory, Workload};
 use kfp_mesh_core::model::{LabelSelector, MutatingWebhook, PodSpec};
@@ -169,15 +169,47 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     let mut out = Vec::new();
     // The run pods of one kind have the same pod spec in every namespace but a mutated one.
     let mut specs = Interner::new();
+    let mut modelled = HashMap::new();
     for ns in facts.run_namespaces() {
         let ns_labels = namespace_labels(inv, facts, &ns);
         for kind in RunPodKind::ALL {
             out.push(model_pod(
-                facts, &ns, &ns_labels, kind, &webhooks, &mut specs,
+                facts,
+                &ns,
+                &ns_labels,
+                kind,
+                &webhooks,
+                &mut specs,
+                &mut modelled,
             ));
         }
     }
     out
+}
+
+/// What a run pod of one kind is made into by the kfp-mesh webhooks that select it (which
+/// ones, by their place in the list of webhooks): the same in every namespace where the same
+/// webhooks select it, so made once (a cluster has thousands of profile namespaces).
+type Modelled = HashMap<(RunPodKind, Vec<usize>, Vec<usize>), ModelledPod>;
+
+/// A modelled run pod, in whichever namespace: its workload, the workload before the Pod-mode
+/// mutations and the notes of those.
+struct ModelledPod {
+    workload: Workload,
+    mutations: Vec<AppliedMutation>,
+    before_mutation: Option<Workload>,
+    notes: Vec<String>,
+}
+
+/// `w` in namespace `ns`, made by `origin`.
+fn placed(w: &Workload, ns: &str, origin: &Origin) -> Workload {
+    Workload {
+        namespace: ns.to_string(),
+        origin: origin.clone(),
+        cited: Default::default(),
+        memo: Default::default(),
+        ..w.clone()
+    }
 }
 
 fn namespace_labels(inv: &Inventory, facts: &KfpFacts, ns: &str) -> StringMap {
@@ -205,6 +237,7 @@ fn model_pod(
     kind: RunPodKind,
     webhooks: &[KfpMeshWebhook],
     specs: &mut Interner<PodSpec>,
+    modelled: &mut Modelled,
 ) -> RunPod {
     let version = facts.version.effective;
     let at_least = |v: Version| version.is_some_and(|e| e >= v);
@@ -245,10 +278,12 @@ fn model_pod(
     let mut mutations = Vec::new();
     let mut main = main_container(facts, kind);
     let unmutated_template_meta = template_meta.clone();
-    for wh in webhooks.iter().filter(|w| w.mode == WebhookMode::Workflow) {
-        if !selects(wh, ns_labels, &workflow_labels) {
+    let mut workflow_webhooks = Vec::new();
+    for (i, wh) in webhooks.iter().enumerate() {
+        if wh.mode != WebhookMode::Workflow || !selects(wh, ns_labels, &workflow_labels) {
             continue;
         }
+        workflow_webhooks.push(i);
         if let Some(m) = apply(wh, kind, &mut template_meta, &mut main, &mut notes) {
             mutations.push(m);
         }
@@ -294,13 +329,35 @@ fn model_pod(
         (labels, annotations)
     };
     let (labels, annotations) = pod_meta(&template_meta);
+    let origin = Origin::builtin(&kfp_mesh_core::text!(
+        "KFP {} run pod model: {template} in {ns}",
+        facts.version.display
+    ));
+    let pod_webhooks: Vec<usize> = webhooks
+        .iter()
+        .enumerate()
+        .filter(|(_, wh)| wh.mode == WebhookMode::Pod && selects(wh, ns_labels, &labels))
+        .map(|(i, _)| i)
+        .collect();
+    let key = (kind, workflow_webhooks, pod_webhooks);
+    if let Some(m) = modelled.get(&key) {
+        mutations.extend(m.mutations.iter().cloned());
+        notes.extend(m.notes.iter().cloned());
+        return RunPod {
+            kind,
+            workload: placed(&m.workload, ns, &origin).into(),
+            before_mutation: (!mutations.is_empty())
+                .then(|| m.before_mutation.as_ref().map(|b| placed(b, ns, &origin)))
+                .flatten(),
+            mutations,
+            notes,
+        };
+    }
+    let (from_workflow, notes_from_workflow) = (mutations.len(), notes.len());
     let mut pod = pod_json(facts, kind, ns, &name, &labels, &annotations, &main);
 
     // 4. Pod-mode webhooks mutate the pod itself.
-    for wh in webhooks.iter().filter(|w| w.mode == WebhookMode::Pod) {
-        if !selects(wh, ns_labels, &labels) {
-            continue;
-        }
+    for wh in key.2.iter().filter_map(|i| webhooks.get(*i)) {
         let mut meta = pod.get("metadata").cloned().unwrap_or(Value::Null);
         let mut main_now = pod
             .pointer("/spec/containers")
@@ -317,16 +374,25 @@ fn model_pod(
         }
     }
 
-    let origin = Origin::builtin(&kfp_mesh_core::text!(
-        "KFP {} run pod model: {template} in {ns}",
-        facts.version.display
-    ));
     let workload = to_workload(&pod, ns, &name, origin.clone(), specs);
-    let before_mutation = (!mutations.is_empty()).then(|| {
-        let (l, a) = pod_meta(&unmutated_template_meta);
-        let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
-        to_workload(&unmutated, ns, &name, origin, specs)
-    });
+    // Made whether or not this pod has mutations: another namespace's pod of the same kind
+    // may have them from the Workflow-mode webhooks.
+    let (l, a) = pod_meta(&unmutated_template_meta);
+    let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
+    let unmutated = to_workload(&unmutated, ns, &name, origin, specs);
+    modelled.insert(
+        key,
+        ModelledPod {
+            workload: workload.clone(),
+            mutations: mutations.get(from_workflow..).unwrap_or_default().to_vec(),
+            before_mutation: Some(unmutated.clone()),
+            notes: notes
+                .get(notes_from_workflow..)
+                .unwrap_or_default()
+                .to_vec(),
+        },
+    );
+    let before_mutation = (!mutations.is_empty()).then_some(unmutated);
     RunPod {
         kind,
         workload: workload.into(),

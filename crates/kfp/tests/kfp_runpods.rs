@@ -546,3 +546,65 @@ fn repository_webhook_component_on_multi_user() {
         );
     }
 }
+
+/// Run pods are modelled in every profile namespace; where a kfp-mesh webhook selects the
+/// namespace its mutation is applied, elsewhere not, whatever the order of the namespaces
+/// (the model of one kind of pod is made once per set of webhooks that select it).
+#[test]
+fn each_profile_namespace_gets_the_mutations_of_the_webhooks_that_select_it() {
+    let pod_mode = WEBHOOK
+        .replace("/mutate/workflows", "/mutate/pods")
+        .replace(
+            "apiGroups: [argoproj.io], apiVersions: [v1alpha1], resources: [workflows]",
+            "apiGroups: [\"\"], apiVersions: [v1], resources: [pods]",
+        )
+        .replace(
+            "matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [kubeflow]}]",
+            "matchLabels: {kfp-mesh: enabled}",
+        );
+    let namespace = |name: &str, mesh: bool| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    pipelines.kubeflow.org/enabled: \"true\"\n{}---\n",
+            if mesh { "    kfp-mesh: enabled\n" } else { "" }
+        )
+    };
+    let extra = format!(
+        "{}{}{}{pod_mode}",
+        namespace("team-a", true),
+        namespace("team-b", false),
+        namespace("team-c", true)
+    );
+    let inv = common::inventory_with("kfp-master-mu", &extra);
+    let facts = detect(&inv, &DetectOptions::default());
+    let detailed = run_pods_detailed(&inv, &facts);
+    for ns in ["team-a", "team-b", "team-c"] {
+        let selected = ns != "team-b";
+        let in_ns: Vec<&kfp_mesh_kfp::runpods::RunPod> = detailed
+            .iter()
+            .filter(|p| p.workload.namespace == ns)
+            .collect();
+        assert_eq!(in_ns.len(), RunPodKind::ALL.len(), "{ns}");
+        for p in in_ns {
+            let w = &p.workload;
+            assert!(
+                w.origin.to_string().contains(&format!("in {ns}")),
+                "{}",
+                w.origin
+            );
+            assert_eq!(p.mutations.len(), usize::from(selected), "{ns} {}", w.name);
+            assert_eq!(p.before_mutation.is_some(), selected, "{ns} {}", w.name);
+            if let Some(before) = &p.before_mutation {
+                assert_eq!(before.namespace, ns);
+                assert_eq!(before.label(INJECT_KEY), None);
+            }
+            // The configuration adds executors to the drivers; importers stay out.
+            let enabled = p.kind != RunPodKind::Importer;
+            assert_eq!(
+                w.label(INJECT_KEY),
+                (selected && enabled).then_some("true"),
+                "{ns} {}",
+                w.name
+            );
+        }
+    }
+}
