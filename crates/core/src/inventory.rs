@@ -843,35 +843,97 @@ impl<T> Clone for Interner<T> {
 }
 
 /// Facts about a workload decided once per inventory (its data plane, the policies that apply
-/// to it as a server: every flow it takes part in asks) and kept with the workload, one value
-/// of each type. A cache, not part of the value: it answers only for the inventory
-/// [generation](Inventory::generation) it was computed in.
+/// to it as a server, its NetworkPolicy isolation: every flow it takes part in asks) and kept
+/// with the workload, one value of each type per inventory generation. A cache, not part of the
+/// value: it answers only for the inventory [generation](Inventory::generation) it was
+/// computed in.
+///
+/// Values are only added, never replaced, so a kept value is lent out without a lock or a
+/// reference count: the flows of a large cluster ask for the same server's facts from every
+/// core at once. At most [`Memo::MAX_KEPT`] values are kept; past that, each is computed anew.
 #[derive(Default)]
-pub struct Memo(std::sync::Mutex<Vec<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>);
+pub struct Memo(std::sync::OnceLock<Box<MemoEntry>>);
+
+struct MemoEntry {
+    generation: u64,
+    value: Box<dyn std::any::Any + Send + Sync>,
+    next: std::sync::OnceLock<Box<MemoEntry>>,
+}
+
+/// A value from a [`Memo`]: the kept one, or one computed for this question alone.
+pub enum Memoized<'a, T> {
+    Kept(&'a T),
+    Fresh(Box<T>),
+}
+
+impl<T> std::ops::Deref for Memoized<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Memoized::Kept(value) => value,
+            Memoized::Fresh(value) => value,
+        }
+    }
+}
 
 impl Memo {
+    /// How many values one memo keeps at most (a few kinds of fact, over the few generations
+    /// of one check).
+    pub const MAX_KEPT: usize = 16;
+
     /// The value of type `T` computed for this inventory generation, else `compute()` (then
-    /// kept in place of any older one of that type). Shared, not copied: a decision's
-    /// explanation is asked for by every flow of the workload.
+    /// kept, when there is room).
     pub fn get_or_compute<T: Send + Sync + 'static>(
         &self,
         generation: u64,
-        compute: impl FnOnce() -> T,
-    ) -> std::sync::Arc<T> {
-        if let Ok(kept) = self.0.lock()
-            && let Some(value) = kept
-                .iter()
-                .find(|(g, v)| *g == generation && v.is::<T>())
-                .and_then(|(_, v)| std::sync::Arc::clone(v).downcast::<T>().ok())
-        {
-            return value;
+        compute: impl Fn() -> T,
+    ) -> Memoized<'_, T> {
+        let kept_here =
+            |entry: &MemoEntry| -> bool { entry.generation == generation && entry.value.is::<T>() };
+        let mut slot = &self.0;
+        let mut kept = 0;
+        while let Some(entry) = slot.get() {
+            if kept_here(entry)
+                && let Some(value) = entry.value.downcast_ref::<T>()
+            {
+                return Memoized::Kept(value);
+            }
+            slot = &entry.next;
+            kept += 1;
         }
-        let value = std::sync::Arc::new(compute());
-        if let Ok(mut kept) = self.0.lock() {
-            kept.retain(|(_, v)| !v.is::<T>());
-            kept.push((generation, value.clone()));
+        let mut value: Box<dyn std::any::Any + Send + Sync> = Box::new(compute());
+        loop {
+            if kept >= Memo::MAX_KEPT {
+                return match value.downcast::<T>() {
+                    Ok(value) => Memoized::Fresh(value),
+                    Err(_) => Memoized::Fresh(Box::new(compute())),
+                };
+            }
+            let entry = Box::new(MemoEntry {
+                generation,
+                value,
+                next: std::sync::OnceLock::new(),
+            });
+            match slot.set(entry) {
+                Ok(()) => break,
+                // Another thread added an entry here first: it may be this very value.
+                Err(entry) => {
+                    value = entry.value;
+                    let Some(theirs) = slot.get() else { break };
+                    if kept_here(theirs)
+                        && let Some(value) = theirs.value.downcast_ref::<T>()
+                    {
+                        return Memoized::Kept(value);
+                    }
+                    slot = &theirs.next;
+                    kept += 1;
+                }
+            }
         }
-        value
+        match slot.get().and_then(|entry| entry.value.downcast_ref::<T>()) {
+            Some(value) => Memoized::Kept(value),
+            None => Memoized::Fresh(Box::new(compute())),
+        }
     }
 }
 

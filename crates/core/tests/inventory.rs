@@ -1,7 +1,7 @@
 //! The inventory reader: streams, lists, locations, typed kinds and malformed input.
 
 use kfp_mesh_core::inventory::{
-    Inventory, MAX_DEPTH, MIN_NODE_BUDGET, node_budget, parse_bytes, parse_stream,
+    Inventory, MAX_DEPTH, MIN_NODE_BUDGET, Memo, node_budget, parse_bytes, parse_stream,
 };
 use kfp_mesh_core::model::{PathNormalization, PeerMode};
 
@@ -846,7 +846,7 @@ spec:
 /// computes each again.
 #[test]
 fn a_memo_keeps_one_value_of_each_type_for_one_generation() {
-    let memo = kfp_mesh_core::inventory::Memo::default();
+    let memo = Memo::default();
     assert_eq!(*memo.get_or_compute(1, || 7u32), 7);
     assert_eq!(*memo.get_or_compute(1, || 8u32), 7);
     assert_eq!(*memo.get_or_compute(1, || "first"), "first");
@@ -855,6 +855,41 @@ fn a_memo_keeps_one_value_of_each_type_for_one_generation() {
     assert_eq!(*memo.get_or_compute(2, || 10u32), 10);
     assert_eq!(*memo.get_or_compute(2, || 11u32), 10);
     assert_eq!(*memo.get_or_compute(2, || "third"), "third");
+    // Room for a few more; past it, each answer is computed anew and nothing kept is lost.
+    let kept = 4;
+    for generation in 3..3 + (Memo::MAX_KEPT - kept) as u64 {
+        assert_eq!(*memo.get_or_compute(generation, || generation), generation);
+        assert_eq!(*memo.get_or_compute(generation, || 0u64), generation);
+    }
+    assert_eq!(*memo.get_or_compute(100, || 100u64), 100);
+    assert_eq!(*memo.get_or_compute(100, || 101u64), 101);
+    assert_eq!(*memo.get_or_compute(1, || 12u32), 7);
+    assert_eq!(*memo.get_or_compute(2, || "fourth"), "third");
+}
+
+/// Threads asking one memo at once all get the one value kept.
+#[test]
+fn a_memo_asked_from_many_threads_keeps_one_value() {
+    let memo = Memo::default();
+    let computed = std::sync::atomic::AtomicUsize::new(0);
+    let answers: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (memo, computed) = (&memo, &computed);
+                scope.spawn(move || {
+                    *memo.get_or_compute(1, || {
+                        computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        i
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    assert_eq!(answers.len(), 8);
+    let kept = *memo.get_or_compute(1, || usize::MAX);
+    assert!(answers.iter().all(|a| *a == kept), "{answers:?} {kept}");
+    assert!(computed.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
 /// A workload is found by namespace and name: a controller before a Pod of the same name, of

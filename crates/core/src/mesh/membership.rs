@@ -531,7 +531,10 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
 
 /// A1 + A2 + A5: which data plane a workload gets (decided once per workload and inventory
 /// generation: every flow of the workload asks).
-pub fn data_plane(inv: &Inventory, w: &Workload) -> std::sync::Arc<Decision<DataPlane>> {
+pub fn data_plane<'w>(
+    inv: &Inventory,
+    w: &'w Workload,
+) -> crate::inventory::Memoized<'w, Decision<DataPlane>> {
     w.memo
         .get_or_compute(inv.generation(), || decide_data_plane(inv, w))
 }

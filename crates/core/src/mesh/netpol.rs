@@ -30,7 +30,7 @@
 use std::net::IpAddr;
 
 use crate::explain::{Decision, Step};
-use crate::inventory::{Inventory, NetworkPolicy, Workload};
+use crate::inventory::{Inventory, Memoized, NetworkPolicy, Workload};
 use crate::model::{IntOrString, IpBlock, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 
 const RULE: &str = "NP";
@@ -202,24 +202,27 @@ struct Isolation {
 
 /// The isolation of `subject` in direction `dir`: decided once per workload and direction
 /// (every flow to a server, and every flow from a client, asks).
-fn isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> std::sync::Arc<Isolation> {
-    struct Ingress(std::sync::Arc<Isolation>);
-    struct Egress(std::sync::Arc<Isolation>);
+fn isolation<'w>(
+    inv: &Inventory,
+    dir: Direction,
+    subject: &'w Workload,
+) -> Memoized<'w, Isolation> {
+    struct Ingress(Isolation);
+    struct Egress(Isolation);
     let generation = inv.generation();
-    let decide = || std::sync::Arc::new(decide_isolation(inv, dir, subject));
+    let decide = || decide_isolation(inv, dir, subject);
     match dir {
-        Direction::Ingress => std::sync::Arc::clone(
-            &subject
-                .memo
-                .get_or_compute(generation, || Ingress(decide()))
-                .0,
-        ),
-        Direction::Egress => std::sync::Arc::clone(
-            &subject
-                .memo
-                .get_or_compute(generation, || Egress(decide()))
-                .0,
-        ),
+        Direction::Ingress => match subject
+            .memo
+            .get_or_compute(generation, || Ingress(decide()))
+        {
+            Memoized::Kept(kept) => Memoized::Kept(&kept.0),
+            Memoized::Fresh(fresh) => Memoized::Fresh(Box::new(fresh.0)),
+        },
+        Direction::Egress => match subject.memo.get_or_compute(generation, || Egress(decide())) {
+            Memoized::Kept(kept) => Memoized::Kept(&kept.0),
+            Memoized::Fresh(fresh) => Memoized::Fresh(Box::new(fresh.0)),
+        },
     }
 }
 

@@ -377,25 +377,29 @@ fn attached_policies<'a>(
 ) -> Vec<&'a AuthorizationPolicy> {
     // Decided once per server for its sidecar and for its ztunnel: every flow to it asks.
     /// What applies at a server's sidecar.
-    struct AtSidecar(std::sync::Arc<Attached>);
+    struct AtSidecar(Attached);
     /// What applies at a server's ztunnel.
-    struct AtZtunnel(std::sync::Arc<Attached>);
+    struct AtZtunnel(Attached);
     let generation = inv.generation();
-    let decide = || std::sync::Arc::new(find_attached_policies(inv, server, enforcer, at));
+    let decide = || find_attached_policies(inv, server, enforcer, at);
+    let (at_sidecar, at_ztunnel, at_waypoint);
     let attached = match enforcer {
-        Enforcer::Sidecar => std::sync::Arc::clone(
-            &server
+        Enforcer::Sidecar => {
+            at_sidecar = server
                 .memo
-                .get_or_compute(generation, || AtSidecar(decide()))
-                .0,
-        ),
-        Enforcer::Ztunnel => std::sync::Arc::clone(
-            &server
+                .get_or_compute(generation, || AtSidecar(decide()));
+            &at_sidecar.0
+        }
+        Enforcer::Ztunnel => {
+            at_ztunnel = server
                 .memo
-                .get_or_compute(generation, || AtZtunnel(decide()))
-                .0,
-        ),
-        Enforcer::Waypoint { .. } => decide(),
+                .get_or_compute(generation, || AtZtunnel(decide()));
+            &at_ztunnel.0
+        }
+        Enforcer::Waypoint { .. } => {
+            at_waypoint = decide();
+            &at_waypoint
+        }
     };
     steps.extend(attached.steps.iter().cloned());
     attached
