@@ -848,9 +848,11 @@ impl<T> Clone for Interner<T> {
 /// value: it answers only for the inventory [generation](Inventory::generation) it was
 /// computed in.
 ///
-/// Values are only added, never replaced, so a kept value is lent out without a lock or a
-/// reference count: the flows of a large cluster ask for the same server's facts from every
-/// core at once. At most [`Memo::MAX_KEPT`] values are kept; past that, each is computed anew.
+/// Values are only added, never replaced, so a kept value is lent out by reference, with no
+/// lock to take or reference count to change once it is there: the flows of a large cluster
+/// ask for the same server's facts from every core at once. At most [`Memo::MAX_KEPT`] values
+/// are kept, those of older generations included (a check uses two or three generations); past
+/// that, each answer is computed anew.
 #[derive(Default)]
 pub struct Memo(std::sync::OnceLock<Box<MemoEntry>>);
 
@@ -877,9 +879,9 @@ impl<T> std::ops::Deref for Memoized<'_, T> {
 }
 
 impl Memo {
-    /// How many values one memo keeps at most (a few kinds of fact, over the few generations
-    /// of one check).
-    pub const MAX_KEPT: usize = 16;
+    /// How many values one memo keeps at most (five kinds of fact, over the few generations
+    /// of a check or of a few checks of one inventory).
+    pub const MAX_KEPT: usize = 32;
 
     /// The value of type `T` computed for this inventory generation, else `compute()` (then
     /// kept, when there is room).

@@ -241,8 +241,9 @@ impl Object {
     /// exactly as [`Body::without_fields_of`] leaves it.
     ///
     /// `None` when the text is not one object kfp-mesh reads (no `kind` or `apiVersion`
-    /// string, a `List` of items, metadata that does not read, no name) or a metadata key is
-    /// written with escapes: read such a text as a tree, which names what is wrong.
+    /// string, a `List` of items, metadata that does not read, no name), or when `kind`,
+    /// `apiVersion` or a metadata key is written with escapes: read such a text as a tree,
+    /// which names what is wrong (and reads the escapes).
     pub(crate) fn from_json_text(
         json: &str,
         entries: &[crate::yaml::Entry<'_>],

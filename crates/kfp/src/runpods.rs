@@ -192,8 +192,9 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
 /// webhooks select it, so made once (a cluster has thousands of profile namespaces).
 type Modelled = HashMap<(RunPodKind, Vec<usize>, Vec<usize>), ModelledPod>;
 
-/// A modelled run pod, in whichever namespace: its workload, the workload before the Pod-mode
-/// mutations and the notes of those.
+/// A modelled run pod, in whichever namespace: its workload, the Pod-mode mutations and their
+/// notes (the Workflow-mode ones are made again for each namespace, which needs them to know
+/// its key), and the workload before any mutation (when there is one).
 struct ModelledPod {
     workload: Workload,
     mutations: Vec<AppliedMutation>,
@@ -346,9 +347,7 @@ fn model_pod(
         return RunPod {
             kind,
             workload: placed(&m.workload, ns, &origin).into(),
-            before_mutation: (!mutations.is_empty())
-                .then(|| m.before_mutation.as_ref().map(|b| placed(b, ns, &origin)))
-                .flatten(),
+            before_mutation: m.before_mutation.as_ref().map(|b| placed(b, ns, &origin)),
             mutations,
             notes,
         };
@@ -375,24 +374,25 @@ fn model_pod(
     }
 
     let workload = to_workload(&pod, ns, &name, origin.clone(), specs);
-    // Made whether or not this pod has mutations: another namespace's pod of the same kind
-    // may have them from the Workflow-mode webhooks.
-    let (l, a) = pod_meta(&unmutated_template_meta);
-    let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
-    let unmutated = to_workload(&unmutated, ns, &name, origin, specs);
+    // The same webhooks make the same mutations wherever they apply, so a pod of this key has
+    // mutations in every namespace or in none.
+    let before_mutation = (!mutations.is_empty()).then(|| {
+        let (l, a) = pod_meta(&unmutated_template_meta);
+        let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
+        to_workload(&unmutated, ns, &name, origin, specs)
+    });
     modelled.insert(
         key,
         ModelledPod {
             workload: workload.clone(),
             mutations: mutations.get(from_workflow..).unwrap_or_default().to_vec(),
-            before_mutation: Some(unmutated.clone()),
+            before_mutation: before_mutation.clone(),
             notes: notes
                 .get(notes_from_workflow..)
                 .unwrap_or_default()
                 .to_vec(),
         },
     );
-    let before_mutation = (!mutations.is_empty()).then_some(unmutated);
     RunPod {
         kind,
         workload: workload.into(),
