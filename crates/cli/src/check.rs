@@ -407,13 +407,9 @@ fn write_table(out: &mut impl Write, report: &Report, example: bool) -> std::io:
 /// The table's FLOW, FROM, TO, OUTCOME and TRANSPORT cells of a flow.
 fn flow_cells(f: &check::FlowResult) -> [std::borrow::Cow<'_, str>; 5] {
     use std::borrow::Cow;
-    let from = match &f.from.namespace {
-        Some(ns) => Cow::Owned(kfp_mesh_core::text!("{ns}/{}", f.from.workload)),
-        None => Cow::Borrowed(f.from.workload.as_str()),
-    };
     [
         Cow::Borrowed(f.id.as_str()),
-        from,
+        f.from.qualified(),
         Cow::Owned(kfp_mesh_core::text!(
             "{}/{}:{}",
             f.to.namespace,
@@ -447,13 +443,7 @@ fn flow_cause(f: &check::FlowResult) -> String {
                 "no sidecar on one side".to_string()
             }
             Outcome::Allow => String::new(),
-            _ => f
-                .explanation
-                .iter()
-                .rev()
-                .find(|s| s.rule != "H")
-                .map(|s| s.message.clone())
-                .unwrap_or_default(),
+            _ => f.cause().map(|s| s.message.clone()).unwrap_or_default(),
         },
     }
 }
@@ -501,10 +491,7 @@ fn write_unresolved(out: &mut impl Write, report: &Report) -> std::io::Result<()
 }
 
 fn print_explanation(f: &check::FlowResult) {
-    let from = match &f.from.namespace {
-        Some(ns) => kfp_mesh_core::text!("{ns}/{}", f.from.workload),
-        None => f.from.workload.clone(),
-    };
+    let from = f.from.qualified();
     println!(
         "{}: {from} -> {}/{}:{} ({})",
         f.id, f.to.namespace, f.to.service, f.to.port, f.protocol

@@ -709,10 +709,7 @@ fn access_section(out: &mut String, report: &Report, folded: &BTreeSet<&str>) {
 }
 
 fn endpoint_from(fl: &FlowResult) -> String {
-    let mut s = match &fl.from.namespace {
-        Some(ns) => format!("{ns}/{}", fl.from.workload),
-        None => fl.from.workload.clone(),
-    };
+    let mut s = fl.from.qualified().into_owned();
     if let Some(c) = &fl.from.container {
         s.push_str(&format!(" [{c}]"));
     }

@@ -61,6 +61,16 @@ pub struct FlowSource {
     pub synthetic: bool,
 }
 
+impl FlowSource {
+    /// `namespace/workload`, or the workload alone for a caller outside the cluster's pods.
+    pub fn qualified(&self) -> std::borrow::Cow<'_, str> {
+        match &self.namespace {
+            Some(ns) => std::borrow::Cow::Owned(kfp_mesh_core::text!("{ns}/{}", self.workload)),
+            None => std::borrow::Cow::Borrowed(&self.workload),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowDestination {
@@ -648,14 +658,28 @@ fn enforcement_points(
     out
 }
 
-/// The part of an explanation a report keeps: all of it, or the step that decided (the last
-/// one that is not the engine's own summary).
+/// Where the step that decided an explanation is: the last one that is not the engine's own
+/// summary (rule `H`).
+fn decisive(steps: &[Step]) -> Option<usize> {
+    steps.iter().rposition(|s| s.rule != "H")
+}
+
+impl FlowResult {
+    /// The step of its explanation that decided the outcome (what `--explain` shows last and
+    /// the table's CAUSE column; the one step kept when only the cause is kept).
+    pub fn cause(&self) -> Option<&Step> {
+        decisive(&self.explanation).and_then(|i| self.explanation.get(i))
+    }
+}
+
+/// The part of an explanation a report keeps: all of it, or the step that decided
+/// ([`FlowResult::cause`]).
 ///
 /// A report holds tens of thousands of them: they are trimmed to their length (a vector
 /// grown step by step has up to twice the room it needs).
 fn keep(mut steps: Vec<Step>, explanations: Explanations) -> Vec<Step> {
     if let Explanations::Cause = explanations {
-        steps = match steps.iter().rposition(|s| s.rule != "H") {
+        steps = match decisive(&steps) {
             Some(i) => vec![steps.swap_remove(i)],
             None => Vec::new(),
         };

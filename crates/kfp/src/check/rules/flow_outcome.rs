@@ -34,10 +34,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         if !flow.required {
             continue;
         }
-        let from_desc = match &flow.from.namespace {
-            Some(ns) => kfp_mesh_core::text!("{ns}/{}", flow.from.workload),
-            None => flow.from.workload.clone(),
-        };
+        let from_desc = flow.from.qualified();
         let what = kfp_mesh_core::text!(
             "{}: {} -> {}/{}:{} is {}",
             flow.id,
