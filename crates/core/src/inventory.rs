@@ -268,9 +268,8 @@ fn read_yaml_document(
     if crate::yaml::is_blank(text) {
         return;
     }
-    let read = JSON.with_borrow_mut(|json| {
-        json.clear();
-        let read = match crate::yaml::write_block_document(text, json) {
+    let read = crate::object::with_room(&JSON, |json| {
+        match crate::yaml::write_block_document(text, json) {
             Some(entries) => match std::str::from_utf8(json)
                 .ok()
                 .and_then(|json| Object::from_json_text(json, &entries, &origin))
@@ -286,12 +285,7 @@ fn read_yaml_document(
                     .map_err(|e| format!("not valid YAML: {e}")),
             },
             None => crate::yaml::read_with_saphyr(text),
-        };
-        // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
-        if json.capacity() > 1 << 20 {
-            *json = Vec::new();
         }
-        read
     });
     match read {
         Ok(Some(value)) => push_value(value, origin, objects, errors),

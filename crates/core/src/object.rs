@@ -216,22 +216,29 @@ impl Body {
     }
 }
 
-/// `f` with this thread's buffer for writing a body, empty. A body is written there and then
-/// copied out at its exact size: a text grown by doubling and then trimmed would be copied
-/// several times.
-fn with_body_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    thread_local! {
-        static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    WRITTEN.with_borrow_mut(|buf| {
+/// Room kept per thread for writing text that is then copied out at its exact size (a text
+/// grown by doubling and then trimmed would be copied several times).
+pub(crate) type Room = std::thread::LocalKey<std::cell::RefCell<Vec<u8>>>;
+
+/// `f` with the room `room`, empty. A thread that lives on (the webhook's) keeps no more than a
+/// mebibyte there.
+pub(crate) fn with_room<R>(room: &'static Room, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    room.with_borrow_mut(|buf| {
         buf.clear();
         let result = f(buf);
-        // A thread that lives on (the webhook's) keeps no more than a mebibyte here.
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new();
         }
         result
     })
+}
+
+/// `f` with this thread's room for writing a body.
+fn with_body_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    with_room(&BODY, f)
 }
 
 impl Object {
@@ -249,36 +256,42 @@ impl Object {
         entries: &[crate::yaml::Entry<'_>],
         origin: &Origin,
     ) -> Option<Object> {
+        let field = |name: &str| {
+            let entry = entries.iter().find(|e| e.key == name)?;
+            json.get(entry.value..entry.end)
+        };
+        let string = |name: &str| serde_json::from_str::<&str>(field(name)?).ok();
+        let (api_version, kind) = (string("apiVersion")?, string("kind")?);
+        // A `List` of items is many objects: known before any of its text is copied.
+        if api_version.is_empty()
+            || kind.is_empty()
+            || kind.ends_with("List") && field("items").is_some_and(|i| i.starts_with('['))
+        {
+            return None;
+        }
         with_body_buffer(|buf| {
-            let (mut api_version, mut kind, mut meta) = (None, None, None);
-            let mut listed = false;
+            let mut meta = None;
             let mut held = Body::API_VERSION | Body::KIND;
             buf.push(b'{');
             for entry in entries {
-                let raw = json.get(entry.value..entry.end)?;
                 match entry.key.as_ref() {
-                    "apiVersion" => api_version = Some(serde_json::from_str::<&str>(raw).ok()?),
-                    "kind" => kind = Some(serde_json::from_str::<&str>(raw).ok()?),
+                    "apiVersion" | "kind" => {}
                     "metadata" => {
+                        let raw = json.get(entry.value..entry.end)?;
                         meta = Some(serde_json::from_str::<Meta>(raw).ok()?);
                         buf_comma(buf);
                         buf.extend_from_slice(json.get(entry.start..entry.value)?.as_bytes());
                         held |= write_metadata_body(buf, raw)?;
                     }
-                    key => {
-                        listed |= key == "items" && raw.starts_with('[');
+                    _ => {
                         buf_comma(buf);
                         buf.extend_from_slice(json.get(entry.start..entry.end)?.as_bytes());
                     }
                 }
             }
             buf.push(b'}');
-            let (api_version, kind, meta) = (api_version?, kind?, meta?);
-            if api_version.is_empty()
-                || kind.is_empty()
-                || meta.name.is_empty()
-                || listed && kind.ends_with("List")
-            {
+            let meta: Meta = meta?;
+            if meta.name.is_empty() {
                 return None;
             }
             let text = std::str::from_utf8(buf).ok()?.into();
