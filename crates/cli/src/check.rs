@@ -92,7 +92,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let mut inventory = inventory;
     for spec in &args.namespace_labels {
         let (ns, labels) = parse_namespace_labels(spec)
-            .map_err(|e| crate::usage(&kfp_mesh_core::text!("--namespace-labels {e}")))?;
+            .map_err(|e| crate::usage(&format!("--namespace-labels {e}")))?;
         inventory = inventory.with_namespace_labels(&ns, &labels, "--namespace-labels");
     }
     if !example && inventory.objects.is_empty() && inventory.errors.is_empty() {
@@ -105,7 +105,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| s.parse::<Suppression>())
         .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| crate::usage(&kfp_mesh_core::text!("--suppress {e}")))?;
+        .map_err(|e| crate::usage(&format!("--suppress {e}")))?;
     let opts = CheckOptions {
         detect: DetectOptions {
             kfp_namespace: args.kfp_namespace.clone(),
@@ -153,7 +153,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                 .collect();
             ids.sort();
             ids.dedup();
-            return Err(crate::usage(&kfp_mesh_core::text!(
+            return Err(crate::usage(&format!(
                 "no flow `{id}` in this install; flows: {}",
                 ids.join(", ")
             )));
@@ -189,7 +189,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 fn parse_namespace_labels(
     spec: &str,
 ) -> Result<(String, std::collections::BTreeMap<String, String>), String> {
-    let bad = || kfp_mesh_core::text!("`{spec}`: expected NS=KEY=VALUE[,KEY=VALUE...]");
+    let bad = || format!("`{spec}`: expected NS=KEY=VALUE[,KEY=VALUE...]");
     let (ns, rest) = spec.split_once('=').ok_or_else(bad)?;
     if ns.is_empty() {
         return Err(bad());
@@ -545,9 +545,9 @@ pub(crate) fn sarif(report: &Report) -> serde_json::Value {
                 "name": k.name,
                 "shortDescription": {"text": k.summary},
                 "fullDescription": {"text": k.description},
-                "help": {"text": kfp_mesh_core::text!("{}\n\nFix: {}", k.description, k.fix),
-                         "markdown": kfp_mesh_core::text!("{}\n\n**Fix.** {}", k.description, k.fix)},
-                "helpUri": kfp_mesh_core::text!("https://github.com/kfp-mesh/kfp-mesh/blob/main/docs/findings.md#{}", k.code.to_lowercase()),
+                "help": {"text": format!("{}\n\nFix: {}", k.description, k.fix),
+                         "markdown": format!("{}\n\n**Fix.** {}", k.description, k.fix)},
+                "helpUri": format!("https://github.com/kfp-mesh/kfp-mesh/blob/main/docs/findings.md#{}", k.code.to_lowercase()),
                 "defaultConfiguration": {"level": sarif_level(k.severity)},
             })
         })

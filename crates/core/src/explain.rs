@@ -5,9 +5,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// `format!` for the text of explanations: written into room kept per thread and copied out at
-/// its exact size. (`format!` grows its string as it writes, reallocating it: a large
-/// cluster's flows word millions of steps, and the growing was a tenth of the check's work.)
+/// `format!` for text made per flow, step or finding: written into room kept per thread and
+/// copied out at its exact size. (`format!` grows its string as it writes, reallocating it: a
+/// large cluster's flows word millions of steps, and the growing was a tenth of the check's
+/// work.) One-off messages (usage errors) use `format!`.
 #[macro_export]
 macro_rules! text {
     ($($arg:tt)*) => {
