@@ -246,24 +246,22 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     let mut names = BTreeSet::new();
     for r in &c.roles {
         if !names.insert(r.name.as_str()) {
-            problems.push(kfp_mesh_core::text!("role {} defined twice", r.name));
+            problems.push(format!("role {} defined twice", r.name));
         }
         match r.kind {
-            RoleKind::Workload if r.workloads.is_empty() => problems.push(kfp_mesh_core::text!(
-                "workload role {} names no workload",
-                r.name
-            )),
-            RoleKind::RunPod if r.run_pods.is_empty() => problems.push(kfp_mesh_core::text!(
-                "run-pod role {} names no template",
-                r.name
-            )),
+            RoleKind::Workload if r.workloads.is_empty() => {
+                problems.push(format!("workload role {} names no workload", r.name))
+            }
+            RoleKind::RunPod if r.run_pods.is_empty() => {
+                problems.push(format!("run-pod role {} names no template", r.name))
+            }
             _ => {}
         }
     }
     let mut ids = BTreeSet::new();
     for f in &c.flows {
         if !ids.insert(f.id.as_str()) {
-            problems.push(kfp_mesh_core::text!("flow id {} used twice", f.id));
+            problems.push(format!("flow id {} used twice", f.id));
         }
         if f.id.is_empty()
             || !f
@@ -271,49 +269,39 @@ pub fn validate(c: &Catalog) -> Vec<String> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            problems.push(kfp_mesh_core::text!(
-                "flow id {:?} is not lower-case kebab",
-                f.id
-            ));
+            problems.push(format!("flow id {:?} is not lower-case kebab", f.id));
         }
         if c.role(&f.source.role).is_none() {
-            problems.push(kfp_mesh_core::text!(
+            problems.push(format!(
                 "flow {}: unknown source role {}",
-                f.id,
-                f.source.role
+                f.id, f.source.role
             ));
         }
         match c.role(&f.destination.role) {
-            None => problems.push(kfp_mesh_core::text!(
+            None => problems.push(format!(
                 "flow {}: unknown destination role {}",
-                f.id,
-                f.destination.role
+                f.id, f.destination.role
             )),
-            Some(r) if r.services.is_empty() => problems.push(kfp_mesh_core::text!(
+            Some(r) if r.services.is_empty() => problems.push(format!(
                 "flow {}: destination role {} has no Service",
-                f.id,
-                f.destination.role
+                f.id, f.destination.role
             )),
-            Some(r) if r.kind == RoleKind::RunPod => problems.push(kfp_mesh_core::text!(
+            Some(r) if r.kind == RoleKind::RunPod => problems.push(format!(
                 "flow {}: run pods serve nothing ({})",
-                f.id,
-                r.name
+                f.id, r.name
             )),
             Some(_) => {}
         }
         if let (Some(s), Some(u)) = (f.since, f.until)
             && s >= u
         {
-            problems.push(kfp_mesh_core::text!(
-                "flow {}: since {s} is not before until {u}",
-                f.id
-            ));
+            problems.push(format!("flow {}: since {s} is not before until {u}", f.id));
         }
         if f.modes.is_empty() {
-            problems.push(kfp_mesh_core::text!("flow {}: no modes", f.id));
+            problems.push(format!("flow {}: no modes", f.id));
         }
         if f.why.trim().is_empty() {
-            problems.push(kfp_mesh_core::text!("flow {}: no why", f.id));
+            problems.push(format!("flow {}: no why", f.id));
         }
     }
     problems
@@ -345,7 +333,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
     }
     let mode = facts.mode.value;
     if !flow.modes.contains(&mode) {
-        return Err(kfp_mesh_core::text!(
+        return Err(format!(
             "only in {} mode; this install is {mode}",
             flow.modes
                 .iter()
@@ -358,7 +346,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
         if let Some(since) = flow.since
             && v < since
         {
-            return Err(kfp_mesh_core::text!(
+            return Err(format!(
                 "since KFP {since}; this install is {}",
                 facts.version.display
             ));
@@ -366,7 +354,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
         if let Some(until) = flow.until
             && v >= until
         {
-            return Err(kfp_mesh_core::text!(
+            return Err(format!(
                 "gone in KFP {until}; this install is {}",
                 facts.version.display
             ));
@@ -374,10 +362,7 @@ pub fn applicable(flow: &Flow, facts: &KfpFacts) -> Result<(), String> {
     }
     for f in &flow.requires {
         if !has_feature(facts, *f) {
-            return Err(kfp_mesh_core::text!(
-                "needs {} and this install has none",
-                f.as_str()
-            ));
+            return Err(format!("needs {} and this install has none", f.as_str()));
         }
     }
     Ok(())
