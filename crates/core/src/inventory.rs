@@ -1083,6 +1083,10 @@ pub struct Inventory {
     endpoints: HashMap<String, HashMap<String, Vec<usize>>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
+    /// The pod specs read from the input by the text they were read from: the pods of one
+    /// controller, and of one kind across namespaces, repeat the same text, which is then read
+    /// once.
+    pod_spec_texts: HashMap<Box<str>, std::sync::Arc<PodSpec>>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: Generation,
 }
@@ -1437,7 +1441,14 @@ impl Inventory {
                 }
             }
         };
-        let spec = match o.read_at_from_text::<PodSpec>(&[path, &["spec"]].concat()) {
+        let spec_path = [path, &["spec"]].concat();
+        let spec_text = o.text_at(&spec_path);
+        if let Some(spec) = spec_text.and_then(|t| self.pod_spec_texts.get(t)) {
+            let spec = std::sync::Arc::clone(spec);
+            self.push_pod_template_workload(o, meta, spec);
+            return;
+        }
+        let spec = match o.read_at_from_text::<PodSpec>(&spec_path) {
             Ok(Some(s)) => Ok(s),
             // A template without a spec has the default one; a pod needs its own.
             Ok(None) if !is_pod => Ok(PodSpec::default()),
@@ -1452,6 +1463,20 @@ impl Inventory {
             }
         };
         let spec = self.pod_specs.share_with(spec, PodSpec::shrink_to_fit);
+        if let Some(text) = spec_text {
+            self.pod_spec_texts
+                .insert(text.into(), std::sync::Arc::clone(&spec));
+        }
+        self.push_pod_template_workload(o, meta, spec);
+    }
+
+    /// The workload of the pod template of `o`, whose metadata and spec are read.
+    fn push_pod_template_workload(
+        &mut self,
+        o: &Object,
+        meta: Meta,
+        spec: std::sync::Arc<PodSpec>,
+    ) {
         self.push_workload(std::sync::Arc::new(Workload {
             kind: o.kind.clone(),
             name: o.meta.name.clone(),
@@ -1703,11 +1728,33 @@ impl Inventory {
 /// indices and then applied in place, each object moved once: sorting the objects themselves
 /// (over 200 bytes each) would move each of them at every merge.
 fn sort_objects(objects: &mut [Object]) {
-    let mut order: Vec<usize> = (0..objects.len()).collect();
-    order.sort_unstable_by(|&a, &b| match (objects.get(a), objects.get(b)) {
-        (Some(x), Some(y)) => object_order(x).cmp(&object_order(y)).then(a.cmp(&b)),
-        _ => a.cmp(&b),
-    });
+    // The order is computed on a vector of keys, not by reaching into two objects for every
+    // comparison, and the few kinds are ranked once so that most comparisons are of integers.
+    let mut kinds: Vec<&str> = {
+        let mut seen = std::collections::HashSet::new();
+        objects
+            .iter()
+            .map(|o| o.kind.as_str())
+            .filter(|k| seen.insert(*k))
+            .collect()
+    };
+    kinds.sort_unstable();
+    let mut keys: Vec<(usize, Option<&str>, &str, &Origin, usize)> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let rank = kinds.binary_search(&o.kind.as_str()).unwrap_or(0);
+            (
+                rank,
+                o.meta.namespace.as_deref(),
+                o.meta.name.as_str(),
+                &o.origin,
+                i,
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    let mut order: Vec<usize> = keys.into_iter().map(|k| k.4).collect();
     // Position `i` takes the object at `order[i]`: follow each cycle of the permutation.
     for start in 0..order.len() {
         let mut at = start;

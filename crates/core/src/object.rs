@@ -490,6 +490,22 @@ impl Object {
         }
     }
 
+    /// The text of the value at a path of fields of the body, as [`Object::read_at`] finds
+    /// it; `None` when it is not there. Not for the fields the object holds apart (their text
+    /// is not the body's).
+    pub fn text_at(&self, path: &[&str]) -> Option<&str> {
+        use serde::de::DeserializeSeed;
+        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
+            return None;
+        }
+        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
+        at_path::At::<&serde_json::value::RawValue>::new(path)
+            .deserialize(&mut reader)
+            .ok()
+            .flatten()
+            .map(serde_json::value::RawValue::get)
+    }
+
     /// The value at a JSON pointer (`/spec/template/spec`).
     pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
         let top = pointer.split('/').nth(1).unwrap_or_default();

@@ -702,6 +702,53 @@ fn equal_pod_specs_are_held_once() {
     assert_eq!(spec("c").containers[0].image.as_deref(), Some("i:2"));
 }
 
+/// A pod spec's text is read once: a Deployment's template and Pods in other namespaces with
+/// the same spec text share the spec read first, each keeping its own metadata; a spec that
+/// does not read is named for every object that has it.
+#[test]
+fn a_pod_spec_text_is_read_once_and_an_unreadable_one_named_each_time() {
+    let spec = "spec:\n  containers:\n  - name: main\n    image: i:1\n";
+    let bad = "spec:\n  containers: 7\n";
+    let pod = |ns: &str, name: &str, spec: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app: {name}\n{spec}---\n"
+        )
+    };
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  namespace: x\nspec:\n  template:\n    metadata:\n      labels:\n        app: d\n    {}---\n",
+        spec.replace("\n  ", "\n      ")
+    );
+    let text = [
+        pod("a", "p", spec),
+        pod("b", "q", bad),
+        pod("c", "r", spec),
+        deployment,
+        pod("d", "s", bad),
+    ]
+    .concat();
+    let inv = Inventory::from_sources([("in", text.as_str())]);
+    let workload = |ns: &str, name: &str| {
+        inv.workload(ns, name)
+            .unwrap_or_else(|| panic!("{ns}/{name}: {:?}", inv.errors))
+    };
+    let (p, r, d) = (workload("a", "p"), workload("c", "r"), workload("x", "d"));
+    assert!(std::sync::Arc::ptr_eq(&p.spec, &r.spec));
+    assert!(std::sync::Arc::ptr_eq(&p.spec, &d.spec));
+    assert_eq!(p.spec.containers[0].image.as_deref(), Some("i:1"));
+    assert_eq!(
+        [p.label("app"), r.label("app"), d.label("app")],
+        [Some("p"), Some("r"), Some("d")]
+    );
+    let unreadable: Vec<String> = inv
+        .errors
+        .iter()
+        .filter(|e| e.message.starts_with("unreadable pod spec"))
+        .filter_map(|e| e.object.as_ref().map(|o| o.to_string()))
+        .collect();
+    assert_eq!(unreadable, ["Pod b/q", "Pod d/s"], "{:?}", inv.errors);
+    assert!(inv.workload("b", "q").is_none() && inv.workload("d", "s").is_none());
+}
+
 /// A Service's endpoints: the workloads of its namespace its selector selects, including
 /// workloads added after the inventory was built, and for a Service that is not the
 /// inventory's own (another selector), what that selector selects.

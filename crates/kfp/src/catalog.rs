@@ -679,15 +679,19 @@ fn resolve_source<'i>(
             let expected = vec![facts.run_service_account.value.clone()];
             // The modelled run pods stand for every run; pods of past runs in the input are
             // only used when no model exists (they would repeat the same verdicts).
-            let pods: Vec<&Workload> = inv
-                .workloads_in(&ns)
-                .filter(|w| w.kind == "Pod" && run_pod_template(&w.name, &r.run_pods).is_some())
-                .collect();
-            let modelled = pods.iter().any(|w| w.synthetic);
-            let mut kept: Vec<&Workload> = pods
-                .into_iter()
-                .filter(|w| w.synthetic || !modelled)
-                .collect();
+            let run_pods = |synthetic: bool| -> Vec<&Workload> {
+                inv.workloads_in(&ns)
+                    .filter(|w| {
+                        w.synthetic == synthetic
+                            && w.kind == "Pod"
+                            && run_pod_template(&w.name, &r.run_pods).is_some()
+                    })
+                    .collect()
+            };
+            let mut kept = run_pods(true);
+            if kept.is_empty() {
+                kept = run_pods(false);
+            }
             kept.sort_by(|a, b| a.name.cmp(&b.name));
             let found: Vec<Endpoint> = kept
                 .iter()
