@@ -194,12 +194,18 @@ pub fn write_block_document<'a>(doc: &'a str, out: &mut Vec<u8>) -> Option<Vec<E
     let tabs = memchr::memchr(b'\t', doc.as_bytes()).is_some();
     // Lines without their `\n`; the break that ends the last line does not start another.
     let body = doc.strip_suffix('\n');
+    let text = body.unwrap_or(doc);
+    // Split where memchr finds each break: one vector search over the document, where
+    // `str::split` searches again from every line.
+    let mut lines = Vec::with_capacity(text.len() / 24 + 1);
+    let mut from = 0;
+    for at in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        // A break is one byte: both ends are on character boundaries.
+        lines.push(Line::new(text.get(from..at)?, tabs));
+        from = at + 1;
+    }
     let mut r = Reader {
-        lines: body
-            .unwrap_or(doc)
-            .split('\n')
-            .map(|l| Line::new(l, tabs))
-            .collect(),
+        lines,
         last_line_broken: body.is_some(),
         pos: 0,
         virtual_line: None,
