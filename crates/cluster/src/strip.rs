@@ -466,9 +466,9 @@ pub fn referenced_config_maps(objects: &[Object]) -> BTreeSet<(String, String)> 
     for o in objects {
         let spec = match o.kind.as_str() {
             "Pod" => o.get("spec"),
-            "CronJob" => o.pointer("/spec/jobTemplate/spec/template/spec"),
+            "CronJob" => o.value_at(&["spec", "jobTemplate", "spec", "template", "spec"]),
             "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-                o.pointer("/spec/template/spec")
+                o.value_at(&["spec", "template", "spec"])
             }
             _ => None,
         };

@@ -278,10 +278,11 @@ impl Object {
                     "apiVersion" | "kind" => {}
                     "metadata" => {
                         let raw = json.get(entry.value..entry.end)?;
-                        meta = Some(serde_json::from_str::<Meta>(raw).ok()?);
                         buf_comma(buf);
                         buf.extend_from_slice(json.get(entry.start..entry.value)?.as_bytes());
-                        held |= write_metadata_body(buf, raw)?;
+                        let (read, bits) = write_metadata_body(buf, raw)?;
+                        meta = Some(read);
+                        held |= bits;
                     }
                     _ => {
                         buf_comma(buf);
@@ -322,15 +323,29 @@ fn write_key(buf: &mut Vec<u8>, key: &str) {
     buf.extend_from_slice(b"\":");
 }
 
-/// The text of `metadata` (a JSON object whose fields read as a [`Meta`]) without the fields a
-/// [`Meta`] holds exactly, written to `buf`; which of them are left out.
-fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<u8> {
+/// `metadata` (a JSON object with no key twice) read as a [`Meta`], each field as the derived
+/// `Deserialize` reads it, in the same pass that writes its text without the fields the
+/// [`Meta`] holds exactly to `buf`; and which of them are left out. `None` when a field of the
+/// [`Meta`] does not read as its type.
+fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<(Meta, u8)> {
+    fn read<T: serde::de::DeserializeOwned>(raw: &str) -> Option<T> {
+        serde_json::from_str(raw).ok()
+    }
+    let mut meta = Meta::default();
     let mut held = 0;
     buf.push(b'{');
     each_entry(metadata, |key, value| {
         let raw = value.get();
-        // Read as a `Meta`, a name or namespace that is a string is that string, and labels
-        // or annotations that are a mapping hold only strings (no key twice: as written).
+        match key {
+            "name" => meta.name = read(raw)?,
+            "namespace" => meta.namespace = read(raw)?,
+            "labels" => meta.labels = read(raw)?,
+            "annotations" => meta.annotations = read(raw)?,
+            "creationTimestamp" => meta.creation_timestamp = read(raw)?,
+            _ => {}
+        }
+        // A name or namespace that is a string is that string, and labels or annotations
+        // that are a mapping hold only strings (no key twice: as written).
         let bit = match (key, raw.as_bytes().first()) {
             ("name", Some(b'"')) => Body::NAME,
             ("namespace", Some(b'"')) => Body::NAMESPACE,
@@ -347,7 +362,7 @@ fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<u8> {
         Some(())
     })?;
     buf.push(b'}');
-    Some(held)
+    Some((meta, held))
 }
 
 /// Call `f` with each entry of the JSON object `json`, its key and its value's text, until `f`
@@ -437,8 +452,28 @@ impl Object {
 
     /// The value at a top-level field.
     pub fn get(&self, field: &str) -> Option<serde_json::Value> {
+        self.value_at(&[field])
+    }
+
+    /// The value at a path of fields (`["spec", "template", "spec"]`), as a tree: only that
+    /// value is built, the rest of the body's text is skipped over. `None` when a field on the
+    /// way is missing or not a mapping. For the fields the object holds apart (`apiVersion`,
+    /// `kind`, `metadata`) the whole object is built first.
+    pub fn value_at(&self, path: &[&str]) -> Option<serde_json::Value> {
+        use serde::de::DeserializeSeed;
+        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
+            let mut value = Some(self.value());
+            for field in path {
+                value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
+            }
+            return value;
+        }
         // The body is JSON this program wrote: reading it does not fail.
-        self.read_at(&[field]).ok().flatten()
+        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
+        at_path::At::<serde_json::Value>::new(path)
+            .deserialize(&mut reader)
+            .ok()
+            .flatten()
     }
 
     /// The value at a path of fields of the body (`["spec", "template", "spec"]`) as `T`:
@@ -450,20 +485,7 @@ impl Object {
         &self,
         path: &[&str],
     ) -> Result<Option<T>, String> {
-        use serde::de::DeserializeSeed;
-        let value = if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
-            let mut value = Some(self.value());
-            for field in path {
-                value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
-            }
-            value
-        } else {
-            // The body is JSON this program wrote: reading it does not fail.
-            let mut reader = serde_json::Deserializer::from_str(&self.body.text);
-            at_path::At::<serde_json::Value>::new(path)
-                .deserialize(&mut reader)
-                .map_err(|e| e.to_string())?
-        };
+        let value = self.value_at(path);
         // Typed from the tree, not the text: the tree knows each list's length, so the typed
         // value's vectors are made to measure (read from text they grow by doubling).
         value

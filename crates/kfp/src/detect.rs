@@ -411,8 +411,8 @@ pub(crate) fn workload_object<'a>(inv: &'a Inventory, w: &Workload) -> Option<&'
 pub(crate) fn pod_spec_json(o: &Object) -> Option<Value> {
     match o.kind.as_str() {
         "Pod" => o.get("spec"),
-        "CronJob" => o.pointer("/spec/jobTemplate/spec/template/spec"),
-        _ => o.pointer("/spec/template/spec"),
+        "CronJob" => o.value_at(&["spec", "jobTemplate", "spec", "template", "spec"]),
+        _ => o.value_at(&["spec", "template", "spec"]),
     }
 }
 
