@@ -957,7 +957,11 @@ pub struct WorkloadName<'a>(&'a Workload);
 impl std::fmt::Display for WorkloadName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let w = self.0;
-        write!(f, "{} {}/{}", w.kind, w.namespace, w.name)
+        // Piece by piece: `write!` would pass each piece through the padding logic.
+        for piece in [&w.kind, " ", &w.namespace, "/", &w.name] {
+            f.write_str(piece)?;
+        }
+        Ok(())
     }
 }
 

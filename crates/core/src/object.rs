@@ -31,7 +31,7 @@ impl Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}", self.source)
+            f.write_str(&self.source)
         } else {
             write!(f, "{}:{}", self.source, self.line)
         }
@@ -59,10 +59,14 @@ impl ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
+        // Piece by piece: `write!` would pass each piece through the padding logic.
+        f.write_str(&self.kind)?;
+        f.write_str(" ")?;
+        if let Some(ns) = &self.namespace {
+            f.write_str(ns)?;
+            f.write_str("/")?;
         }
+        f.write_str(&self.name)
     }
 }
 

@@ -658,7 +658,7 @@ fn key(content: &str) -> Option<(Cow<'_, str>, &str)> {
     let bytes = content.as_bytes();
     let mut at = 0;
     let end = loop {
-        let colon = at + memchr::memchr(b':', bytes.get(at..)?)?;
+        let colon = at + find_byte(b':', bytes.get(at..)?)?;
         match bytes.get(colon + 1) {
             None | Some(b' ') => break colon,
             _ => at = colon + 1,
@@ -710,11 +710,14 @@ fn write_str(out: &mut Vec<u8>, text: &str) -> Option<()> {
     // Most strings have nothing to escape (no quote, backslash or control character): those
     // are copied as they are. The check goes block by block without stopping early, which
     // compiles to vector instructions.
-    let plain = text.as_bytes().chunks(32).all(|block| {
-        block
-            .iter()
-            .fold(true, |ok, &b| ok & (b >= 0x20 && b != b'"' && b != b'\\'))
-    });
+    let needs_no_escape = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+    let plain = if text.len() < 32 {
+        text.bytes().all(needs_no_escape)
+    } else {
+        text.as_bytes()
+            .chunks(32)
+            .all(|block| block.iter().fold(true, |ok, &b| ok & needs_no_escape(b)))
+    };
     if plain {
         out.reserve(text.len() + 2);
         out.push(b'"');
@@ -756,7 +759,25 @@ fn inline_value(rest: &str) -> Option<Scalar<'_>> {
 /// Where the first `a` that is followed by `b` is in `text` (for two ASCII characters).
 fn find_pair(text: &str, a: u8, b: u8) -> Option<usize> {
     let bytes = text.as_bytes();
-    memchr::memchr_iter(a, bytes).find(|&at| bytes.get(at + 1) == Some(&b))
+    let mut from = 0;
+    while let Some(at) = bytes.get(from..).and_then(|rest| find_byte(a, rest)) {
+        let at = from + at;
+        if bytes.get(at + 1) == Some(&b) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Where the first `byte` is in `bytes`. Most of what the reader searches is a key or a
+/// value of a few words, where setting up memchr's vector search costs more than a loop.
+fn find_byte(byte: u8, bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 32 {
+        bytes.iter().position(|&b| b == byte)
+    } else {
+        memchr::memchr(byte, bytes)
+    }
 }
 
 /// Nothing, or a comment (a `#` after a space).
