@@ -1078,9 +1078,12 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
-    /// How many of `workloads` `finish` sorted (by namespace, name and kind); those added later
-    /// follow them.
-    sorted_workloads: usize,
+    /// The workload [`Inventory::workload`] answers for each namespace and name, as an index
+    /// into `workloads`, found by a hash of the two (every flow asks several times; a search
+    /// of the sorted workloads compared names in thousands of places in memory).
+    workload_names: hashbrown::HashTable<usize>,
+    /// The hash of `workload_names`.
+    names_hasher: std::hash::RandomState,
     /// What each Service of `services` selects, by namespace and name: the indices of the
     /// workloads, in `workloads_by_ns` order (computed in `finish`, extended by
     /// `add_workload`). Every flow asks for its Service's endpoints.
@@ -1254,6 +1257,7 @@ impl Inventory {
         let w = w.into();
         self.generation = Generation::next();
         let i = self.push_workload(std::sync::Arc::clone(&w));
+        self.name_workload(i);
         for ((ns, name), svc) in self
             .services
             .range((w.namespace.clone(), String::new())..)
@@ -1560,13 +1564,16 @@ impl Inventory {
         self.workloads.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
-        self.sorted_workloads = self.workloads.len();
         self.workloads_by_ns.clear();
         for (i, w) in self.workloads.iter().enumerate() {
             self.workloads_by_ns
                 .entry(w.namespace.clone())
                 .or_default()
                 .push(i);
+        }
+        self.workload_names.clear();
+        for i in 0..self.workloads.len() {
+            self.name_workload(i);
         }
         let mut endpoints: HashMap<String, HashMap<String, _>> = HashMap::new();
         for ((ns, name), svc) in &self.services {
@@ -1624,22 +1631,49 @@ impl Inventory {
     /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
     /// the same name only when no controller has it).
     pub fn workload(&self, ns: &str, name: &str) -> Option<&Workload> {
-        let all = self
-            .workloads_by_ns
-            .get(ns)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let at = |i: &usize| self.workloads.get(*i).map(|w| &**w);
-        // The namespace's workloads that `finish` sorted come first, by name: found by
-        // bisection (every flow asks); those added since are looked through.
-        let (sorted, added) = all.split_at(all.partition_point(|&i| i < self.sorted_workloads));
-        let from = sorted.partition_point(|i| at(i).is_some_and(|w| w.name.as_str() < name));
-        let named = sorted.get(from..).unwrap_or_default().iter().filter_map(at);
-        named
-            .take_while(|w| w.name == name)
-            .chain(added.iter().filter_map(at).filter(|w| w.name == name))
-            // Controllers before Pods, then by kind; of equal ones, the first.
-            .min_by(|a, b| (a.kind == "Pod", &a.kind).cmp(&(b.kind == "Pod", &b.kind)))
+        use std::hash::BuildHasher;
+        let hash = self.names_hasher.hash_one((ns, name));
+        let i = self.workload_names.find(hash, |&i| {
+            self.workloads
+                .get(i)
+                .is_some_and(|w| w.name == name && w.namespace == ns)
+        })?;
+        self.workloads.get(*i).map(|w| &**w)
+    }
+
+    /// Enter workload `i` in `workload_names`: of the workloads of one namespace and name, a
+    /// controller before a Pod, then by kind; of equal ones, the first (sorted by `finish`, or
+    /// added before).
+    fn name_workload(&mut self, i: usize) {
+        let Some(w) = self.workloads.get(i) else {
+            return;
+        };
+        fn order(w: &Workload) -> (bool, &str) {
+            (w.kind == "Pod", &w.kind)
+        }
+        use std::hash::BuildHasher;
+        let hasher = &self.names_hasher;
+        let hash = hasher.hash_one((w.namespace.as_str(), w.name.as_str()));
+        let workloads = &self.workloads;
+        let same = |j: &usize| {
+            workloads
+                .get(*j)
+                .is_some_and(|o| o.name == w.name && o.namespace == w.namespace)
+        };
+        match self.workload_names.find_mut(hash, same) {
+            Some(kept) => {
+                if workloads.get(*kept).is_some_and(|k| order(w) < order(k)) {
+                    *kept = i;
+                }
+            }
+            None => {
+                self.workload_names.insert_unique(hash, i, |&j| {
+                    workloads.get(j).map_or(0, |o| {
+                        hasher.hash_one((o.namespace.as_str(), o.name.as_str()))
+                    })
+                });
+            }
+        }
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
