@@ -468,23 +468,21 @@ pub fn evaluate(
                 }
                 let protocol = service_port_protocol(sp);
                 steps.push(
-                    Step::new(
+                    crate::step!(
                         "D7",
-                        crate::text!(
-                            "Service {}/{} port {}{} is treated as {} by Istio",
-                            service.namespace(),
-                            service.name(),
-                            port,
-                            sp.name
-                                .as_deref()
-                                .map(|n| crate::text!(" (name `{n}`)"))
-                                .unwrap_or_default(),
-                            match protocol {
-                                PortProtocol::Http => "HTTP",
-                                PortProtocol::Tcp => "TCP (opaque)",
-                                PortProtocol::Auto => "auto-detected (HTTP is sniffed)",
-                            }
-                        ),
+                        "Service {}/{} port {}{} is treated as {} by Istio",
+                        service.namespace(),
+                        service.name(),
+                        port,
+                        sp.name
+                            .as_deref()
+                            .map(|n| crate::text!(" (name `{n}`)"))
+                            .unwrap_or_default(),
+                        match protocol {
+                            PortProtocol::Http => "HTTP",
+                            PortProtocol::Tcp => "TCP (opaque)",
+                            PortProtocol::Auto => "auto-detected (HTTP is sniffed)",
+                        }
                     )
                     .by(service.cite()),
                 );
@@ -493,14 +491,9 @@ pub fn evaluate(
                     match b.target_port(sp) {
                         Some(tp) => eps.push((b, tp)),
                         None => steps.push(
-                            Step::new(
-                                "C5",
-                                crate::text!(
-                                    "targetPort of port {} does not resolve on {} (no container port of that name): that endpoint is skipped",
+                            crate::step!("C5", "targetPort of port {} does not resolve on {} (no container port of that name): that endpoint is skipped",
                                     port,
-                                    b.named()
-                                ),
-                            )
+                                    b.named())
                             .by(b.cite()),
                         ),
                     }
@@ -521,13 +514,8 @@ pub fn evaluate(
                 )
             }
             Target::Pod { workload, port } => {
-                steps.push(Step::new(
-                    "C5",
-                    crate::text!(
-                        "direct connection to a pod IP of {} on container port {port}: the port is auto-detected",
-                        workload.named()
-                    ),
-                ));
+                steps.push(crate::step!("C5", "direct connection to a pod IP of {} on container port {port}: the port is auto-detected",
+                        workload.named()));
                 (
                     vec![(workload, port)],
                     PortProtocol::Auto,
@@ -553,9 +541,10 @@ pub fn evaluate(
             &mut ep_steps,
         );
         if multi {
-            steps.push(Step::new(
+            steps.push(crate::step!(
                 "H",
-                crate::text!("endpoint {} (port {tp}):", endpoint.named()),
+                "endpoint {} (port {tp}):",
+                endpoint.named()
             ));
         }
         if fix.is_none() {
@@ -605,18 +594,13 @@ pub fn evaluate(
         .iter()
         .filter_map(|r| r.probe.clone())
         .max_by_key(|p| p.result);
-    steps.push(Step::new(
-        "H",
-        crate::text!("outcome: {outcome} ({symptom})"),
-    ));
+    steps.push(crate::step!("H", "outcome: {outcome} ({symptom})"));
     if let Some(p) = &probe {
-        steps.push(Step::new(
+        steps.push(crate::step!(
             "H",
-            crate::text!(
-                "a connect-only probe (`nc -z`) on this connection: {} ({})",
-                p.result.as_str(),
-                p.why
-            ),
+            "a connect-only probe (`nc -z`) on this connection: {} ({})",
+            p.result.as_str(),
+            p.why
         ));
     }
     Ok(Verdict {
@@ -761,13 +745,11 @@ fn describe_client<'a>(
     match caller {
         Caller::Workload(w) => {
             let dp = membership::data_plane(inv, w);
-            steps.push(Step::new(
+            steps.push(crate::step!(
                 "H",
-                crate::text!(
-                    "client {} runs as service account {}",
-                    w.named(),
-                    w.service_account()
-                ),
+                "client {} runs as service account {}",
+                w.named(),
+                w.service_account()
             ));
             steps.extend(dp.steps.iter().cloned());
             let principal = match dp.value {
@@ -792,11 +774,9 @@ fn describe_client<'a>(
             if synthetic_principal.is_some() && !matches!(caller, Caller::KubeApiserver) =>
         {
             let p = synthetic_principal.unwrap_or_default();
-            steps.push(Step::new(
+            steps.push(crate::step!(
                 "H",
-                crate::text!(
-                    "synthetic mesh client with identity {p} (its sidecar sends Istio mTLS)"
-                ),
+                "synthetic mesh client with identity {p} (its sidecar sends Istio mTLS)"
             ));
             Client {
                 workload: None,
@@ -932,12 +912,10 @@ fn evaluate_endpoint(
 
     // 2. The server's data plane.
     let server_dp = membership::data_plane(inv, endpoint);
-    steps.push(Step::new(
+    steps.push(crate::step!(
         "H",
-        crate::text!(
-            "server {} listens on container port {port}",
-            endpoint.named()
-        ),
+        "server {} listens on container port {port}",
+        endpoint.named()
     ));
     steps.extend(server_dp.steps.iter().cloned());
 
@@ -1080,28 +1058,18 @@ fn evaluate_endpoint(
             if let Some((service, w)) = &waypoint
                 && wire != Wire::IstioMtls
             {
-                steps.push(Step::new(
-                    "A6.4",
-                    crate::text!(
-                        "Service {}/{} uses waypoint {}/{}, but a client outside the mesh does not pass it: ztunnel takes the plaintext connection to the pod directly",
+                steps.push(crate::step!("A6.4", "Service {}/{} uses waypoint {}/{}, but a client outside the mesh does not pass it: ztunnel takes the plaintext connection to the pod directly",
                         service.namespace(),
                         service.name(),
                         w.namespace,
-                        w.name
-                    ),
-                ));
+                        w.name));
             }
             if let Some((service, waypoint)) = waypoint.filter(|_| wire == Wire::IstioMtls) {
-                steps.push(Step::new(
-                        "A6.4",
-                        crate::text!(
-                            "traffic to Service {}/{} goes through waypoint {}/{}; it enforces targetRefs policies with the client's identity",
+                steps.push(crate::step!("A6.4", "traffic to Service {}/{} goes through waypoint {}/{}; it enforces targetRefs policies with the client's identity",
                             service.namespace(),
                             service.name(),
                             waypoint.namespace,
-                            waypoint.name
-                        ),
-                    ));
+                            waypoint.name));
                 let (o, t, provider) = authorize_at(
                     inv,
                     client,
@@ -1192,27 +1160,17 @@ fn hbone_hops(
     };
     match via {
         Some(w) => {
-            steps.push(Step::new(
-                "NP",
-                crate::text!(
-                    "mesh traffic goes as HBONE through waypoint {}/{}: NetworkPolicies see port {} from the client to the waypoint, then from the waypoint to {}",
+            steps.push(crate::step!("NP", "mesh traffic goes as HBONE through waypoint {}/{}: NetworkPolicies see port {} from the client to the waypoint, then from the waypoint to {}",
                     w.namespace,
                     w.name,
                     waypoint::HBONE_PORT,
-                    endpoint.named()
-                ),
-            ));
+                    endpoint.named()));
             Some(Some(waypoint::waypoint_workload(inv, &w)))
         }
         None => {
-            steps.push(Step::new(
-                "NP",
-                crate::text!(
-                    "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
+            steps.push(crate::step!("NP", "mesh traffic to {} arrives as HBONE: NetworkPolicies see port {} (not the target port)",
                     endpoint.named(),
-                    waypoint::HBONE_PORT
-                ),
-            ));
+                    waypoint::HBONE_PORT));
             Some(None)
         }
     }
@@ -1325,17 +1283,15 @@ fn synthetic_tls(
                 };
             Decision::new(
                 wire,
-                vec![Step::new(
+                vec![crate::step!(
                     "C3",
-                    crate::text!(
-                        "auto mTLS toward the endpoint (effective mode {:?}): the client sidecar sends {}",
-                        mode.value,
-                        if wire == Wire::IstioMtls {
-                            "Istio mTLS"
-                        } else {
-                            "plaintext"
-                        }
-                    ),
+                    "auto mTLS toward the endpoint (effective mode {:?}): the client sidecar sends {}",
+                    mode.value,
+                    if wire == Wire::IstioMtls {
+                        "Istio mTLS"
+                    } else {
+                        "plaintext"
+                    }
                 )],
             )
         }
@@ -1353,12 +1309,10 @@ fn sidecar_transport(
 ) -> Result<Transport, Outcome> {
     match (mode, wire) {
         (MtlsMode::Strict | MtlsMode::Permissive, Wire::IstioMtls) => {
-            steps.push(Step::new(
+            steps.push(crate::step!(
                 "B5",
-                crate::text!(
-                    "{mode:?} accepts Istio mTLS: the connection is mutually authenticated as {}",
-                    client.principal.as_deref().unwrap_or("?")
-                ),
+                "{mode:?} accepts Istio mTLS: the connection is mutually authenticated as {}",
+                client.principal.as_deref().unwrap_or("?")
             ));
             Ok(Transport::Mtls)
         }
@@ -1428,17 +1382,12 @@ fn failure(client: &Client<'_>, plain: Outcome, relay: bool, steps: &mut Vec<Ste
         return plain;
     }
     if relay {
-        steps.push(Step::new(
-            "C5",
-            crate::text!(
-                "the client sidecar forwards this connection with a TCP proxy: it has no HTTP status to answer with, so the server side's rejection reaches the application as {} (no HTTP 503 on TCP)",
+        steps.push(crate::step!("C5", "the client sidecar forwards this connection with a TCP proxy: it has no HTTP status to answer with, so the server side's rejection reaches the application as {} (no HTTP 503 on TCP)",
                 if plain == Outcome::TlsFailure {
                     "a failed TLS handshake"
                 } else {
                     "a connection reset"
-                }
-            ),
-        ));
+                }));
         return plain;
     }
     steps.push(Step::new(

@@ -16,6 +16,55 @@ macro_rules! text {
     };
 }
 
+/// A [`Step`] of rule `rule` whose message is worded as by [`text!`]: `step!("B3", "...", ..)`.
+/// Inside [`quietly`] the message is left unwritten (empty), so only a step's message may be
+/// made this way: nothing decides by it. A text that anything reads (a name, a host, a
+/// principal, a message a fix is chosen by) is made with [`text!`].
+#[macro_export]
+macro_rules! step {
+    ($rule:expr, $($arg:tt)*) => {
+        $crate::explain::Step::new($rule, $crate::explain::message(::std::format_args!($($arg)*)))
+    };
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `f` with the messages of the steps made by [`step!`] left unwritten. For a caller that
+/// drops the explanations of most of what it evaluates (a table of a large cluster explains
+/// no connection that succeeds): verdicts, the steps' rules and the objects they cite are the
+/// same as with words, since no decision reads a [`step!`] message. Values kept for later
+/// ([`crate::inventory::Memo`]) are computed with words ([`worded`]).
+pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    with_quiet(true, f)
+}
+
+/// `f` with every message written, also inside [`quietly`].
+pub fn worded<R>(f: impl FnOnce() -> R) -> R {
+    with_quiet(false, f)
+}
+
+fn with_quiet<R>(quiet: bool, f: impl FnOnce() -> R) -> R {
+    /// Puts the setting back as it was, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUIET.set(self.0);
+        }
+    }
+    let _restore = Restore(QUIET.replace(quiet));
+    f()
+}
+
+/// What [`step!`] writes: nothing inside [`quietly`], else what [`text!`] writes.
+pub fn message(args: fmt::Arguments<'_>) -> String {
+    if QUIET.get() {
+        return String::new();
+    }
+    text(args)
+}
+
 /// What [`text!`] writes.
 pub fn text(args: fmt::Arguments<'_>) -> String {
     use std::fmt::Write;

@@ -897,6 +897,8 @@ impl Memo {
             slot = &entry.next;
             kept += 1;
         }
+        // Kept values are read by callers that word their explanations too.
+        let compute = || crate::explain::worded(&compute);
         let mut value: Box<dyn std::any::Any + Send + Sync> = Box::new(compute());
         loop {
             if kept >= Memo::MAX_KEPT {

@@ -983,3 +983,37 @@ fn workloads_are_found_by_namespace_and_name() {
     assert_eq!(kind(&i, "ns", "web").as_deref(), Some("DaemonSet"));
     assert_eq!(kind(&i, "ns", "p10").as_deref(), Some("Pod"));
 }
+
+/// Inside `explain::quietly` only the messages of steps are left unwritten, not other text;
+/// a fact kept for later is worded even when it is first asked for quietly, since later
+/// callers read it as kept.
+#[test]
+fn a_fact_first_asked_for_quietly_is_kept_with_its_words() {
+    use kfp_mesh_core::explain;
+    use kfp_mesh_core::mesh::membership;
+    let inv = inv("\
+apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: team}
+spec: {containers: [{name: app, image: app}]}
+");
+    let w = inv.workload("team", "app").expect("the pod is a workload");
+    let quiet_steps = explain::quietly(|| {
+        assert_eq!(kfp_mesh_core::step!("H", "step {}", 1).message, "");
+        assert_eq!(kfp_mesh_core::text!("text {}", 1), "text 1");
+        membership::data_plane(&inv, w).steps.len()
+    });
+    assert!(quiet_steps > 1);
+    let kept = membership::data_plane(&inv, w);
+    assert_eq!(kept.steps.len(), quiet_steps);
+    assert!(
+        kept.steps.iter().all(|s| !s.message.is_empty()),
+        "{:?}",
+        kept.steps
+    );
+    assert_eq!(kfp_mesh_core::step!("H", "step {}", 1).message, "step 1");
+}

@@ -729,3 +729,91 @@ spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, p
         ["server sidecar"]
     );
 }
+
+/// The table's report (causes only; flows evaluated without the messages of their steps first)
+/// says what the full report says: the same flows with the same verdicts, fixes and findings,
+/// and for each flow that does not succeed the step the full explanation ends on. The cases
+/// include verdicts decided by a principal (a DENY policy) and by a Service's host name (a
+/// DestinationRule), which a text left unwritten would turn into a false `allow`.
+#[test]
+fn a_report_of_causes_only_agrees_with_the_full_report() {
+    use kfp_mesh_kfp::check::Explanations;
+    let kubeflow = common::files_of("kubeflow-v1.10.1");
+    let kubeflow: Vec<&str> = kubeflow.iter().map(String::as_str).collect();
+    let decided_by_names = format!(
+        "{MESH_STRICT}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: no-api-server, namespace: kubeflow}}
+spec:
+  selector: {{matchLabels: {{app: mysql}}}}
+  action: DENY
+  rules: [{{from: [{{source: {{principals: [cluster.local/ns/kubeflow/sa/ml-pipeline]}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: minio-plaintext, namespace: kubeflow}}
+spec:
+  host: minio-service.kubeflow.svc.cluster.local
+  trafficPolicy: {{tls: {{mode: DISABLE}}}}
+"
+    );
+    let cases = [
+        inventory(&kubeflow, &decided_by_names, &[]),
+        inventory(&kubeflow, "", &[]),
+        inventory(
+            &["kfp-2.5.0-platform-agnostic.yaml"],
+            MESH_STRICT,
+            &["kubeflow"],
+        ),
+    ];
+    let mut failing = 0;
+    for inv in &cases {
+        // Causes first: the facts it keeps for later must not be missing their words.
+        let causes = check(
+            inv,
+            &CheckOptions {
+                explanations: Explanations::Cause,
+                ..CheckOptions::default()
+            },
+        );
+        let full = check(inv, &CheckOptions::default());
+        let said = |r: &Report| -> Vec<String> {
+            r.findings
+                .iter()
+                .map(|f| format!("{:?} {}", f.code, f.message))
+                .collect()
+        };
+        assert_eq!(said(&full), said(&causes));
+        assert!(full.findings == causes.findings, "the findings differ");
+        assert_eq!(full.flows.len(), causes.flows.len());
+        for (f, c) in full.flows.iter().zip(&causes.flows) {
+            assert!(
+                f.explanation.iter().all(|s| !s.message.is_empty()),
+                "{}: {:?}",
+                f.id,
+                f.explanation
+            );
+            let expected: Vec<_> = match f.outcome {
+                Outcome::Allow => Vec::new(),
+                _ => {
+                    failing += 1;
+                    f.cause().cloned().into_iter().collect()
+                }
+            };
+            assert_eq!(c.explanation, expected, "{}", f.id);
+            let mut c = c.clone();
+            c.explanation = f.explanation.clone();
+            assert_eq!(*f, c);
+        }
+    }
+    assert!(failing > 20, "{failing}");
+    // The names decided: the DENY policy and the DestinationRule took effect.
+    let full = check(&cases[0], &CheckOptions::default());
+    assert_all(&full, "api-server-to-database", Outcome::Deny);
+    assert_all(
+        &full,
+        "api-server-to-object-store",
+        Outcome::UpstreamFailure,
+    );
+}

@@ -184,14 +184,9 @@ fn passthrough(
 ) -> Decision<ClientTls> {
     if let Some(sc) = applicable_sidecar(inv, client).filter(|sc| registry_only(sc)) {
         steps.push(
-            Step::new(
-                rule,
-                crate::text!(
-                    "{reason}; the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY, so the client sidecar sends it to BlackHoleCluster (502)",
+            crate::step!(rule, "{reason}; the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY, so the client sidecar sends it to BlackHoleCluster (502)",
                     sc.namespace(),
-                    sc.name()
-                ),
-            )
+                    sc.name())
             .by(sc.cite()),
         );
         return Decision::new(ClientTls::BlackHole, steps);
@@ -260,16 +255,11 @@ fn select_destination_rules<'a>(
             let Some(specificity) = dr_host_specificity(&dr.spec.host, dr.namespace(), fqdn) else {
                 if looks_like_partial_name(&dr.spec.host, fqdn) {
                     steps.push(
-                        Step::new(
-                            "C1",
-                            crate::text!(
-                                "DestinationRule {}/{} has host `{}`, which Istio takes literally (only a name without a dot is expanded): it does not apply to {fqdn}; write `{}` or the full name",
+                        crate::step!("C1", "DestinationRule {}/{} has host `{}`, which Istio takes literally (only a name without a dot is expanded): it does not apply to {fqdn}; write `{}` or the full name",
                                 dr.namespace(),
                                 dr.name(),
                                 dr.spec.host,
-                                svc.name()
-                            ),
-                        )
+                                svc.name())
                         .by(dr.cite()),
                     );
                 }
@@ -277,14 +267,9 @@ fn select_destination_rules<'a>(
             };
             if !local && !exported_to(dr, client_ns) {
                 steps.push(
-                    Step::new(
-                        "C1",
-                        crate::text!(
-                            "DestinationRule {}/{} matches {fqdn} but its exportTo does not include namespace `{client_ns}`: not used",
+                    crate::step!("C1", "DestinationRule {}/{} matches {fqdn} but its exportTo does not include namespace `{client_ns}`: not used",
                             dr.namespace(),
-                            dr.name()
-                        ),
-                    )
+                            dr.name())
                     .by(dr.cite()),
                 );
                 continue;
@@ -294,16 +279,11 @@ fn select_destination_rules<'a>(
                 let matches = labels.iter().all(|(k, v)| client.labels.get(k) == Some(v));
                 if !local || !matches {
                     steps.push(
-                        Step::new(
-                            "C1",
-                            crate::text!(
-                                "DestinationRule {}/{} matches {fqdn} but its workloadSelector does not select {}{}: not used",
+                        crate::step!("C1", "DestinationRule {}/{} matches {fqdn} but its workloadSelector does not select {}{}: not used",
                                 dr.namespace(),
                                 dr.name(),
                                 client.named(),
-                                if local { "" } else { " (it only applies to clients in its own namespace)" }
-                            ),
-                        )
+                                if local { "" } else { " (it only applies to clients in its own namespace)" })
                         .by(dr.cite()),
                     );
                     continue;
@@ -342,23 +322,16 @@ fn select_destination_rules<'a>(
             crate::text!("wildcard host `{}`", first.spec.host)
         };
         steps.push(
-            Step::new(
-                "C1",
-                crate::text!(
-                    "DestinationRule {}/{} applies to {fqdn} ({how}), found in {label}; DestinationRules of later namespaces are not consulted",
+            crate::step!("C1", "DestinationRule {}/{} applies to {fqdn} ({how}), found in {label}; DestinationRules of later namespaces are not consulted",
                     first.namespace(),
-                    first.name()
-                ),
-            )
+                    first.name())
             .by(first.cite()),
         );
         return Some((rules, index));
     }
-    steps.push(Step::new(
+    steps.push(crate::step!(
         "C1",
-        crate::text!(
-            "no DestinationRule applies to {fqdn} for a client in namespace `{client_ns}`"
-        ),
+        "no DestinationRule applies to {fqdn} for a client in namespace `{client_ns}`"
     ));
     None
 }
@@ -429,11 +402,7 @@ pub fn client_tls(
         .find(|p| p.port == i64::from(service_port))
     else {
         steps.push(
-            Step::new(
-                "C5",
-                crate::text!("Service {fqdn} declares no port {service_port}"),
-            )
-            .by(svc.cite()),
+            crate::step!("C5", "Service {fqdn} declares no port {service_port}").by(svc.cite()),
         );
         return passthrough(
             inv,
@@ -455,28 +424,18 @@ pub fn client_tls(
         ) == Some(false)
     {
         steps.push(
-            Step::new(
-                "C1",
-                crate::text!(
-                    "the Sidecar {}/{} that configures {} does not list {fqdn} in its egress hosts, so the client sidecar has no cluster for it",
+            crate::step!("C1", "the Sidecar {}/{} that configures {} does not list {fqdn} in its egress hosts, so the client sidecar has no cluster for it",
                     sc.namespace(),
                     sc.name(),
-                    client.named()
-                ),
-            )
+                    client.named())
             .by(sc.cite()),
         );
         if registry_only(sc) {
             steps.push(
-                Step::new(
-                    "C1",
-                    crate::text!(
-                        "the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY: the client sidecar answers 502 itself (BlackHoleCluster); add `{}/{fqdn}` to its egress hosts",
+                crate::step!("C1", "the Sidecar {}/{} sets outboundTrafficPolicy REGISTRY_ONLY: the client sidecar answers 502 itself (BlackHoleCluster); add `{}/{fqdn}` to its egress hosts",
                         sc.namespace(),
                         sc.name(),
-                        svc.namespace()
-                    ),
-                )
+                        svc.namespace())
                 .by(sc.cite()),
             );
             return Decision::new(ClientTls::BlackHole, steps);
@@ -512,12 +471,10 @@ pub fn client_tls(
                 },
             );
             steps.push(
-                Step::new(
+                crate::step!(
                     "C1",
-                    crate::text!(
-                        "several DestinationRules for the same host are merged (also {}): {winner}",
-                        others.join(", ")
-                    ),
+                    "several DestinationRules for the same host are merged (also {}): {winner}",
+                    others.join(", ")
                 )
                 .by_all(rules.iter().map(|dr| dr.cite())),
             );
@@ -534,14 +491,9 @@ pub fn client_tls(
                     ""
                 };
                 steps.push(
-                    Step::new(
-                        "C2",
-                        crate::text!(
-                            "portLevelSettings for service port {service_port} in {}/{} replaces the top-level trafficPolicy wholesale{lost}",
+                    crate::step!("C2", "portLevelSettings for service port {service_port} in {}/{} replaces the top-level trafficPolicy wholesale{lost}",
                             dr.namespace(),
-                            dr.name()
-                        ),
-                    )
+                            dr.name())
                     .by(dr.cite()),
                 );
             }
@@ -553,26 +505,22 @@ pub fn client_tls(
                 dr_tls = Some((mode, dr));
                 if t.mode.is_none() {
                     steps.push(
-                        Step::new(
+                        crate::step!(
                             "C2",
-                            crate::text!(
-                                "{}/{} has a tls block without mode: the mode defaults to DISABLE",
-                                dr.namespace(),
-                                dr.name()
-                            ),
+                            "{}/{} has a tls block without mode: the mode defaults to DISABLE",
+                            dr.namespace(),
+                            dr.name()
                         )
                         .by(dr.cite()),
                     );
                 }
             } else {
                 steps.push(
-                    Step::new(
+                    crate::step!(
                         "C2",
-                        crate::text!(
-                            "{}/{} sets no tls for service port {service_port}: auto mTLS decides",
-                            dr.namespace(),
-                            dr.name()
-                        ),
+                        "{}/{} sets no tls for service port {service_port}: auto mTLS decides",
+                        dr.namespace(),
+                        dr.name()
                     )
                     .by(dr.cite()),
                 );
@@ -586,15 +534,10 @@ pub fn client_tls(
                     .is_some_and(|tp| tp.tls.is_some())
                 {
                     steps.push(
-                        Step::new(
-                            "C2",
-                            crate::text!(
-                                "subset `{}` of {}/{} sets its own tls; it applies only to traffic a VirtualService routes to that subset, which kfp-mesh does not model",
+                        crate::step!("C2", "subset `{}` of {}/{} sets its own tls; it applies only to traffic a VirtualService routes to that subset, which kfp-mesh does not model",
                                 subset.name,
                                 dr.namespace(),
-                                dr.name()
-                            ),
-                        )
+                                dr.name())
                         .by(dr.cite()),
                     );
                 }
@@ -609,11 +552,9 @@ pub fn client_tls(
 
     // C3: auto mTLS.
     if !inv.mesh.enable_auto_mtls {
-        let step = Step::new(
+        let step = crate::step!(
             "C3",
-            crate::text!(
-                "meshConfig.enableAutoMtls is false and no DestinationRule sets tls for {fqdn}:{service_port}: the client sidecar sends plaintext"
-            ),
+            "meshConfig.enableAutoMtls is false and no DestinationRule sets tls for {fqdn}:{service_port}: the client sidecar sends plaintext"
         );
         steps.push(match &inv.mesh_source {
             Some(c) => step.by(c.clone()),
@@ -638,27 +579,17 @@ pub fn client_tls(
     let ns_cites = decisive(&ns_mode);
     if ns_mode.value == MtlsMode::Disable {
         steps.push(
-            Step::new(
-                "C3",
-                crate::text!(
-                    "auto mTLS: the cluster-level mode of namespace `{}` is DISABLE ({}), so the client sidecar attaches no TLS context and sends plaintext to every endpoint",
+            crate::step!("C3", "auto mTLS: the cluster-level mode of namespace `{}` is DISABLE ({}), so the client sidecar attaches no TLS context and sends plaintext to every endpoint",
                     svc.namespace(),
-                    conclusion(&ns_mode)
-                ),
-            )
+                    conclusion(&ns_mode))
             .by_all(ns_cites),
         );
         if membership::data_plane(inv, endpoint).value == DataPlane::Sidecar {
             let em = peer_authn::effective_mode(inv, endpoint, target_port);
             if em.value == MtlsMode::Strict {
                 steps.push(
-                    Step::new(
-                        "C3",
-                        crate::text!(
-                            "{} is STRICT on port {target_port} although its namespace is DISABLE: every sidecar client sends plaintext and fails (503); add a DestinationRule for {fqdn} with tls.mode ISTIO_MUTUAL",
-                            endpoint.named()
-                        ),
-                    )
+                    crate::step!("C3", "{} is STRICT on port {target_port} although its namespace is DISABLE: every sidecar client sends plaintext and fails (503); add a DestinationRule for {fqdn} with tls.mode ISTIO_MUTUAL",
+                            endpoint.named())
                     .by_all(decisive(&em)),
                 );
             }
@@ -666,14 +597,9 @@ pub fn client_tls(
         return Decision::new(ClientTls::Plaintext, steps);
     }
     steps.push(
-        Step::new(
-            "C3",
-            crate::text!(
-                "auto mTLS: the cluster-level mode of namespace `{}` is {}, so the client sidecar uses mTLS toward endpoints labelled security.istio.io/tlsMode=istio and plaintext otherwise",
+        crate::step!("C3", "auto mTLS: the cluster-level mode of namespace `{}` is {}, so the client sidecar uses mTLS toward endpoints labelled security.istio.io/tlsMode=istio and plaintext otherwise",
                 svc.namespace(),
-                ns_mode.value
-            ),
-        )
+                ns_mode.value)
         .by_all(ns_cites),
     );
     let dp = membership::data_plane(inv, endpoint);
@@ -681,13 +607,11 @@ pub fn client_tls(
     match dp.value {
         DataPlane::Plain => {
             steps.push(
-                Step::new(
+                crate::step!(
                     "C3",
-                    crate::text!(
-                        "endpoint {} has no sidecar ({}): plaintext",
-                        endpoint.named(),
-                        conclusion(&dp)
-                    ),
+                    "endpoint {} has no sidecar ({}): plaintext",
+                    endpoint.named(),
+                    conclusion(&dp)
                 )
                 .by_all(dp_cites),
             );
@@ -695,13 +619,8 @@ pub fn client_tls(
         }
         DataPlane::Ambient => {
             steps.push(
-                Step::new(
-                    "A6.6",
-                    crate::text!(
-                        "endpoint {} is an ambient workload: a sidecar with ambient enabled reaches it over HBONE, treated as Istio mTLS with the client's identity (not verified in Istio sources)",
-                        endpoint.named()
-                    ),
-                )
+                crate::step!("A6.6", "endpoint {} is an ambient workload: a sidecar with ambient enabled reaches it over HBONE, treated as Istio mTLS with the client's identity (not verified in Istio sources)",
+                        endpoint.named())
                 .by_all(dp_cites),
             );
             Decision::new(ClientTls::IstioMutual, steps)
@@ -709,14 +628,9 @@ pub fn client_tls(
         DataPlane::Sidecar => {
             if !membership::advertises_istio_tls(endpoint) {
                 steps.push(
-                    Step::new(
-                        "A3",
-                        crate::text!(
-                            "endpoint {} has a sidecar but its pod template sets security.istio.io/tlsMode={}: every auto-mTLS client sends it plaintext",
+                    crate::step!("A3", "endpoint {} has a sidecar but its pod template sets security.istio.io/tlsMode={}: every auto-mTLS client sends it plaintext",
                             endpoint.named(),
-                            endpoint.label("security.istio.io/tlsMode").unwrap_or_default()
-                        ),
-                    )
+                            endpoint.label("security.istio.io/tlsMode").unwrap_or_default())
                     .by(endpoint.cite()),
                 );
                 return Decision::new(ClientTls::Plaintext, steps);
@@ -724,26 +638,16 @@ pub fn client_tls(
             let em = peer_authn::effective_mode(inv, endpoint, target_port);
             if em.value == MtlsMode::Disable {
                 steps.push(
-                    Step::new(
-                        "C3",
-                        crate::text!(
-                            "endpoint {} has a sidecar but its effective PeerAuthentication on port {target_port} is DISABLE: the per-endpoint check sends plaintext",
-                            endpoint.named()
-                        ),
-                    )
+                    crate::step!("C3", "endpoint {} has a sidecar but its effective PeerAuthentication on port {target_port} is DISABLE: the per-endpoint check sends plaintext",
+                            endpoint.named())
                     .by_all(decisive(&em)),
                 );
                 return Decision::new(ClientTls::Plaintext, steps);
             }
             steps.push(
-                Step::new(
-                    "C3",
-                    crate::text!(
-                        "endpoint {} has a sidecar (tlsMode=istio) and its effective mode on port {target_port} is {}: Istio mTLS",
+                crate::step!("C3", "endpoint {} has a sidecar (tlsMode=istio) and its effective mode on port {target_port} is {}: Istio mTLS",
                         endpoint.named(),
-                        em.value
-                    ),
-                )
+                        em.value)
                 .by_all(dp_cites)
                 .by_all(decisive(&em)),
             );
@@ -758,13 +662,8 @@ fn excluded_port_note(endpoint: &Workload, target_port: u16, steps: &mut Vec<Ste
     let ic = membership::intercepts_inbound(endpoint, target_port);
     if !ic.value {
         steps.push(
-            Step::new(
-                "B7",
-                crate::text!(
-                    "port {target_port} of {} bypasses its sidecar, but clients still send Istio mTLS to it, which the app cannot read; add a DestinationRule with tls.mode DISABLE for this port",
-                    endpoint.named()
-                ),
-            )
+            crate::step!("B7", "port {target_port} of {} bypasses its sidecar, but clients still send Istio mTLS to it, which the app cannot read; add a DestinationRule with tls.mode DISABLE for this port",
+                    endpoint.named())
             .by_all(cites_of(&ic.steps)),
         );
     }
@@ -793,27 +692,20 @@ fn dr_decides(
         TlsMode::IstioMutual => "Istio mTLS to every endpoint, with or without a sidecar",
     };
     steps.push(
-        Step::new(
+        crate::step!(
             "C2",
-            crate::text!(
-                "DestinationRule {}/{} sets tls.mode {} for {fqdn}: the client sidecar sends {what}",
-                dr.namespace(),
-                dr.name(),
-                tls_mode_name(mode)
-            ),
+            "DestinationRule {}/{} sets tls.mode {} for {fqdn}: the client sidecar sends {what}",
+            dr.namespace(),
+            dr.name(),
+            tls_mode_name(mode)
         )
         .by(dr.cite()),
     );
     let dp = membership::data_plane(inv, endpoint);
     match (mode, dp.value) {
         (TlsMode::IstioMutual, DataPlane::Plain) => steps.push(
-            Step::new(
-                "C4",
-                crate::text!(
-                    "endpoint {} has no sidecar, so Istio mTLS toward it fails (503); set tls.mode DISABLE for it or give it a sidecar",
-                    endpoint.named()
-                ),
-            )
+            crate::step!("C4", "endpoint {} has no sidecar, so Istio mTLS toward it fails (503); set tls.mode DISABLE for it or give it a sidecar",
+                    endpoint.named())
             .by(dr.cite())
             .by_all(cites_of(&dp.steps)),
         ),
@@ -821,13 +713,8 @@ fn dr_decides(
             let em = peer_authn::effective_mode(inv, endpoint, target_port);
             if em.value == MtlsMode::Disable {
                 steps.push(
-                    Step::new(
-                        "C4",
-                        crate::text!(
-                            "endpoint {} is DISABLE on port {target_port}, so Istio mTLS toward it fails (503)",
-                            endpoint.named()
-                        ),
-                    )
+                    crate::step!("C4", "endpoint {} is DISABLE on port {target_port}, so Istio mTLS toward it fails (503)",
+                            endpoint.named())
                     .by(dr.cite())
                     .by_all(decisive(&em)),
                 );
@@ -839,13 +726,8 @@ fn dr_decides(
             let em = peer_authn::effective_mode(inv, endpoint, target_port);
             if em.value == MtlsMode::Strict {
                 steps.push(
-                    Step::new(
-                        "C4",
-                        crate::text!(
-                            "endpoint {} is STRICT on port {target_port}, so plaintext toward it fails (503 for HTTP, closed for TCP); remove the DISABLE or make the port PERMISSIVE",
-                            endpoint.named()
-                        ),
-                    )
+                    crate::step!("C4", "endpoint {} is STRICT on port {target_port}, so plaintext toward it fails (503 for HTTP, closed for TCP); remove the DISABLE or make the port PERMISSIVE",
+                            endpoint.named())
                     .by(dr.cite())
                     .by_all(decisive(&em)),
                 );
@@ -886,14 +768,9 @@ fn shadow_note(
                 && dr_host_specificity(&dr.spec.host, dr.namespace(), fqdn).is_some()
             {
                 steps.push(
-                    Step::new(
-                        "C1",
-                        crate::text!(
-                            "DestinationRule {}/{} also matches {fqdn} and sets tls, but the DestinationRule found earlier wins and there is no field-level merge across namespaces (Kiali KIA0204)",
+                    crate::step!("C1", "DestinationRule {}/{} also matches {fqdn} and sets tls, but the DestinationRule found earlier wins and there is no field-level merge across namespaces (Kiali KIA0204)",
                             dr.namespace(),
-                            dr.name()
-                        ),
-                    )
+                            dr.name())
                     .by(dr.cite()),
                 );
             }
@@ -932,12 +809,10 @@ fn headless(
     let ns_cites = decisive(&ns_mode);
     if ns_mode.value == MtlsMode::Disable {
         steps.push(
-            Step::new(
+            crate::step!(
                 "C5",
-                crate::text!(
-                    "{fqdn} {kind} and namespace `{}` is DISABLE: plaintext to all endpoints",
-                    svc.namespace()
-                ),
+                "{fqdn} {kind} and namespace `{}` is DISABLE: plaintext to all endpoints",
+                svc.namespace()
             )
             .by(svc.cite())
             .by_all(ns_cites),
@@ -954,26 +829,16 @@ fn headless(
         .collect();
     if !without.is_empty() {
         steps.push(
-            Step::new(
-                "C5",
-                crate::text!(
-                    "{fqdn} {kind}: mTLS only if every endpoint of the port has a sidecar, and {} does not, so the client sends plaintext to all endpoints",
-                    without.join(", ")
-                ),
-            )
+            crate::step!("C5", "{fqdn} {kind}: mTLS only if every endpoint of the port has a sidecar, and {} does not, so the client sends plaintext to all endpoints",
+                    without.join(", "))
             .by(svc.cite()),
         );
         return Decision::new(ClientTls::Plaintext, steps);
     }
     steps.push(
-        Step::new(
-            "C5",
-            crate::text!(
-                "{fqdn} {kind}, namespace `{}` is {} and every endpoint of the port has a sidecar: Istio mTLS to all endpoints (workload-level PeerAuthentication is not considered)",
+        crate::step!("C5", "{fqdn} {kind}, namespace `{}` is {} and every endpoint of the port has a sidecar: Istio mTLS to all endpoints (workload-level PeerAuthentication is not considered)",
                 svc.namespace(),
-                ns_mode.value
-            ),
-        )
+                ns_mode.value)
         .by(svc.cite())
         .by_all(ns_cites),
     );
@@ -981,13 +846,8 @@ fn headless(
     let em = peer_authn::effective_mode(inv, endpoint, port);
     if em.value == MtlsMode::Disable {
         steps.push(
-            Step::new(
-                "C5",
-                crate::text!(
-                    "{} is DISABLE on port {port}, but the headless cluster still sends Istio mTLS: the connection fails; add a DestinationRule with tls.mode DISABLE for {fqdn}",
-                    endpoint.named()
-                ),
-            )
+            crate::step!("C5", "{} is DISABLE on port {port}, but the headless cluster still sends Istio mTLS: the connection fails; add a DestinationRule with tls.mode DISABLE for {fqdn}",
+                    endpoint.named())
             .by_all(decisive(&em)),
         );
     }

@@ -208,13 +208,8 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     if assumed {
         let mut names: Vec<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
         names.sort_unstable();
-        steps.push(Step::new(
-            "A1",
-            crate::text!(
-                "the input has no Istio injector MutatingWebhookConfiguration; assuming the default install's webhooks for revision `default` ({})",
-                names.join(", ")
-            ),
-        ));
+        steps.push(crate::step!("A1", "the input has no Istio injector MutatingWebhookConfiguration; assuming the default install's webhooks for revision `default` ({})",
+                names.join(", ")));
     }
     let fired: Vec<&InjectorWebhook> = hooks
         .iter()
@@ -230,13 +225,11 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     };
 
     if let Some(first) = fired.first() {
-        let step = Step::new(
+        let step = crate::step!(
             "A1",
-            crate::text!(
-                "injector {} fires for {}: {summary}",
-                first.describe(),
-                w.named()
-            ),
+            "injector {} fires for {}: {summary}",
+            first.describe(),
+            w.named()
         );
         let step = match &first.configuration {
             Some(c) => step.by(c.clone()),
@@ -244,43 +237,23 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
         };
         steps.push(with_ns(step).by(w.cite()));
         if ns_injection == Some("enabled") && ns_rev.is_some() {
-            steps.push(with_ns(Step::new(
-                "A1",
-                crate::text!(
-                    "namespace `{ns}` has both istio-injection=enabled and istio.io/rev={}: the legacy label wins and the revision label is ignored (istioctl IST0123); remove one of them",
-                    ns_rev.unwrap_or_default()
-                ),
-            )));
+            steps.push(with_ns(crate::step!("A1", "namespace `{ns}` has both istio-injection=enabled and istio.io/rev={}: the legacy label wins and the revision label is ignored (istioctl IST0123); remove one of them",
+                    ns_rev.unwrap_or_default())));
         }
         if let (Some(nr), Some(pr)) = (ns_rev, pod_rev)
             && nr != pr
             && ns_injection.is_none()
         {
-            steps.push(with_ns(Step::new(
-                "A1",
-                crate::text!(
-                    "the namespace revision istio.io/rev={nr} beats the pod's istio.io/rev={pr}: revision `{nr}` injects the pod"
-                ),
-            )));
+            steps.push(with_ns(crate::step!("A1", "the namespace revision istio.io/rev={nr} beats the pod's istio.io/rev={pr}: revision `{nr}` injects the pod")));
         }
         return true;
     }
 
-    steps.push(with_ns(Step::new(
-        "A1",
-        crate::text!(
-            "no Istio injector webhook fires for {}: {summary}; the pod is created without a sidecar",
-            w.named()
-        ),
-    ))
+    steps.push(with_ns(crate::step!("A1", "no Istio injector webhook fires for {}: {summary}; the pod is created without a sidecar",
+            w.named()))
     .by(w.cite()));
     if let Some(v) = ns_injection.filter(|v| *v != "enabled") {
-        steps.push(with_ns(Step::new(
-            "A1",
-            crate::text!(
-                "istio-injection={v} on namespace `{ns}`: only the value `enabled` injects, and any value of this label stops every revision webhook, whatever the pod labels say"
-            ),
-        )));
+        steps.push(with_ns(crate::step!("A1", "istio-injection={v} on namespace `{ns}`: only the value `enabled` injects, and any value of this label stops every revision webhook, whatever the pod labels say")));
     } else if w.label(INJECT_KEY) == Some("false") {
         steps.push(
             Step::new(
@@ -301,19 +274,9 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     if w.label(INJECT_KEY) == Some("false") {
         // Already explained: the pod opted out.
     } else if ns_injection == Some("enabled") {
-        steps.push(with_ns(Step::new(
-            "A1",
-            crate::text!(
-                "namespace `{ns}` has istio-injection=enabled but the pod gets no proxy (istioctl IST0103 PodMissingProxy)"
-            ),
-        )));
+        steps.push(with_ns(crate::step!("A1", "namespace `{ns}` has istio-injection=enabled but the pod gets no proxy (istioctl IST0103 PodMissingProxy)")));
     } else if let Some(rev) = ns_rev.or(pod_rev).filter(|_| ns_injection.is_none()) {
-        steps.push(Step::new(
-            "A1",
-            crate::text!(
-                "no installed injector webhook selects istio.io/rev={rev}: is revision (or revision tag) `{rev}` installed?"
-            ),
-        ));
+        steps.push(crate::step!("A1", "no installed injector webhook selects istio.io/rev={rev}: is revision (or revision tag) `{rev}` installed?"));
     }
     false
 }
@@ -322,9 +285,9 @@ fn webhook_fires(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
 fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool {
     let ns = w.namespace.as_str();
     if IGNORED_NAMESPACES.contains(&ns) {
-        steps.push(Step::new(
+        steps.push(crate::step!(
             "A2",
-            crate::text!("namespace `{ns}` is one the injector always ignores: no sidecar"),
+            "namespace `{ns}` is one the injector always ignores: no sidecar"
         ));
         return false;
     }
@@ -345,12 +308,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
         && l != a
     {
         steps.push(
-            Step::new(
-                "A2",
-                crate::text!(
-                    "the pod has the label {INJECT_KEY}={l} and the annotation {INJECT_KEY}={a}: the label wins"
-                ),
-            )
+            crate::step!("A2", "the pod has the label {INJECT_KEY}={l} and the annotation {INJECT_KEY}={a}: the label wins")
             .by(w.cite()),
         );
     }
@@ -358,26 +316,21 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
     let mut explicit: Option<bool> = match value {
         "true" => {
             steps.push(
-                Step::new(
-                    "A2",
-                    crate::text!("the pod {from} {INJECT_KEY}=true asks for injection"),
-                )
-                .by(w.cite()),
+                crate::step!("A2", "the pod {from} {INJECT_KEY}=true asks for injection")
+                    .by(w.cite()),
             );
             Some(true)
         }
         "false" => {
             steps.push(
-                Step::new(
+                crate::step!(
                     "A2",
-                    crate::text!(
-                        "the pod {from} {INJECT_KEY}=false: the injector is called but skips the pod{}",
-                        if from == "annotation" {
-                            " (a pod label sidecar.istio.io/inject=true would override it)"
-                        } else {
-                            ""
-                        }
-                    ),
+                    "the pod {from} {INJECT_KEY}=false: the injector is called but skips the pod{}",
+                    if from == "annotation" {
+                        " (a pod label sidecar.istio.io/inject=true would override it)"
+                    } else {
+                        ""
+                    }
                 )
                 .by(w.cite()),
             );
@@ -386,12 +339,7 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
         "" => None,
         other => {
             steps.push(
-                Step::new(
-                    "A2",
-                    crate::text!(
-                        "the pod {from} {INJECT_KEY}={other:?} is not `true` or `false`: Istio logs it as invalid and uses the default policy"
-                    ),
-                )
+                crate::step!("A2", "the pod {from} {INJECT_KEY}={other:?} is not `true` or `false`: Istio logs it as invalid and uses the default policy")
                 .by(w.cite()),
             );
             None
@@ -406,13 +354,8 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             .iter()
             .position(|s| !s.is_empty() && s.matches(&w.labels));
         if let Some(i) = never {
-            steps.push(injector_cite(Step::new(
-                "A2",
-                crate::text!(
-                    "neverInjectSelector entry {} of the injector config matches the pod labels: no injection",
-                    i + 1
-                ),
-            )));
+            steps.push(injector_cite(crate::step!("A2", "neverInjectSelector entry {} of the injector config matches the pod labels: no injection",
+                    i + 1)));
             explicit = Some(false);
         } else if let Some(i) = inv
             .injector
@@ -420,13 +363,8 @@ fn inject_required(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> bool
             .iter()
             .position(|s| !s.is_empty() && s.matches(&w.labels))
         {
-            steps.push(injector_cite(Step::new(
-                "A2",
-                crate::text!(
-                    "alwaysInjectSelector entry {} of the injector config matches the pod labels: inject",
-                    i + 1
-                ),
-            )));
+            steps.push(injector_cite(crate::step!("A2", "alwaysInjectSelector entry {} of the injector config matches the pod labels: inject",
+                    i + 1)));
             explicit = Some(true);
         }
     }
@@ -478,12 +416,7 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
     }
     if pod_mode == Some("ambient") {
         steps.push(
-            Step::new(
-                "A5",
-                crate::text!(
-                    "the pod label {DATAPLANE_KEY}=ambient enrolls it in ambient (any namespace): ztunnel captures its traffic"
-                ),
-            )
+            crate::step!("A5", "the pod label {DATAPLANE_KEY}=ambient enrolls it in ambient (any namespace): ztunnel captures its traffic")
             .by(w.cite()),
         );
         return true;
@@ -495,23 +428,13 @@ fn ambient_enrolled(inv: &Inventory, w: &Workload, steps: &mut Vec<Step>) -> boo
     if ns_mode == Some("ambient") {
         if pod_mode == Some("none") {
             steps.push(ns_step(
-                Step::new(
-                    "A5",
-                    crate::text!(
-                        "namespace `{ns}` is ambient, but the pod label {DATAPLANE_KEY}=none opts it out: plain pod"
-                    ),
-                )
+                crate::step!("A5", "namespace `{ns}` is ambient, but the pod label {DATAPLANE_KEY}=none opts it out: plain pod")
                 .by(w.cite()),
             ));
             return false;
         }
         steps.push(ns_step(
-            Step::new(
-                "A5",
-                crate::text!(
-                    "namespace `{ns}` has {DATAPLANE_KEY}=ambient and the pod does not opt out: ztunnel captures its traffic"
-                ),
-            )
+            crate::step!("A5", "namespace `{ns}` has {DATAPLANE_KEY}=ambient and the pod does not opt out: ztunnel captures its traffic")
             .by(w.cite()),
         ));
         return true;
@@ -543,13 +466,8 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
     let mut steps = Vec::new();
     if w.host_network() {
         steps.push(
-            Step::new(
-                "A2",
-                crate::text!(
-                    "{} uses hostNetwork: Istio never injects it and ztunnel never captures it; it is a plain pod without mesh identity",
-                    w.named()
-                ),
-            )
+            crate::step!("A2", "{} uses hostNetwork: Istio never injects it and ztunnel never captures it; it is a plain pod without mesh identity",
+                    w.named())
             .by(w.cite()),
         );
         return Decision::new(DataPlane::Plain, steps);
@@ -561,23 +479,16 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
             .is_some_and(|v| v == "ambient");
     let sidecar_wins = |steps: &mut Vec<Step>| {
         if ambient_labelled {
-            steps.push(Step::new(
-                "A5",
-                crate::text!(
-                    "{} is also labelled for ambient, but ztunnel leaves pods with a sidecar alone: it stays a sidecar workload (istioctl IST0123)",
-                    w.named()
-                ),
-            ));
+            steps.push(crate::step!("A5", "{} is also labelled for ambient, but ztunnel leaves pods with a sidecar alone: it stays a sidecar workload (istioctl IST0123)",
+                    w.named()));
         }
     };
     if w.has_istio_proxy() {
         steps.push(
-            Step::new(
+            crate::step!(
                 "A3",
-                crate::text!(
-                    "{} already has an istio-proxy container: sidecar workload",
-                    w.named()
-                ),
+                "{} already has an istio-proxy container: sidecar workload",
+                w.named()
             )
             .by(w.cite()),
         );
@@ -586,9 +497,10 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
     }
     if webhook_fires(inv, w, &mut steps) && inject_required(inv, w, &mut steps) {
         steps.push(
-            Step::new(
+            crate::step!(
                 "A2",
-                crate::text!("{} gets an istio-proxy sidecar at creation", w.named()),
+                "{} gets an istio-proxy sidecar at creation",
+                w.named()
             )
             .by(w.cite()),
         );
@@ -598,13 +510,8 @@ fn decide_data_plane(inv: &Inventory, w: &Workload) -> Decision<DataPlane> {
     if ambient_enrolled(inv, w, &mut steps) {
         return Decision::new(DataPlane::Ambient, steps);
     }
-    steps.push(Step::new(
-        "A5",
-        crate::text!(
-            "{} has no sidecar and is not enrolled in ambient: plain pod, plaintext only and no mesh identity",
-            w.named()
-        ),
-    ));
+    steps.push(crate::step!("A5", "{} has no sidecar and is not enrolled in ambient: plain pod, plaintext only and no mesh identity",
+            w.named()));
     Decision::new(DataPlane::Plain, steps)
 }
 
@@ -626,13 +533,8 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
         return Decision::new(
             false,
             vec![
-                Step::new(
-                    "B7",
-                    crate::text!(
-                        "port {port} is in {EXCLUDE_INBOUND}={v:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies (sidecar clients still send mTLS unless a DestinationRule sets DISABLE)",
-                        w.named()
-                    ),
-                )
+                crate::step!("B7", "port {port} is in {EXCLUDE_INBOUND}={v:?} on {}: it bypasses the sidecar, so plaintext always reaches the app and no PeerAuthentication or AuthorizationPolicy applies (sidecar clients still send mTLS unless a DestinationRule sets DISABLE)",
+                        w.named())
                 .by(w.cite()),
             ],
         );
@@ -640,12 +542,10 @@ pub fn intercepts_inbound(w: &Workload, port: u16) -> Decision<bool> {
     match w.annotation(INCLUDE_INBOUND).map(str::trim) {
         None | Some("*") => Decision::new(
             true,
-            vec![Step::new(
+            vec![crate::step!(
                 "B7",
-                crate::text!(
-                    "the sidecar of {} intercepts inbound port {port}",
-                    w.named()
-                ),
+                "the sidecar of {} intercepts inbound port {port}",
+                w.named()
             )],
         ),
         Some(list) => {

@@ -89,12 +89,10 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
 
     let egress_ok = match from {
         NetPeer::Pod(src) if src.host_network() => {
-            steps.push(Step::new(
+            steps.push(crate::step!(
                 RULE,
-                crate::text!(
-                    "{} uses the host network: egress NetworkPolicies do not govern it",
-                    src.named()
-                ),
+                "{} uses the host network: egress NetworkPolicies do not govern it",
+                src.named()
             ));
             true
         }
@@ -110,12 +108,10 @@ pub fn allows(inv: &Inventory, from: NetPeer<'_>, to: &Workload, port: u16) -> D
     };
 
     let ingress_ok = if to.host_network() {
-        steps.push(Step::new(
+        steps.push(crate::step!(
             RULE,
-            crate::text!(
-                "{} uses the host network: ingress NetworkPolicies do not govern it",
-                to.named()
-            ),
+            "{} uses the host network: ingress NetworkPolicies do not govern it",
+            to.named()
         ));
         true
     } else {
@@ -167,28 +163,24 @@ fn direction(
     for policy in &isolating {
         if let Some(why) = policy_allows(inv, policy, dir, peer, dest, port) {
             steps.push(
-                Step::new(
+                crate::step!(
                     RULE,
-                    crate::text!(
-                        "NetworkPolicy {}/{} {why}: {} {} allowed on port {port}/TCP",
-                        policy.namespace(),
-                        policy.name(),
-                        dir.lower(),
-                        flow(dir, subject, peer),
-                    ),
+                    "NetworkPolicy {}/{} {why}: {} {} allowed on port {port}/TCP",
+                    policy.namespace(),
+                    policy.name(),
+                    dir.lower(),
+                    flow(dir, subject, peer)
                 )
                 .by(policy.cite()),
             );
             return true;
         }
     }
-    steps.push(Step::new(
+    steps.push(crate::step!(
         RULE,
-        crate::text!(
-            "no {} rule of these policies admits {} on port {port}/TCP: connection dropped",
-            dir.lower(),
-            flow(dir, subject, peer),
-        ),
+        "no {} rule of these policies admits {} on port {port}/TCP: connection dropped",
+        dir.lower(),
+        flow(dir, subject, peer)
     ));
     false
 }
@@ -234,29 +226,25 @@ fn decide_isolation(inv: &Inventory, dir: Direction, subject: &Workload) -> Isol
         .filter(|(_, p)| has_type(&p.spec, dir) && p.spec.pod_selector.matches(&subject.labels))
         .unzip();
     if isolating.is_empty() {
-        let step = Step::new(
+        let step = crate::step!(
             RULE,
-            crate::text!(
-                "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
-                subject.namespace,
-                subject.named(),
-                dir.lower(),
-                dir.lower()
-            ),
+            "no NetworkPolicy in namespace {} selects {} for {}: not isolated, {} allowed",
+            subject.namespace,
+            subject.named(),
+            dir.lower(),
+            dir.lower()
         );
         return Isolation { policies, step };
     }
     let names: Vec<&str> = isolating.iter().map(|p| p.name()).collect();
-    let step = Step::new(
+    let step = crate::step!(
         RULE,
-        crate::text!(
-            "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
-            dir.lower(),
-            subject.named(),
-            isolating.len(),
-            if isolating.len() == 1 { "y" } else { "ies" },
-            names.join(", ")
-        ),
+        "{} of {} is isolated by {} NetworkPolic{} ({}): only what a rule allows passes",
+        dir.lower(),
+        subject.named(),
+        isolating.len(),
+        if isolating.len() == 1 { "y" } else { "ies" },
+        names.join(", ")
     )
     .by_all(isolating.iter().map(|p| p.cite()));
     Isolation { policies, step }

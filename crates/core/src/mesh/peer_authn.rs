@@ -73,17 +73,12 @@ fn first_of_scope<'a>(
     let (first, rest) = candidates.split_first()?;
     for other in rest {
         steps.push(
-            Step::new(
-                "B2",
-                crate::text!(
-                    "PeerAuthentication {}/{} is ignored: several {scope} policies apply and {}/{} wins because {}; delete or merge the duplicate",
+            crate::step!("B2", "PeerAuthentication {}/{} is ignored: several {scope} policies apply and {}/{} wins because {}; delete or merge the duplicate",
                     other.namespace(),
                     other.name(),
                     first.namespace(),
                     first.name(),
-                    order_reason(first, other)
-                ),
-            )
+                    order_reason(first, other))
             .by(other.cite())
             .by(first.cite()),
         );
@@ -122,17 +117,12 @@ fn select<'a>(
                 .is_some_and(|s| s.matches(&w.labels));
             if matches {
                 steps.push(
-                    Step::new(
-                        if ambient { "A6.2" } else { "B6" },
-                        crate::text!(
-                            "PeerAuthentication {}/{} selects {} but has no effect: Istio ignores selector policies in the root namespace `{root}` ({} mode); move it to namespace `{}`",
+                    crate::step!(if ambient { "A6.2" } else { "B6" }, "PeerAuthentication {}/{} selects {} but has no effect: Istio ignores selector policies in the root namespace `{root}` ({} mode); move it to namespace `{}`",
                             pa.namespace(),
                             pa.name(),
                             w.named(),
                             if ambient { "ambient" } else { "sidecar" },
-                            w.namespace
-                        ),
-                    )
+                            w.namespace)
                     .by(pa.cite()),
                 );
             }
@@ -194,26 +184,19 @@ fn apply_level(
     let declared = declared_mode(top_mode(pa));
     match (declared, ambient_mode(declared, ambient)) {
         (None, _) => steps.push(
-            Step::new(
+            crate::step!(
                 "B3",
-                crate::text!(
-                    "{scope} PeerAuthentication {}/{} leaves the mode UNSET: inherits {mode}",
-                    pa.namespace(),
-                    pa.name()
-                ),
+                "{scope} PeerAuthentication {}/{} leaves the mode UNSET: inherits {mode}",
+                pa.namespace(),
+                pa.name()
             )
             .by(pa.cite()),
         ),
         (Some(d), Some(effective)) if d != effective => {
             steps.push(
-                Step::new(
-                    "A6.2",
-                    crate::text!(
-                        "{scope} PeerAuthentication {}/{} sets {d}, which ambient does not support: istiod treats it as not STRICT, so ztunnel accepts plaintext ({effective}); to get plaintext-only you must take the workload out of ambient",
+                crate::step!("A6.2", "{scope} PeerAuthentication {}/{} sets {d}, which ambient does not support: istiod treats it as not STRICT, so ztunnel accepts plaintext ({effective}); to get plaintext-only you must take the workload out of ambient",
                         pa.namespace(),
-                        pa.name()
-                    ),
-                )
+                        pa.name())
                 .by(pa.cite()),
             );
             *mode = effective;
@@ -221,13 +204,11 @@ fn apply_level(
         }
         (Some(d), _) => {
             steps.push(
-                Step::new(
+                crate::step!(
                     "B3",
-                    crate::text!(
-                        "{scope} PeerAuthentication {}/{} sets {d}",
-                        pa.namespace(),
-                        pa.name()
-                    ),
+                    "{scope} PeerAuthentication {}/{} sets {d}",
+                    pa.namespace(),
+                    pa.name()
                 )
                 .by(pa.cite()),
             );
@@ -276,14 +257,9 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
         for (key, setting) in pa.spec.port_level_mtls.iter().flatten() {
             let Ok(p) = key.trim().parse::<u16>() else {
                 steps.push(
-                    Step::new(
-                        "B4",
-                        crate::text!(
-                            "portLevelMtls key {key:?} of PeerAuthentication {}/{} is not a port number: ignored",
+                    crate::step!("B4", "portLevelMtls key {key:?} of PeerAuthentication {}/{} is not a port number: ignored",
                             pa.namespace(),
-                            pa.name()
-                        ),
-                    )
+                            pa.name())
                     .by(pa.cite()),
                 );
                 continue;
@@ -295,25 +271,15 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
             let declared = declared_mode(setting.mode);
             match declared {
                 None => steps.push(
-                    Step::new(
-                        "B4",
-                        crate::text!(
-                            "portLevelMtls {p} of PeerAuthentication {}/{} is UNSET: port inherits {mode}",
+                    crate::step!("B4", "portLevelMtls {p} of PeerAuthentication {}/{} is UNSET: port inherits {mode}",
                             pa.namespace(),
-                            pa.name()
-                        ),
-                    )
+                            pa.name())
                     .by(pa.cite()),
                 ),
                 Some(MtlsMode::Disable) if ambient && workload_declared.is_none() => steps.push(
-                    Step::new(
-                        "A6.2",
-                        crate::text!(
-                            "portLevelMtls {p}: DISABLE of PeerAuthentication {}/{} is ignored in ambient (the policy's own mode is UNSET): port keeps {mode}",
+                    crate::step!("A6.2", "portLevelMtls {p}: DISABLE of PeerAuthentication {}/{} is ignored in ambient (the policy's own mode is UNSET): port keeps {mode}",
                             pa.namespace(),
-                            pa.name()
-                        ),
-                    )
+                            pa.name())
                     .by(pa.cite()),
                 ),
                 Some(d) => {
@@ -351,16 +317,11 @@ fn compose(inv: &Inventory, w: &Workload, port: u16, ambient: bool) -> Decision<
                     && w.target_port(sp) == Some(port)
                 {
                     steps.push(
-                        Step::new(
-                            "B4",
-                            crate::text!(
-                                "portLevelMtls {service_port} of PeerAuthentication {}/{} names the Service port of {}/{}, but the key is the container port: use {port}",
+                        crate::step!("B4", "portLevelMtls {service_port} of PeerAuthentication {}/{} names the Service port of {}/{}, but the key is the container port: use {port}",
                                 pa.namespace(),
                                 pa.name(),
                                 svc.namespace(),
-                                svc.name()
-                            ),
-                        )
+                                svc.name())
                         .by(pa.cite())
                         .by(svc.cite()),
                     );
@@ -424,13 +385,11 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
         .and_then(|pa| declared_mode(top_mode(pa)).map(|m| (pa, m)));
     if let Some(pa) = selected.namespace.filter(|_| ns_level.is_none()) {
         steps.push(
-            Step::new(
+            crate::step!(
                 "C3",
-                crate::text!(
-                    "namespace-wide PeerAuthentication {}/{} leaves the mode UNSET",
-                    pa.namespace(),
-                    pa.name()
-                ),
+                "namespace-wide PeerAuthentication {}/{} leaves the mode UNSET",
+                pa.namespace(),
+                pa.name()
             )
             .by(pa.cite()),
         );
@@ -438,36 +397,21 @@ pub fn namespace_mode(inv: &Inventory, ns: &str) -> Decision<MtlsMode> {
     let (mode, step) = match (ns_level, mesh_level) {
         (Some((pa, m)), _) => (
             m,
-            Step::new(
-                "C3",
-                crate::text!(
-                    "namespace `{ns}` mode is {m}, set by the namespace-wide PeerAuthentication {}/{}",
+            crate::step!("C3", "namespace `{ns}` mode is {m}, set by the namespace-wide PeerAuthentication {}/{}",
                     pa.namespace(),
-                    pa.name()
-                ),
-            )
+                    pa.name())
             .by(pa.cite()),
         ),
         (None, Some((pa, m))) => (
             m,
-            Step::new(
-                "C3",
-                crate::text!(
-                    "namespace `{ns}` has no namespace-wide mode; the mesh-wide PeerAuthentication {}/{} sets {m}",
+            crate::step!("C3", "namespace `{ns}` has no namespace-wide mode; the mesh-wide PeerAuthentication {}/{} sets {m}",
                     pa.namespace(),
-                    pa.name()
-                ),
-            )
+                    pa.name())
             .by(pa.cite()),
         ),
         (None, None) => (
             MtlsMode::Permissive,
-            Step::new(
-                "C3",
-                crate::text!(
-                    "no namespace-wide or mesh-wide PeerAuthentication sets a mode for namespace `{ns}`: PERMISSIVE"
-                ),
-            ),
+            crate::step!("C3", "no namespace-wide or mesh-wide PeerAuthentication sets a mode for namespace `{ns}`: PERMISSIVE"),
         ),
     };
     steps.push(step);

@@ -432,68 +432,59 @@ fn find_attached_policies(
                 Attachment::Applies(how) => applies.push((p, how, i)),
                 Attachment::NotSelected => not_selected.push(p),
                 Attachment::Ignored(why) => steps.push(
-                    Step::new(
-                        "D1",
-                        crate::text!("{} does not apply at {at}: {why}", policy_name(p)),
-                    )
-                    .by(p.cite()),
+                    crate::step!("D1", "{} does not apply at {at}: {why}", policy_name(p))
+                        .by(p.cite()),
                 ),
             }
         }
     }
     if !not_selected.is_empty() {
         steps.push(
-            Step::new(
+            crate::step!(
                 "D1",
-                crate::text!(
-                    "{} select{} other workloads (selector or targetRefs do not match {} {}/{})",
-                    not_selected
-                        .iter()
-                        .map(|p| policy_name(p).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if not_selected.len() == 1 { "s" } else { "" },
-                    server.kind,
-                    server.namespace,
-                    server.name
-                ),
+                "{} select{} other workloads (selector or targetRefs do not match {} {}/{})",
+                not_selected
+                    .iter()
+                    .map(|p| policy_name(p).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if not_selected.len() == 1 { "s" } else { "" },
+                server.kind,
+                server.namespace,
+                server.name
             )
             .by_all(not_selected.iter().map(|p| p.cite())),
         );
     }
     if applies.is_empty() {
-        steps.push(Step::new(
+        steps.push(crate::step!(
             "D1",
-            crate::text!(
-                "no AuthorizationPolicy applies at {at} (looked in namespaces {})",
-                namespaces.join(", ")
-            ),
+            "no AuthorizationPolicy applies at {at} (looked in namespaces {})",
+            namespaces.join(", ")
         ));
     } else {
         steps.push(
-            Step::new(
+            crate::step!(
                 "D1",
-                crate::text!(
-                    "{} AuthorizationPolic{} appl{} at {at}: {}",
-                    applies.len(),
-                    if applies.len() == 1 { "y" } else { "ies" },
-                    if applies.len() == 1 { "ies" } else { "y" },
-                    applies
-                        .iter()
-                        .map(|(p, how, _)| crate::text!(
-                            "{}/{} ({}{}, {how})",
-                            p.namespace(),
-                            p.name(),
-                            p.spec.action.as_str(),
-                            if is_dry_run(&p.meta.annotations) {
-                                ", dry-run"
-                            } else {
-                                ""
-                            }
-                        ))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                "{} AuthorizationPolic{} appl{} at {at}: {}",
+                applies.len(),
+                if applies.len() == 1 { "y" } else { "ies" },
+                if applies.len() == 1 { "ies" } else { "y" },
+                applies
+                    .iter()
+                    .map(|(p, how, _)| crate::text!(
+                        "{}/{} ({}{}, {how})",
+                        p.namespace(),
+                        p.name(),
+                        p.spec.action.as_str(),
+                        if is_dry_run(&p.meta.annotations) {
+                            ", dry-run"
+                        } else {
+                            ""
+                        }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
             .by_all(applies.iter().map(|(p, _, _)| p.cite())),
         );
@@ -544,44 +535,26 @@ fn authenticate<'a>(
     let Some(jwt) = request.jwt.as_ref() else {
         if !ras.is_empty() {
             steps.push(
-                Step::new(
-                    "D9",
-                    crate::text!(
-                        "no JWT presented: RequestAuthentication {} accepts requests without a token; they get no request principal, so only an AuthorizationPolicy that requires requestPrincipals can reject them",
-                        names()
-                    ),
-                )
+                crate::step!("D9", "no JWT presented: RequestAuthentication {} accepts requests without a token; they get no request principal, so only an AuthorizationPolicy that requires requestPrincipals can reject them",
+                        names())
                 .by_all(cites()),
             );
         }
         return Ok(None);
     };
     if request.chain == Chain::Tcp {
-        steps.push(Step::new(
-            "D7",
-            crate::text!("the request is on the TCP filter chain at {at}: JWTs are HTTP, so the token is not read"),
-        ));
+        steps.push(crate::step!("D7", "the request is on the TCP filter chain at {at}: JWTs are HTTP, so the token is not read"));
         return Ok(None);
     }
     if ras.is_empty() {
-        steps.push(Step::new(
-            "D9",
-            crate::text!(
-                "a JWT is presented but no RequestAuthentication applies at {at}: the token is not validated and gives no request principal"
-            ),
-        ));
+        steps.push(crate::step!("D9", "a JWT is presented but no RequestAuthentication applies at {at}: the token is not validated and gives no request principal"));
         return Ok(None);
     }
     if !jwt.valid {
         steps.push(
-            Step::new(
-                "D9",
-                crate::text!(
-                    "the JWT from issuer {} is invalid (bad signature or expired): RequestAuthentication {} rejects it → 401",
+            crate::step!("D9", "the JWT from issuer {} is invalid (bad signature or expired): RequestAuthentication {} rejects it → 401",
                     jwt.issuer,
-                    names()
-                ),
-            )
+                    names())
             .by_all(cites()),
         );
         return Err(());
@@ -593,14 +566,9 @@ fn authenticate<'a>(
         .collect();
     if rules.is_empty() {
         steps.push(
-            Step::new(
-                "D9",
-                crate::text!(
-                    "the JWT issuer {} is not named by any jwtRules of RequestAuthentication {} (\"Jwt issuer is not configured\") → 401",
+            crate::step!("D9", "the JWT issuer {} is not named by any jwtRules of RequestAuthentication {} (\"Jwt issuer is not configured\") → 401",
                     jwt.issuer,
-                    names()
-                ),
-            )
+                    names())
             .by_all(cites()),
         );
         return Err(());
@@ -611,28 +579,21 @@ fn authenticate<'a>(
     };
     let Some((ra, _)) = rules.iter().find(|(_, rule)| audience_ok(&rule.audiences)) else {
         steps.push(
-            Step::new(
-                "D9",
-                crate::text!(
-                    "the JWT audiences [{}] are not among the audiences the jwtRules for issuer {} allow (\"Audiences in Jwt are not allowed\") → 401",
+            crate::step!("D9", "the JWT audiences [{}] are not among the audiences the jwtRules for issuer {} allow (\"Audiences in Jwt are not allowed\") → 401",
                     jwt.audiences.join(", "),
-                    jwt.issuer
-                ),
-            )
+                    jwt.issuer)
             .by_all(rules.iter().map(|(r, _)| r.cite())),
         );
         return Err(());
     };
     steps.push(
-        Step::new(
+        crate::step!(
             "D3",
-            crate::text!(
-                "RequestAuthentication {}/{} accepts the JWT: request principal {}/{}",
-                ra.namespace(),
-                ra.name(),
-                jwt.issuer,
-                jwt.subject
-            ),
+            "RequestAuthentication {}/{} accepts the JWT: request principal {}/{}",
+            ra.namespace(),
+            ra.name(),
+            jwt.issuer,
+            jwt.subject
         )
         .by(ra.cite()),
     );
@@ -718,7 +679,7 @@ fn run_policy(p: &AuthorizationPolicy, flavor: Flavor, cx: &Cx<'_>) -> PolicyRes
 /// Push the notes of a policy evaluation, each citing the policy.
 fn push_notes(steps: &mut Vec<Step>, p: &AuthorizationPolicy, notes: &Notes) {
     for (rule, msg) in notes {
-        steps.push(Step::new(rule, crate::text!("{}: {msg}", policy_name(p))).by(p.cite()));
+        steps.push(crate::step!(rule, "{}: {msg}", policy_name(p)).by(p.cite()));
     }
 }
 
@@ -765,18 +726,13 @@ pub fn authorize(
         let sent = h.path.split(['?', '#']).next().unwrap_or_default();
         if sent != p {
             steps.push(
-                Step::new(
-                    "D4",
-                    crate::text!(
-                        "Envoy normalizes the path before `paths` match (meshConfig pathNormalization {}{}): `{sent}` is matched as `{p}`",
+                crate::step!("D4", "Envoy normalizes the path before `paths` match (meshConfig pathNormalization {}{}): `{sent}` is matched as `{p}`",
                         inv.mesh.path_normalization.as_str(),
                         if inv.mesh_source.is_none() {
                             ", Istio's default"
                         } else {
                             ""
-                        }
-                    ),
-                )
+                        })
                 .by_all(inv.mesh_source.iter().cloned()),
             );
         }
@@ -799,27 +755,17 @@ pub fn authorize(
         if point == Point::Ztunnel {
             if dry {
                 steps.push(
-                    Step::new(
-                        "A6.5",
-                        crate::text!(
-                            "{} is dry-run: istiod does not send dry-run policies to ztunnel (unless AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY=true), so it has no effect here",
-                            policy_name(p)
-                        ),
-                    )
+                    crate::step!("A6.5", "{} is dry-run: istiod does not send dry-run policies to ztunnel (unless AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY=true), so it has no effect here",
+                            policy_name(p))
                     .by(p.cite()),
                 );
                 continue;
             }
             if matches!(p.spec.action, AuthzAction::Audit | AuthzAction::Custom) {
                 steps.push(
-                    Step::new(
-                        "A6.3",
-                        crate::text!(
-                            "{}: ztunnel does not support the {} action; the policy is ignored at ztunnel (use a waypoint)",
+                    crate::step!("A6.3", "{}: ztunnel does not support the {} action; the policy is ignored at ztunnel (use a waypoint)",
                             policy_name(p),
-                            p.spec.action.as_str()
-                        ),
-                    )
+                            p.spec.action.as_str())
                     .by(p.cite()),
                 );
                 continue;
@@ -861,25 +807,21 @@ pub fn authorize(
             match r.matched {
                 Some(n) => {
                     steps.push(
-                        Step::new(
+                        crate::step!(
                             rule_id,
-                            crate::text!(
-                                "{} (DENY): rule {n} matches {req} → deny",
-                                policy_name(p)
-                            ),
+                            "{} (DENY): rule {n} matches {req} → deny",
+                            policy_name(p)
                         )
                         .by(p.cite()),
                     );
                     denied_by.push(*p);
                 }
                 None => steps.push(
-                    Step::new(
+                    crate::step!(
                         rule_id,
-                        crate::text!(
-                            "{} (DENY): no rule matches {req} ({})",
-                            policy_name(p),
-                            r.why_not()
-                        ),
+                        "{} (DENY): no rule matches {req} ({})",
+                        policy_name(p),
+                        r.why_not()
                     )
                     .by(p.cite()),
                 ),
@@ -887,16 +829,14 @@ pub fn authorize(
         }
         if !denied_by.is_empty() {
             steps.push(
-                Step::new(
+                crate::step!(
                     "D2",
-                    crate::text!(
-                        "a DENY policy matches ({}) → deny; no ALLOW policy can override a DENY",
-                        denied_by
-                            .iter()
-                            .map(|p| crate::text!("{}/{}", p.namespace(), p.name()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    "a DENY policy matches ({}) → deny; no ALLOW policy can override a DENY",
+                    denied_by
+                        .iter()
+                        .map(|p| crate::text!("{}/{}", p.namespace(), p.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
                 .by_all(denied_by.iter().map(|p| p.cite())),
             );
@@ -926,9 +866,10 @@ pub fn authorize(
                 match r.matched {
                     Some(n) => {
                         steps.push(
-                            Step::new(
+                            crate::step!(
                                 rule_id,
-                                crate::text!("{} (ALLOW): rule {n} matches {req}", policy_name(p)),
+                                "{} (ALLOW): rule {n} matches {req}",
+                                policy_name(p)
                             )
                             .by(p.cite()),
                         );
@@ -938,12 +879,10 @@ pub fn authorize(
                     None => {
                         let why = r.why_not();
                         steps.push(
-                            Step::new(
+                            crate::step!(
                                 rule_id,
-                                crate::text!(
-                                    "{} (ALLOW): no rule matches {req} ({why})",
-                                    policy_name(p)
-                                ),
+                                "{} (ALLOW): no rule matches {req} ({why})",
+                                policy_name(p)
                             )
                             .by(p.cite()),
                         );
@@ -954,27 +893,19 @@ pub fn authorize(
             match allowed_by {
                 Some(p) => {
                     steps.push(
-                        Step::new(
-                            "D2",
-                            crate::text!("{} allows the request → allow", policy_name(p)),
-                        )
-                        .by(p.cite()),
+                        crate::step!("D2", "{} allows the request → allow", policy_name(p))
+                            .by(p.cite()),
                     );
                     AuthzVerdict::Allow
                 }
                 None => {
                     steps.push(
-                        Step::new(
-                            "D2",
-                            crate::text!(
-                                "ALLOW policies apply at {at} ({}) but none matches {req} → no ALLOW matched → deny",
+                        crate::step!("D2", "ALLOW policies apply at {at} ({}) but none matches {req} → no ALLOW matched → deny",
                                 misses
                                     .iter()
                                     .map(|p| crate::text!("{}/{}", p.namespace(), p.name()))
                                     .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
+                                    .join(", "))
                         .by_all(misses.iter().map(|p| p.cite())),
                     );
                     AuthzVerdict::Deny
@@ -988,12 +919,7 @@ pub fn authorize(
 
     let value = match (verdict, custom_provider) {
         (AuthzVerdict::Allow, Some(provider)) => {
-            steps.push(Step::new(
-                "D2",
-                crate::text!(
-                    "no other policy denies: the decision belongs to ext-authz provider {provider}, whose answer kfp-mesh cannot know"
-                ),
-            ));
+            steps.push(crate::step!("D2", "no other policy denies: the decision belongs to ext-authz provider {provider}, whose answer kfp-mesh cannot know"));
             AuthzVerdict::Custom { provider }
         }
         (v, _) => v,
@@ -1189,14 +1115,9 @@ fn evaluate_custom(
     let several = providers.len() > 1;
     if several {
         steps.push(
-            Step::new(
-                "D2",
-                crate::text!(
-                    "{} CUSTOM providers on one workload ({}): without PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS (Istio < 1.30) every CUSTOM rule fails closed",
+            crate::step!("D2", "{} CUSTOM providers on one workload ({}): without PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS (Istio < 1.30) every CUSTOM rule fails closed",
                     providers.len(),
-                    providers.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )
+                    providers.iter().cloned().collect::<Vec<_>>().join(", "))
             .by_all(custom.iter().map(|p| p.cite())),
         );
     }
@@ -1211,25 +1132,15 @@ fn evaluate_custom(
         let name = policy_name(p);
         let Some(n) = r.matched else {
             steps.push(
-                Step::new(
-                    "D2",
-                    crate::text!(
-                        "{name} (CUSTOM, provider {provider}): no rule matches {req}, so the request is not sent to ext-authz ({})",
-                        r.why_not()
-                    ),
-                )
+                crate::step!("D2", "{name} (CUSTOM, provider {provider}): no rule matches {req}, so the request is not sent to ext-authz ({})",
+                        r.why_not())
                 .by(p.cite()),
             );
             continue;
         };
         if dry {
             steps.push(
-                Step::new(
-                    "D2",
-                    crate::text!(
-                        "{name} (CUSTOM, dry-run): rule {n} matches {req}; a dry-run policy does not decide"
-                    ),
-                )
+                crate::step!("D2", "{name} (CUSTOM, dry-run): rule {n} matches {req}; a dry-run policy does not decide")
                 .by(p.cite()),
             );
             continue;
@@ -1253,12 +1164,7 @@ fn evaluate_custom(
         };
         if let Some(why) = fail_why {
             steps.push(
-                Step::new(
-                    "D2",
-                    crate::text!(
-                        "{name} (CUSTOM): rule {n} matches {req}, and {why}: istiod cannot build the ext-authz filter and turns the CUSTOM rules into a DENY (fail closed) → deny"
-                    ),
-                )
+                crate::step!("D2", "{name} (CUSTOM): rule {n} matches {req}, and {why}: istiod cannot build the ext-authz filter and turns the CUSTOM rules into a DENY (fail closed) → deny")
                 .by_all([p.cite()].into_iter().chain(inv.mesh_source.iter().cloned())),
             );
             fail_closed = true;
@@ -1270,33 +1176,23 @@ fn evaluate_custom(
         };
         if tcp && !grpc {
             steps.push(
-                Step::new(
-                    "D7",
-                    crate::text!(
-                        "{name} (CUSTOM): rule {n} matches {req}, but {provider} is an envoyExtAuthzHttp provider: Istio builds no ext-authz filter for TCP filter chains with an HTTP provider (\"ignored CUSTOM action with HTTP provider on TCP filter chain\"), so nothing is sent to it"
-                    ),
-                )
+                crate::step!("D7", "{name} (CUSTOM): rule {n} matches {req}, but {provider} is an envoyExtAuthzHttp provider: Istio builds no ext-authz filter for TCP filter chains with an HTTP provider (\"ignored CUSTOM action with HTTP provider on TCP filter chain\"), so nothing is sent to it")
                 .by(p.cite()),
             );
             continue;
         }
         steps.push(
-            Step::new(
-                "D2",
-                crate::text!(
-                    "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}{}; evaluation continues with the other policies",
+            crate::step!("D2", "{name} (CUSTOM): rule {n} matches {req} → the request is sent to ext-authz provider {provider}{}; evaluation continues with the other policies",
                     if tcp {
                         " (an envoyExtAuthzGrpc provider: Istio also enforces it on the TCP filter chain)"
                     } else {
                         ""
-                    }
-                ),
-            )
+                    })
             .by(p.cite()),
         );
         for note in notes {
             steps.push(
-                Step::new("D2", crate::text!("provider {provider}: {note}"))
+                crate::step!("D2", "provider {provider}: {note}")
                     .by_all(inv.mesh_source.iter().cloned()),
             );
         }
@@ -1352,17 +1248,12 @@ fn shadow_results(shadow: &[&AuthorizationPolicy], cx: &Cx<'_>, req: &str, steps
     if !allow_shadow.is_empty() {
         let would_allow = allow_shadow.iter().any(|(_, m)| m.is_some());
         steps.push(
-            Step::new(
-                "D2",
-                crate::text!(
-                    "shadow result of the dry-run ALLOW policies: in enforce mode they would {} this request",
+            crate::step!("D2", "shadow result of the dry-run ALLOW policies: in enforce mode they would {} this request",
                     if would_allow {
                         "allow"
                     } else {
                         "deny (no dry-run ALLOW rule matches)"
-                    }
-                ),
-            )
+                    })
             .by_all(allow_shadow.iter().map(|(p, _)| p.cite())),
         );
     }
