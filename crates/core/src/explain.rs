@@ -35,7 +35,7 @@ thread_local! {
 /// drops the explanations of most of what it evaluates (a table of a large cluster explains
 /// no connection that succeeds): verdicts, the steps' rules and the objects they cite are the
 /// same as with words, since no decision reads a [`step!`] message. Values kept for later
-/// ([`crate::inventory::Memo`]) are computed with words ([`worded`]).
+/// (the inventory's `Memo`) are computed with words ([`worded`]).
 pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
     with_quiet(true, f)
 }

@@ -55,8 +55,8 @@ fn main() {
         });
         base.push((path.display().to_string(), text));
     }
-    // `KFP_MESH_EXPLANATIONS=cause` keeps only each flow's cause, as `kfp-mesh check`'s table
-    // output does; the default keeps every step (JSON, SARIF, HTML).
+    // `KFP_MESH_EXPLANATIONS=cause` keeps only the cause of each flow that does not succeed, as
+    // `kfp-mesh check`'s table output does; the default keeps every step (JSON, SARIF, HTML).
     let options = CheckOptions {
         explanations: match std::env::var("KFP_MESH_EXPLANATIONS").as_deref() {
             Ok("cause") => Explanations::Cause,
