@@ -1080,6 +1080,9 @@ pub struct Inventory {
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// The synthesised workloads of `workloads_by_ns` (few; the flows of their role ask for
+    /// them in every namespace).
+    synthetic_by_ns: HashMap<String, Vec<usize>>,
     /// The workload [`Inventory::workload`] answers for each namespace and name, as an index
     /// into `workloads`, found by a hash of the two (every flow asks several times; a search
     /// of the sorted workloads compared names in thousands of places in memory).
@@ -1281,12 +1284,23 @@ impl Inventory {
     /// `finish` then sorts them and finds the Services' endpoints.
     fn push_workload(&mut self, w: std::sync::Arc<Workload>) -> usize {
         let i = self.workloads.len();
+        self.index_namespace(i, &w);
+        self.workloads.push(w);
+        i
+    }
+
+    /// Enter workload `i` in the indices by namespace.
+    fn index_namespace(&mut self, i: usize, w: &Workload) {
         self.workloads_by_ns
             .entry(w.namespace.clone())
             .or_default()
             .push(i);
-        self.workloads.push(w);
-        i
+        if w.synthetic {
+            self.synthetic_by_ns
+                .entry(w.namespace.clone())
+                .or_default()
+                .push(i);
+        }
     }
 
     fn add(&mut self, o: &Object) {
@@ -1567,11 +1581,11 @@ impl Inventory {
             (&a.namespace, &a.name, &a.kind).cmp(&(&b.namespace, &b.name, &b.kind))
         });
         self.workloads_by_ns.clear();
-        for (i, w) in self.workloads.iter().enumerate() {
-            self.workloads_by_ns
-                .entry(w.namespace.clone())
-                .or_default()
-                .push(i);
+        self.synthetic_by_ns.clear();
+        for i in 0..self.workloads.len() {
+            if let Some(w) = self.workloads.get(i).map(std::sync::Arc::clone) {
+                self.index_namespace(i, &w);
+            }
         }
         self.workload_names.clear();
         for i in 0..self.workloads.len() {
@@ -1620,6 +1634,18 @@ impl Inventory {
             Some(n) => std::borrow::Cow::Borrowed(&n.meta.labels),
             None => std::borrow::Cow::Owned(StringMap::from([(NAMESPACE_NAME_LABEL, ns)])),
         }
+    }
+
+    /// The synthesised workloads of namespace `ns` ([`Workload::synthetic`]).
+    pub fn synthetic_workloads_in<'a>(
+        &'a self,
+        ns: &str,
+    ) -> impl Iterator<Item = &'a Workload> + 'a {
+        self.synthetic_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.workloads.get(*i).map(|w| &**w))
     }
 
     pub fn workloads_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = &'a Workload> + 'a {

@@ -679,18 +679,16 @@ fn resolve_source<'i>(
             let expected = vec![facts.run_service_account.value.clone()];
             // The modelled run pods stand for every run; pods of past runs in the input are
             // only used when no model exists (they would repeat the same verdicts).
-            let run_pods = |synthetic: bool| -> Vec<&Workload> {
-                inv.workloads_in(&ns)
-                    .filter(|w| {
-                        w.synthetic == synthetic
-                            && w.kind == "Pod"
-                            && run_pod_template(&w.name, &r.run_pods).is_some()
-                    })
-                    .collect()
-            };
-            let mut kept = run_pods(true);
+            let run_pod =
+                |w: &&Workload| w.kind == "Pod" && run_pod_template(&w.name, &r.run_pods).is_some();
+            let mut kept: Vec<&Workload> =
+                inv.synthetic_workloads_in(&ns).filter(run_pod).collect();
             if kept.is_empty() {
-                kept = run_pods(false);
+                kept = inv
+                    .workloads_in(&ns)
+                    .filter(|w| !w.synthetic)
+                    .filter(run_pod)
+                    .collect();
             }
             kept.sort_by(|a, b| a.name.cmp(&b.name));
             let found: Vec<Endpoint> = kept
