@@ -403,7 +403,6 @@ fn write_table(out: &mut impl Write, report: &Report, example: bool) -> std::io:
     Ok(())
 }
 
-/// The table's FLOW, FROM, TO, OUTCOME and TRANSPORT cells of a flow.
 /// `text`, then spaces to `width` characters and two more (the gap between columns).
 fn write_padded(out: &mut impl Write, text: &str, width: usize) -> std::io::Result<()> {
     out.write_all(text.as_bytes())?;
@@ -420,6 +419,7 @@ fn write_spaces(out: &mut impl Write, mut n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The table's FLOW, FROM, TO, OUTCOME and TRANSPORT cells of a flow.
 fn flow_cells(f: &check::FlowResult) -> [std::borrow::Cow<'_, str>; 5] {
     use std::borrow::Cow;
     [

@@ -18,8 +18,9 @@ macro_rules! text {
 
 /// A [`Step`] of rule `rule` whose message is worded as by [`text!`]: `step!("B3", "...", ..)`.
 /// Inside [`quietly`] the message is left unwritten (empty), so only a step's message may be
-/// made this way: nothing decides by it. A text that anything reads (a name, a host, a
-/// principal, a message a fix is chosen by) is made with [`text!`].
+/// made this way, and no verdict's outcome or transport may depend on it. A text that
+/// anything reads (a name, a host, a principal, a message a fix is chosen by) is made with
+/// [`text!`].
 #[macro_export]
 macro_rules! step {
     ($rule:expr, $($arg:tt)*) => {
@@ -33,9 +34,11 @@ thread_local! {
 
 /// `f` with the messages of the steps made by [`step!`] left unwritten. For a caller that
 /// drops the explanations of most of what it evaluates (a table of a large cluster explains
-/// no connection that succeeds): verdicts, the steps' rules and the objects they cite are the
-/// same as with words, since no decision reads a [`step!`] message. Values kept for later
-/// (the inventory's `Memo`) are computed with words ([`worded`]).
+/// no connection that succeeds): outcomes, transports, the steps' rules and the objects they
+/// cite are the same as with words. A failing verdict's symptom and fix are chosen partly by
+/// the words of its steps, so they are not to be read: evaluate a verdict that fails again
+/// with words. Values kept for later (the inventory's `Memo`) are computed with words
+/// ([`worded`]).
 pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
     with_quiet(true, f)
 }

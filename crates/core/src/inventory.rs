@@ -1095,9 +1095,9 @@ pub struct Inventory {
     endpoints: HashMap<String, HashMap<String, Vec<usize>>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
-    /// The pod specs read from the input by the text they were read from: the pods of one
-    /// controller, and of one kind across namespaces, repeat the same text, which is then read
-    /// once.
+    /// The pod specs read from the input by the text they were read from, while objects are
+    /// added (emptied by `finish`): the pods of one controller, and of one kind across
+    /// namespaces, repeat the same text, which is then read once.
     pod_spec_texts: HashMap<Box<str>, std::sync::Arc<PodSpec>>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: Generation,
@@ -1591,6 +1591,8 @@ impl Inventory {
         for i in 0..self.workloads.len() {
             self.name_workload(i);
         }
+        // Only the objects added since the last `finish` read pod specs from text.
+        self.pod_spec_texts = HashMap::new();
         let mut endpoints: HashMap<String, HashMap<String, _>> = HashMap::new();
         for ((ns, name), svc) in &self.services {
             if let Some(selector) = nonempty_selector(svc) {

@@ -461,23 +461,27 @@ impl Object {
 
     /// The value at a path of fields (`["spec", "template", "spec"]`), as a tree: only that
     /// value is built, the rest of the body's text is skipped over. `None` when a field on the
-    /// way is missing or not a mapping. For the fields the object holds apart (`apiVersion`,
-    /// `kind`, `metadata`) the whole object is built first.
+    /// way is missing or not a mapping (or the text does not read, which a body this program
+    /// wrote always does). For the fields the object holds apart (`apiVersion`, `kind`,
+    /// `metadata`) the whole object is built first.
     pub fn value_at(&self, path: &[&str]) -> Option<serde_json::Value> {
+        self.tree_at(path).ok().flatten()
+    }
+
+    /// [`Object::value_at`], with serde's error when the body's text does not read.
+    fn tree_at(&self, path: &[&str]) -> Result<Option<serde_json::Value>, String> {
         use serde::de::DeserializeSeed;
         if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
             let mut value = Some(self.value());
             for field in path {
                 value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
             }
-            return value;
+            return Ok(value);
         }
-        // The body is JSON this program wrote: reading it does not fail.
         let mut reader = serde_json::Deserializer::from_str(&self.body.text);
         at_path::At::<serde_json::Value>::new(path)
             .deserialize(&mut reader)
-            .ok()
-            .flatten()
+            .map_err(|e| e.to_string())
     }
 
     /// The value at a path of fields of the body (`["spec", "template", "spec"]`) as `T`:
@@ -489,7 +493,7 @@ impl Object {
         &self,
         path: &[&str],
     ) -> Result<Option<T>, String> {
-        let value = self.value_at(path);
+        let value = self.tree_at(path)?;
         // Typed from the tree, not the text: the tree knows each list's length, so the typed
         // value's vectors are made to measure (read from text they grow by doubling).
         value
