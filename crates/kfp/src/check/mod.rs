@@ -45,7 +45,7 @@ pub enum Explanations {
     /// Only the step that decided the outcome of a flow that does not succeed (the table's
     /// CAUSE column); nothing for one that does. A flow is first evaluated without the
     /// messages of its steps ([`kfp_mesh_core::explain::quietly`]), and again with them when
-    /// it does not succeed: wording the explanations of a large cluster's flows was a tenth
+    /// it does not succeed: wording the explanations of a large cluster's flows was 5 to 7 %
     /// of its check.
     Cause,
 }
