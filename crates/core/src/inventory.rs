@@ -1225,8 +1225,7 @@ impl Inventory {
             self.add(o);
         }
         self.objects.extend(objects);
-        self.objects
-            .sort_by(|a, b| object_order(a).cmp(&object_order(b)));
+        sort_objects(&mut self.objects);
         self.finish();
     }
 
@@ -1472,7 +1471,13 @@ impl Inventory {
             self.push_pod_template_workload(o, meta, spec);
             return;
         }
-        let spec = match o.read_at_from_text::<PodSpec>(&spec_path) {
+        // Read from the text found above (a second search of the body otherwise); an error
+        // is worded by `read_at_from_text`, as for a spec that is not there.
+        let read = match spec_text.map(serde_json::from_str::<PodSpec>) {
+            Some(Ok(spec)) => Ok(Some(spec)),
+            _ => o.read_at_from_text::<PodSpec>(&spec_path),
+        };
+        let spec = match read {
             Ok(Some(s)) => Ok(s),
             // A template without a spec has the default one; a pod needs its own.
             Ok(None) if !is_pod => Ok(PodSpec::default()),
@@ -1582,13 +1587,11 @@ impl Inventory {
         });
         self.workloads_by_ns.clear();
         self.synthetic_by_ns.clear();
+        self.workload_names.clear();
         for i in 0..self.workloads.len() {
             if let Some(w) = self.workloads.get(i).map(std::sync::Arc::clone) {
                 self.index_namespace(i, &w);
             }
-        }
-        self.workload_names.clear();
-        for i in 0..self.workloads.len() {
             self.name_workload(i);
         }
         // Only the objects added since the last `finish` read pod specs from text.
@@ -1661,8 +1664,7 @@ impl Inventory {
     /// Find a workload by namespace and name (any kind; a Pod is preferred to a controller of
     /// the same name only when no controller has it).
     pub fn workload(&self, ns: &str, name: &str) -> Option<&Workload> {
-        use std::hash::BuildHasher;
-        let hash = self.names_hasher.hash_one((ns, name));
+        let hash = name_hash(&self.names_hasher, ns, name);
         let i = self.workload_names.find(hash, |&i| {
             self.workloads
                 .get(i)
@@ -1681,9 +1683,8 @@ impl Inventory {
         fn order(w: &Workload) -> (bool, &str) {
             (w.kind == "Pod", &w.kind)
         }
-        use std::hash::BuildHasher;
         let hasher = &self.names_hasher;
-        let hash = hasher.hash_one((w.namespace.as_str(), w.name.as_str()));
+        let hash = name_hash(hasher, &w.namespace, &w.name);
         let workloads = &self.workloads;
         let same = |j: &usize| {
             workloads
@@ -1698,9 +1699,9 @@ impl Inventory {
             }
             None => {
                 self.workload_names.insert_unique(hash, i, |&j| {
-                    workloads.get(j).map_or(0, |o| {
-                        hasher.hash_one((o.namespace.as_str(), o.name.as_str()))
-                    })
+                    workloads
+                        .get(j)
+                        .map_or(0, |o| name_hash(hasher, &o.namespace, &o.name))
                 });
             }
         }
@@ -1811,14 +1812,9 @@ fn sort_objects(objects: &mut [Object]) {
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let rank = kinds.binary_search(&o.kind.as_str()).unwrap_or(0);
-            (
-                rank,
-                o.meta.namespace.as_deref(),
-                o.meta.name.as_str(),
-                &o.origin,
-                i,
-            )
+            let (kind, namespace, name, origin) = object_order(o);
+            let rank = kinds.binary_search(&kind).unwrap_or(0);
+            (rank, namespace, name, origin, i)
         })
         .collect();
     keys.sort_unstable();
@@ -1848,6 +1844,12 @@ fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
         o.meta.name.as_str(),
         &o.origin,
     )
+}
+
+/// The hash of a workload's namespace and name in `Inventory::workload_names`.
+fn name_hash(hasher: &std::hash::RandomState, ns: &str, name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    hasher.hash_one((ns, name))
 }
 
 fn istio_version(o: &Object, versions: &[&str]) -> bool {

@@ -470,18 +470,31 @@ impl Object {
 
     /// [`Object::value_at`], with serde's error when the body's text does not read.
     fn tree_at(&self, path: &[&str]) -> Result<Option<serde_json::Value>, String> {
+        match self.body_at::<serde_json::Value>(path) {
+            Some(read) => read.map_err(|e| e.to_string()),
+            None => {
+                let mut value = Some(self.value());
+                for field in path {
+                    value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
+                }
+                Ok(value)
+            }
+        }
+    }
+
+    /// The value at `path` read as `T` straight from the body's text, the rest skipped over;
+    /// `None` when the path starts at a field the object holds apart (`apiVersion`, `kind`,
+    /// `metadata`: not in the body's text) or is empty.
+    fn body_at<'s, T: serde::Deserialize<'s>>(
+        &'s self,
+        path: &[&str],
+    ) -> Option<Result<Option<T>, serde_json::Error>> {
         use serde::de::DeserializeSeed;
         if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
-            let mut value = Some(self.value());
-            for field in path {
-                value = value.and_then(|mut v| v.get_mut(field).map(serde_json::Value::take));
-            }
-            return Ok(value);
+            return None;
         }
         let mut reader = serde_json::Deserializer::from_str(&self.body.text);
-        at_path::At::<serde_json::Value>::new(path)
-            .deserialize(&mut reader)
-            .map_err(|e| e.to_string())
+        Some(at_path::At::<T>::new(path).deserialize(&mut reader))
     }
 
     /// The value at a path of fields of the body (`["spec", "template", "spec"]`) as `T`:
@@ -508,15 +521,11 @@ impl Object {
         &self,
         path: &[&str],
     ) -> Result<Option<T>, String> {
-        use serde::de::DeserializeSeed;
-        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
-            return self.read_at(path);
-        }
-        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
-        match at_path::At::<T>::new(path).deserialize(&mut reader) {
-            Ok(value) => Ok(value),
-            // Said as for the tree: a place in the body's text means nothing to the user.
-            Err(_) => self.read_at(path),
+        match self.body_at::<T>(path) {
+            Some(Ok(value)) => Ok(value),
+            // Held apart, or an error said as for the tree: a place in the body's text means
+            // nothing to the user.
+            None | Some(Err(_)) => self.read_at(path),
         }
     }
 
@@ -524,13 +533,7 @@ impl Object {
     /// it; `None` when it is not there. Not for the fields the object holds apart (their text
     /// is not the body's).
     pub fn text_at(&self, path: &[&str]) -> Option<&str> {
-        use serde::de::DeserializeSeed;
-        if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
-            return None;
-        }
-        let mut reader = serde_json::Deserializer::from_str(&self.body.text);
-        at_path::At::<&serde_json::value::RawValue>::new(path)
-            .deserialize(&mut reader)
+        self.body_at::<&serde_json::value::RawValue>(path)?
             .ok()
             .flatten()
             .map(serde_json::value::RawValue::get)

@@ -684,11 +684,7 @@ fn resolve_source<'i>(
             let mut kept: Vec<&Workload> =
                 inv.synthetic_workloads_in(&ns).filter(run_pod).collect();
             if kept.is_empty() {
-                kept = inv
-                    .workloads_in(&ns)
-                    .filter(|w| !w.synthetic)
-                    .filter(run_pod)
-                    .collect();
+                kept = inv.workloads_in(&ns).filter(run_pod).collect();
             }
             kept.sort_by(|a, b| a.name.cmp(&b.name));
             let found: Vec<Endpoint> = kept

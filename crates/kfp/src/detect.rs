@@ -1275,7 +1275,7 @@ pub fn profile_namespace_labels(inv: &Inventory, name: &str) -> BTreeMap<String,
         if o.kind != "ConfigMap" {
             return None;
         }
-        let text = o.pointer("/data/namespace-labels.yaml")?;
+        let text = o.value_at(&["data", "namespace-labels.yaml"])?;
         let text = text.as_str()?;
         let v: Value = serde_saphyr::from_str(text).ok()?;
         let m = v.as_object()?;

@@ -802,10 +802,7 @@ fn webhook_config(
             )),
         );
     };
-    let value = cm.pointer(&kfp_mesh_core::text!(
-        "/data/{}",
-        key.replace('~', "~0").replace('/', "~1")
-    ));
+    let value = cm.value_at(&["data", key.as_str()]);
     let Some(text) = value.as_ref().and_then(Value::as_str) else {
         return (
             None,

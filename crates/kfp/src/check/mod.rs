@@ -471,19 +471,23 @@ fn evaluate_flow(
         .and_then(|s| s.app_tls.as_ref())
         .filter(|_| r.flow.protocol.is_http() && r.flow.source.role != "kubelet");
     let request = request_for(r, server_tls.is_some());
-    let mut resolution = vec![r.resolution.clone()];
-    if let Some(e) = &server_tls {
-        resolution.push(
-            Step::new(
-                "KFP",
-                format!(
-                    "the server {}: its clients speak TLS to it, which the mesh sees as opaque TLS",
-                    e.detail
-                ),
-            )
-            .by_all(e.cite()),
-        );
-    }
+    // Made only for an explanation that is kept.
+    let resolution = || {
+        let mut steps = vec![r.resolution.clone()];
+        if let Some(e) = &server_tls {
+            steps.push(
+                Step::new(
+                    "KFP",
+                    format!(
+                        "the server {}: its clients speak TLS to it, which the mesh sees as opaque TLS",
+                        e.detail
+                    ),
+                )
+                .by_all(e.cite()),
+            );
+        }
+        steps
+    };
     let mut out = Vec::new();
     for source in &r.sources {
         let caller = if source.external {
@@ -572,8 +576,7 @@ fn evaluate_flow(
         let explanation = if explanations == Explanations::Cause && v.outcome == Outcome::Allow {
             Vec::new()
         } else {
-            let mut steps = Vec::with_capacity(v.explanation.len() + resolution.len());
-            steps.extend(resolution.iter().cloned());
+            let mut steps = resolution();
             steps.extend(v.explanation);
             keep(steps, explanations)
         };

@@ -26,14 +26,12 @@ impl std::str::FromStr for Suppression {
                     (code, Some((ns.to_string(), name.to_string())))
                 }
                 _ => {
-                    return Err(kfp_mesh_core::text!(
-                        "`{s}`: the object must be NAMESPACE/NAME"
-                    ));
+                    return Err(format!("`{s}`: the object must be NAMESPACE/NAME"));
                 }
             },
         };
         let Some(code) = Code::parse(code) else {
-            return Err(kfp_mesh_core::text!(
+            return Err(format!(
                 "`{code}` is not a finding code (see docs/findings.md)"
             ));
         };
