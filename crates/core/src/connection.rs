@@ -751,7 +751,7 @@ fn describe_client<'a>(
                 w.named(),
                 w.service_account()
             ));
-            steps.extend(dp.steps.iter().cloned());
+            crate::explain::extend(steps, &dp.steps);
             let principal = match dp.value {
                 DataPlane::Plain => None,
                 _ => Some(
@@ -917,7 +917,7 @@ fn evaluate_endpoint(
         "server {} listens on container port {port}",
         endpoint.named()
     ));
-    steps.extend(server_dp.steps.iter().cloned());
+    crate::explain::extend(steps, &server_dp.steps);
 
     // Kubelet probes are rewritten by the injector to the sidecar agent (B7).
     if client.kubelet {

@@ -32,12 +32,13 @@ thread_local! {
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `f` with the messages of the steps made by [`step!`] left unwritten. For a caller that
-/// drops the explanations of most of what it evaluates (a table of a large cluster explains
-/// no connection that succeeds): outcomes, transports, the steps' rules and the objects they
-/// cite are the same as with words. A failing verdict's symptom and fix are chosen partly by
-/// the words of its steps, so they are not to be read: evaluate a verdict that fails again
-/// with words. Values kept for later (the inventory's `Memo`) are computed with words
+/// `f` with its explanations left unmade: the messages of the steps made by [`step!`] are
+/// left unwritten, steps cite no objects ([`Step::by`]) and the steps of nested decisions are
+/// not copied in ([`extend`]). For a caller that drops the explanations of most of what it
+/// evaluates (a table of a large cluster explains no connection that succeeds): outcomes and
+/// transports are the same as with words. A failing verdict's symptom and fix are chosen
+/// partly by its steps, so they are not to be read: evaluate a verdict that fails again with
+/// words. Values kept for later (the inventory's `Memo`) are computed with words
 /// ([`worded`]).
 pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
     with_quiet(true, f)
@@ -58,6 +59,14 @@ fn with_quiet<R>(quiet: bool, f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(QUIET.replace(quiet));
     f()
+}
+
+/// The steps of a nested decision appended to `steps` (nothing inside [`quietly`], where no
+/// explanation is read).
+pub fn extend(steps: &mut Vec<Step>, nested: &[Step]) {
+    if !QUIET.get() {
+        steps.extend(nested.iter().cloned());
+    }
 }
 
 /// What [`step!`] writes: nothing inside [`quietly`], else what [`text!`] writes.
@@ -115,12 +124,18 @@ impl Step {
             objects: Vec::new(),
         }
     }
+    /// `object` made this decision (not recorded inside [`quietly`]).
     pub fn by(mut self, object: Cited) -> Self {
-        self.objects.push(object);
+        if !QUIET.get() {
+            self.objects.push(object);
+        }
         self
     }
+    /// `objects` made this decision (not recorded inside [`quietly`]).
     pub fn by_all(mut self, objects: impl IntoIterator<Item = Cited>) -> Self {
-        self.objects.extend(objects);
+        if !QUIET.get() {
+            self.objects.extend(objects);
+        }
         self
     }
 }

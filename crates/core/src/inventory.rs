@@ -791,13 +791,19 @@ pub struct Workload {
     pub memo: Memo,
 }
 
+/// The hash of the inventory's maps keyed by names read from the input: foldhash, seeded per
+/// process (so crafted names cannot be chosen to collide), several times faster than the
+/// standard library's SipHash on the short names of a cluster, which every flow looks up.
+type Hasher = foldhash::fast::RandomState;
+type FastMap<K, V> = HashMap<K, V, Hasher>;
+
 /// One shared copy of equal values: a large cluster's pods repeat a few pod specs (every
 /// replica of a Deployment, every run pod of a pipeline component), which are then held once.
-pub struct Interner<T>(std::collections::HashSet<std::sync::Arc<T>>);
+pub struct Interner<T>(std::collections::HashSet<std::sync::Arc<T>, Hasher>);
 
 impl<T: Eq + std::hash::Hash> Interner<T> {
     pub fn new() -> Interner<T> {
-        Interner(std::collections::HashSet::new())
+        Interner(std::collections::HashSet::default())
     }
 
     /// The shared copy of `value` (the first one given, for equal values).
@@ -1079,26 +1085,26 @@ pub struct Inventory {
     pub rejected: Vec<Rejected>,
     /// Validation warnings on objects that do take effect.
     pub warnings: Vec<Rejected>,
-    workloads_by_ns: HashMap<String, Vec<usize>>,
+    workloads_by_ns: FastMap<String, Vec<usize>>,
     /// The synthesised workloads of `workloads_by_ns` (few; the flows of their role ask for
     /// them in every namespace).
-    synthetic_by_ns: HashMap<String, Vec<usize>>,
+    synthetic_by_ns: FastMap<String, Vec<usize>>,
     /// The workload [`Inventory::workload`] answers for each namespace and name, as an index
     /// into `workloads`, found by a hash of the two (every flow asks several times; a search
     /// of the sorted workloads compared names in thousands of places in memory).
     workload_names: hashbrown::HashTable<usize>,
     /// The hash of `workload_names`.
-    names_hasher: std::hash::RandomState,
+    names_hasher: Hasher,
     /// What each Service of `services` selects, by namespace and name: the indices of the
     /// workloads, in `workloads_by_ns` order (computed in `finish`, extended by
     /// `add_workload`). Every flow asks for its Service's endpoints.
-    endpoints: HashMap<String, HashMap<String, Vec<usize>>>,
+    endpoints: FastMap<String, FastMap<String, Vec<usize>>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
     /// The pod specs read from the input by the text they were read from, while objects are
     /// added (emptied by `finish`): the pods of one controller, and of one kind across
     /// namespaces, repeat the same text, which is then read once.
-    pod_spec_texts: HashMap<Box<str>, std::sync::Arc<PodSpec>>,
+    pod_spec_texts: FastMap<Box<str>, std::sync::Arc<PodSpec>>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: Generation,
 }
@@ -1595,8 +1601,8 @@ impl Inventory {
             self.name_workload(i);
         }
         // Only the objects added since the last `finish` read pod specs from text.
-        self.pod_spec_texts = HashMap::new();
-        let mut endpoints: HashMap<String, HashMap<String, _>> = HashMap::new();
+        self.pod_spec_texts = FastMap::default();
+        let mut endpoints: FastMap<String, FastMap<String, _>> = FastMap::default();
         for ((ns, name), svc) in &self.services {
             if let Some(selector) = nonempty_selector(svc) {
                 let indices = self.selected(svc.namespace(), selector).collect();
@@ -1798,23 +1804,24 @@ impl Inventory {
 /// (over 200 bytes each) would move each of them at every merge.
 fn sort_objects(objects: &mut [Object]) {
     // The order is computed on a vector of keys, not by reaching into two objects for every
-    // comparison, and the few kinds are ranked once so that most comparisons are of integers.
-    let mut kinds: Vec<&str> = {
-        let mut seen = std::collections::HashSet::new();
-        objects
-            .iter()
-            .map(|o| o.kind.as_str())
-            .filter(|k| seen.insert(*k))
-            .collect()
-    };
-    kinds.sort_unstable();
-    let mut keys: Vec<(usize, Option<&str>, &str, &Origin, usize)> = objects
+    // comparison; the few kinds and the namespaces are ranked once, so that most comparisons
+    // are of integers and names are compared only within one kind and namespace.
+    let mut kinds: FastMap<&str, u32> = FastMap::default();
+    let mut namespaces: FastMap<Option<&str>, u32> = FastMap::default();
+    for o in objects.iter() {
+        kinds.entry(o.kind.as_str()).or_default();
+        namespaces.entry(o.meta.namespace.as_deref()).or_default();
+    }
+    rank(&mut kinds);
+    rank(&mut namespaces);
+    let mut keys: Vec<(u32, u32, &str, &Origin, usize)> = objects
         .iter()
         .enumerate()
         .map(|(i, o)| {
             let (kind, namespace, name, origin) = object_order(o);
-            let rank = kinds.binary_search(&kind).unwrap_or(0);
-            (rank, namespace, name, origin, i)
+            let kind = kinds.get(kind).copied().unwrap_or_default();
+            let namespace = namespaces.get(&namespace).copied().unwrap_or_default();
+            (kind, namespace, name, origin, i)
         })
         .collect();
     keys.sort_unstable();
@@ -1836,6 +1843,15 @@ fn sort_objects(objects: &mut [Object]) {
     }
 }
 
+/// Each key's rank in the order of the keys.
+fn rank<K: Ord + Copy + std::hash::Hash>(ranks: &mut FastMap<K, u32>) {
+    let mut keys: Vec<K> = ranks.keys().copied().collect();
+    keys.sort_unstable();
+    for (i, k) in (0u32..).zip(keys) {
+        ranks.insert(k, i);
+    }
+}
+
 /// The order of `Inventory::objects`: kind, namespace, name, then origin (no allocation).
 fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
     (
@@ -1847,7 +1863,7 @@ fn object_order(o: &Object) -> (&str, Option<&str>, &str, &Origin) {
 }
 
 /// The hash of a workload's namespace and name in `Inventory::workload_names`.
-fn name_hash(hasher: &std::hash::RandomState, ns: &str, name: &str) -> u64 {
+fn name_hash(hasher: &Hasher, ns: &str, name: &str) -> u64 {
     use std::hash::BuildHasher;
     hasher.hash_one((ns, name))
 }

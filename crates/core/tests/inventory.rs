@@ -1008,7 +1008,28 @@ spec: {containers: [{name: app, image: app}]}
         membership::data_plane(&inv, w).steps.len()
     });
     assert!(quiet_steps > 1);
+    // Quietly, a step cites nothing and a nested decision's steps are not copied in.
+    let cite = inv.namespaces.get("team").expect("the namespace").cite();
+    let nested = [kfp_mesh_core::step!("H", "nested").by(cite.clone())];
+    let (quiet_cites, quiet_copied) = explain::quietly(|| {
+        let mut steps = Vec::new();
+        explain::extend(&mut steps, &nested);
+        (
+            kfp_mesh_core::step!("H", "x")
+                .by(cite.clone())
+                .objects
+                .len(),
+            steps.len(),
+        )
+    });
+    assert_eq!((quiet_cites, quiet_copied), (0, 0));
+    let mut steps = Vec::new();
+    explain::extend(&mut steps, &nested);
+    assert_eq!(steps, nested);
+    assert_eq!(steps.first().map(|s| s.objects.len()), Some(1));
     let kept = membership::data_plane(&inv, w);
+    // The kept fact cites the Namespace that decided it, though first asked for quietly.
+    assert!(kept.steps.iter().any(|s| s.objects.contains(&cite)));
     assert_eq!(kept.steps.len(), quiet_steps);
     assert!(
         kept.steps.iter().all(|s| !s.message.is_empty()),

@@ -401,7 +401,7 @@ fn attached_policies<'a>(
             &at_waypoint
         }
     };
-    steps.extend(attached.steps.iter().cloned());
+    crate::explain::extend(steps, &attached.steps);
     attached
         .policies
         .iter()
