@@ -28,6 +28,20 @@ macro_rules! step {
     };
 }
 
+/// A piece of a step's message, worded as by [`text!`] and, like [`step!`]'s message, left
+/// unwritten (empty) inside [`quietly`], where its arguments are not even evaluated: for a
+/// clause (why a rule matched or missed) that a step's message is assembled from.
+#[macro_export]
+macro_rules! words {
+    ($($arg:tt)*) => {
+        if $crate::explain::is_quiet() {
+            ::std::string::String::new()
+        } else {
+            $crate::explain::text(::std::format_args!($($arg)*))
+        }
+    };
+}
+
 thread_local! {
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -67,6 +81,12 @@ pub fn extend(steps: &mut Vec<Step>, nested: &[Step]) {
     if !QUIET.get() {
         steps.extend(nested.iter().cloned());
     }
+}
+
+/// Whether messages are being left unwritten ([`quietly`]): for a message assembled piece by
+/// piece.
+pub fn is_quiet() -> bool {
+    QUIET.get()
 }
 
 /// What [`step!`] writes: nothing inside [`quietly`], else what [`text!`] writes.

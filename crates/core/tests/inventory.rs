@@ -1023,6 +1023,17 @@ spec: {containers: [{name: app, image: app}]}
         )
     });
     assert_eq!((quiet_cites, quiet_copied), (0, 0));
+    // A clause of a message is neither written nor worked out quietly.
+    let mut worked_out = 0;
+    let mut clause = || {
+        kfp_mesh_core::words!("rule {}", {
+            worked_out += 1;
+            2
+        })
+    };
+    assert_eq!(explain::quietly(&mut clause), "");
+    assert_eq!(clause(), "rule 2");
+    assert_eq!(worked_out, 1);
     let mut steps = Vec::new();
     explain::extend(&mut steps, &nested);
     assert_eq!(steps, nested);

@@ -149,7 +149,7 @@ fn direction(
     steps: &mut Vec<Step>,
 ) -> bool {
     let isolation = isolation(inv, dir, subject);
-    steps.push(isolation.step.clone());
+    crate::explain::extend(steps, std::slice::from_ref(&isolation.step));
     let policies = inv.network_policies_in(&subject.namespace);
     let isolating: Vec<&NetworkPolicy> = isolation
         .policies
@@ -310,7 +310,7 @@ fn policy_allows(
         let Some(port_why) = ports_match(ports, dest, port) else {
             continue;
         };
-        return Some(crate::text!("{section}[{i}] ({peer_why}; {port_why})"));
+        return Some(crate::words!("{section}[{i}] ({peer_why}; {port_why})"));
     }
     None
 }
@@ -323,11 +323,11 @@ fn peers_match(
     field: &str,
 ) -> Option<String> {
     let peers = match peers {
-        None | Some([]) => return Some(crate::text!("no `{field}`: every peer")),
+        None | Some([]) => return Some(crate::words!("no `{field}`: every peer")),
         Some(p) => p,
     };
     peers.iter().enumerate().find_map(|(j, peer)| {
-        peer_matches(inv, policy_ns, peer, who).map(|what| crate::text!("{field}[{j}] {what}"))
+        peer_matches(inv, policy_ns, peer, who).map(|what| crate::words!("{field}[{j}] {what}"))
     })
 }
 
@@ -344,7 +344,7 @@ fn peer_matches(
             Endpoint::Pod(_) => None,
             Endpoint::Address(ip) => ip,
         };
-        return ip_block_matches(block, ip).then(|| crate::text!("ipBlock {}", block.cidr));
+        return ip_block_matches(block, ip).then(|| crate::words!("ipBlock {}", block.cidr));
     }
     let Endpoint::Pod(w) = who else {
         return None;
@@ -400,19 +400,19 @@ fn ports_match(ports: Option<&[NetworkPolicyPort]>, dest: &Workload, port: u16) 
         }
         let want = i64::from(port);
         match &p.port {
-            None => Some(crate::text!("ports[{k}]: every TCP port")),
+            None => Some(crate::words!("ports[{k}]: every TCP port")),
             Some(IntOrString::Int(n)) => match p.end_port {
                 Some(end) => {
-                    (*n <= want && want <= end).then(|| crate::text!("ports[{k}]: {n}-{end}"))
+                    (*n <= want && want <= end).then(|| crate::words!("ports[{k}]: {n}-{end}"))
                 }
-                None => (*n == want).then(|| crate::text!("ports[{k}]: {n}")),
+                None => (*n == want).then(|| crate::words!("ports[{k}]: {n}")),
             },
             Some(IntOrString::String(name)) => {
                 if let Ok(n) = name.parse::<u16>() {
-                    return (n == port).then(|| crate::text!("ports[{k}]: {n}"));
+                    return (n == port).then(|| crate::words!("ports[{k}]: {n}"));
                 }
                 named_port(dest, name).is_some_and(|n| n == port).then(|| {
-                    crate::text!("ports[{k}]: named port {name} = {port} on {}", dest.name)
+                    crate::words!("ports[{k}]: named port {name} = {port} on {}", dest.name)
                 })
             }
         }

@@ -380,7 +380,7 @@ impl Evaluation<'_> {
     /// D3: evaluate rule number `n` (1-based, for messages).
     pub fn rule(&mut self, rule: Option<&Rule>, n: usize) -> RuleOutcome {
         let Some(rule) = rule else {
-            return RuleOutcome::Skipped(crate::text!("rule {n} is null; Istio skips it"));
+            return RuleOutcome::Skipped(crate::words!("rule {n} is null; Istio skips it"));
         };
         let ztunnel = self.cx.point == Point::Ztunnel;
         let from: Vec<Vec<Field<'_>>> = rule
@@ -408,13 +408,13 @@ impl Evaluation<'_> {
             for w in &when {
                 match w.attr {
                     Attr::Unknown => {
-                        return RuleOutcome::Skipped(crate::text!(
+                        return RuleOutcome::Skipped(crate::words!(
                             "rule {n}: `when` key {} is not an Istio attribute; Istio skips the rule",
                             w.key.unwrap_or_default()
                         ));
                     }
                     Attr::Rejected => {
-                        return RuleOutcome::Skipped(crate::text!(
+                        return RuleOutcome::Skipped(crate::words!(
                             "rule {n}: `when` key {} is rejected by Istio validation; the rule never applies",
                             w.key.unwrap_or_default()
                         ));
@@ -450,7 +450,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "A6.3",
-                crate::text!(
+                crate::words!(
                     "rule {n}: {} is not converted for ztunnel and is silently ignored",
                     silent.join(", ")
                 ),
@@ -458,12 +458,12 @@ impl Evaluation<'_> {
         }
         if !skip.is_empty() {
             return RuleOutcome::Skipped(if ztunnel {
-                crate::text!(
+                crate::words!(
                     "rule {n} uses HTTP attributes ({}) that ztunnel cannot evaluate, so this ALLOW rule is dropped and never matches (A6.3); attach the policy to a waypoint with targetRefs to enforce it",
                     skip.join(", ")
                 )
             } else {
-                crate::text!(
+                crate::words!(
                     "rule {n} uses HTTP-only attributes ({}), so on the TCP filter chain the whole ALLOW rule is skipped and never matches (D7); name the port protocol http/grpc or drop these fields",
                     skip.join(", ")
                 )
@@ -484,7 +484,7 @@ impl Evaluation<'_> {
                         note(
                             &mut self.notes,
                             "A6.3",
-                            crate::text!(
+                            crate::words!(
                                 "rule {n}: the `{clause}` entry with only {} is an empty match at ztunnel, which skips it: that entry never matches",
                                 labels.join(", ")
                             ),
@@ -495,17 +495,17 @@ impl Evaluation<'_> {
         }
         if !dropped.is_empty() {
             let msg = if ztunnel {
-                crate::text!(
+                crate::words!(
                     "rule {n}: ztunnel drops the HTTP attributes {} of this rule and enforces only its L4 parts, so it matches more than written",
                     dropped.join(", ")
                 )
             } else {
-                crate::text!(
+                crate::words!(
                     "rule {n}: {} HTTP-only, so on the TCP filter chain only that part is dropped and the rest of the rule still applies: it matches more than written",
                     if dropped.len() == 1 {
-                        crate::text!("{} is", dropped.join(""))
+                        crate::words!("{} is", dropped.join(""))
                     } else {
-                        crate::text!("{} are", dropped.join(", "))
+                        crate::words!("{} are", dropped.join(", "))
                     }
                 )
             };
@@ -533,11 +533,11 @@ impl Evaluation<'_> {
                     "a `when` condition"
                 };
                 return if self.flavor == Flavor::DenyLike && any_dropped {
-                    RuleOutcome::Skipped(crate::text!(
+                    RuleOutcome::Skipped(crate::words!(
                         "rule {n}: after dropping its HTTP attributes, {part} has nothing ztunnel can match, and ztunnel skips empty matches: this DENY rule has no effect and the traffic it names is allowed (A6.3, istio#61126)"
                     ))
                 } else {
-                    RuleOutcome::Skipped(crate::text!(
+                    RuleOutcome::Skipped(crate::words!(
                         "rule {n}: {part} has nothing ztunnel can match, so the rule never matches (A6.3)"
                     ))
                 };
@@ -560,7 +560,7 @@ impl Evaluation<'_> {
                 }
             }
             if !matched {
-                return RuleOutcome::Miss(crate::text!(
+                return RuleOutcome::Miss(crate::words!(
                     "rule {n}: {}",
                     first_miss.unwrap_or_else(|| "no `from` entry matches".to_string())
                 ));
@@ -581,7 +581,7 @@ impl Evaluation<'_> {
                 }
             }
             if !matched {
-                return RuleOutcome::Miss(crate::text!(
+                return RuleOutcome::Miss(crate::words!(
                     "rule {n}: {}",
                     first_miss.unwrap_or_else(|| "no `to` entry matches".to_string())
                 ));
@@ -589,7 +589,7 @@ impl Evaluation<'_> {
         }
         for w in &when {
             if let Err(m) = self.entry(std::slice::from_ref(w)) {
-                return RuleOutcome::Miss(crate::text!("rule {n}: {m}"));
+                return RuleOutcome::Miss(crate::words!("rule {n}: {m}"));
             }
         }
         RuleOutcome::Match
@@ -610,7 +610,7 @@ impl Evaluation<'_> {
             return Err(if parts.is_empty() {
                 "an empty entry is an empty match, which ztunnel skips".to_string()
             } else {
-                crate::text!(
+                crate::words!(
                     "the entry with only {} is an empty match at ztunnel, which skips it",
                     parts.join(", ")
                 )
@@ -624,12 +624,12 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    crate::text!(
+                    crate::words!(
                         "`when` key {} reads Envoy filter metadata, which kfp-mesh does not model; the condition is treated as not matching",
                         f.key.unwrap_or_default()
                     ),
                 );
-                return Err(crate::text!(
+                return Err(crate::words!(
                     "{} is not modelled (treated as not matching)",
                     f.label()
                 ));
@@ -637,7 +637,7 @@ impl Evaluation<'_> {
             self.check_values(f);
             if !f.values.is_empty() && !f.values.iter().any(|v| self.value(f.attr, v)) {
                 self.explain_miss(f.attr, &f.label());
-                return Err(crate::text!(
+                return Err(crate::words!(
                     "{} [{}] do not match {}",
                     f.label(),
                     f.values.join(", "),
@@ -646,7 +646,7 @@ impl Evaluation<'_> {
             }
             if !f.not_values.is_empty() {
                 if f.not_values.iter().any(|v| self.value(f.attr, v)) {
-                    return Err(crate::text!(
+                    return Err(crate::words!(
                         "{} [{}] excludes {}",
                         f.not_label(),
                         f.not_values.join(", "),
@@ -657,7 +657,7 @@ impl Evaluation<'_> {
                     note(
                         &mut self.notes,
                         "D5",
-                        crate::text!(
+                        crate::words!(
                             "{} matches a plaintext request: there is no peer identity, so nothing is excluded",
                             f.not_label()
                         ),
@@ -675,7 +675,7 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    crate::text!(
+                    crate::words!(
                         "{} value {v:?} is not a port number; it never matches",
                         f.label()
                     ),
@@ -685,7 +685,7 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "D3",
-                    crate::text!(
+                    crate::words!(
                         "{} value {v:?} is not an IP address or CIDR; it never matches",
                         f.label()
                     ),
@@ -699,7 +699,7 @@ impl Evaluation<'_> {
                 note(
                     &mut self.notes,
                     "A6.3",
-                    crate::text!(
+                    crate::words!(
                         "principal {v}: ztunnel compares principals as written and does not read {td} as the local trust domain or its aliases (istio/ztunnel#1260), so it matches no peer of trust domain {}; write {}{}",
                         self.cx.trust_domain,
                         self.cx.trust_domain,
@@ -717,10 +717,10 @@ impl Evaluation<'_> {
                             note(
                                 &mut self.notes,
                                 "D6",
-                                crate::text!(
+                                crate::words!(
                                     "principal {v}: trust domain {td} means the local trust domain and its aliases, so it matches {}",
                                     all.iter()
-                                        .map(|d| crate::text!("{d}{rest}"))
+                                        .map(|d| crate::words!("{d}{rest}"))
                                         .collect::<Vec<_>>()
                                         .join(" or ")
                                 ),
@@ -730,7 +730,7 @@ impl Evaluation<'_> {
                         note(
                             &mut self.notes,
                             "D6",
-                            crate::text!(
+                            crate::words!(
                                 "principal {v}: trust domain {td} is neither the mesh trust domain {} nor one of its aliases, so it only matches peers of that trust domain; add it to meshConfig.trustDomainAliases if it is the old name of this mesh",
                                 self.cx.trust_domain
                             ),
@@ -746,7 +746,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "D5",
-                crate::text!(
+                crate::words!(
                     "{label} needs an mTLS peer identity; this request is plaintext, so it can never match"
                 ),
             );
@@ -755,7 +755,7 @@ impl Evaluation<'_> {
             note(
                 &mut self.notes,
                 "D8",
-                crate::text!(
+                crate::words!(
                     "{label} is matched against the workload (container) port {} the connection reaches, not the Service port",
                     self.cx.req.destination_port
                 ),

@@ -602,6 +602,10 @@ fn authenticate<'a>(
 
 fn describe_request(cx: &Cx<'_>) -> String {
     use std::fmt::Write;
+    // Only ever part of a step's message.
+    if crate::explain::is_quiet() {
+        return String::new();
+    }
     // Writing to a `String` does not fail.
     let mut s = String::new();
     let _ = match &cx.peer {
