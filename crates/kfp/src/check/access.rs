@@ -1,7 +1,7 @@
 //! The access view: who may reach each KFP server (what its ALLOW policies admit) and whether
 //! the flow catalog needs them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kfp_mesh_core::connection;
 use kfp_mesh_core::inventory::{Inventory, Workload};
@@ -23,15 +23,29 @@ pub(super) fn server_access(
     facts: &KfpFacts,
     flows: &[FlowResult],
 ) -> Vec<ServerAccess> {
-    let mut by_server: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    // Keyed by the flows' own names: a large cluster has tens of thousands of flows, most to
+    // a Service and from a caller already seen.
+    let mut by_server: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
     // Service ports that required callers without any mesh identity (kube-apiserver) call;
     // kubelet probes are left out (the injector rewrites them past the proxy).
-    let mut identityless: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
+    let mut identityless: BTreeMap<(&str, &str), BTreeSet<u16>> = BTreeMap::new();
+    // Each caller's principal, worked out once.
+    let mut principals: HashMap<(&str, &str), Option<String>, foldhash::fast::RandomState> =
+        HashMap::default();
     for f in flows {
-        let key = (f.to.namespace.clone(), f.to.service.clone());
-        let entry = by_server.entry(key.clone()).or_default();
-        if let Some(p) = source_principal(inv, f) {
-            entry.insert(p);
+        let key = (f.to.namespace.as_str(), f.to.service.as_str());
+        let entry = by_server.entry(key).or_default();
+        let principal = match f.from.namespace.as_deref() {
+            Some(ns) => principals
+                .entry((ns, f.from.workload.as_str()))
+                .or_insert_with(|| source_principal(inv, f))
+                .as_deref(),
+            None => None,
+        };
+        if let Some(p) = principal {
+            if !entry.contains(p) {
+                entry.insert(p.to_string());
+            }
         } else if f.from.namespace.is_none() {
             entry.insert(f.from.workload.clone());
             if f.required && f.from.workload != "kubelet" {
@@ -61,7 +75,7 @@ pub(super) fn server_access(
         if ns != kfp_ns {
             continue;
         }
-        let Some(service) = inv.service(&ns, &svc) else {
+        let Some(service) = inv.service(ns, svc) else {
             continue;
         };
         let Some(server) = inv.service_endpoints(service).into_iter().next() else {
@@ -77,7 +91,7 @@ pub(super) fn server_access(
         let allowed = allowed_identities(inv, server);
         // Target ports that callers without a mesh identity need open to any source.
         let needs_open: BTreeSet<u16> = identityless
-            .get(&(ns.clone(), svc.clone()))
+            .get(&(ns, svc))
             .into_iter()
             .flatten()
             .filter_map(|sp| {
@@ -111,8 +125,8 @@ pub(super) fn server_access(
             .cloned()
             .collect();
         out.push(ServerAccess {
-            namespace: ns,
-            service: svc,
+            namespace: ns.to_string(),
+            service: svc.to_string(),
             workload: server.name.clone(),
             required: required.into_iter().collect(),
             allowed,

@@ -6,7 +6,10 @@ mod access;
 pub mod rules;
 mod suppress;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+
+/// A hash map keyed by names read from the input (foldhash, seeded per process).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use kfp_mesh_core::connection::{
     self, Caller, Outcome, RequestProtocol, RequestSpec, Target, Transport,
@@ -246,7 +249,7 @@ pub fn check_in_place(full: &mut Inventory, opts: &CheckOptions) -> Report {
         // profiles never holds every resolved instance at once.
         // What each destination Service's server is (it terminates TLS itself, its data plane,
         // its waypoint): decided once per Service, not once per flow instance.
-        let mut servers: BTreeMap<String, BTreeMap<String, ServerFacts>> = BTreeMap::new();
+        let mut servers: FastMap<String, FastMap<String, ServerFacts>> = FastMap::default();
         // Flows that resolve but cannot be evaluated are listed after those that do not
         // resolve, as when every flow was resolved first.
         let mut not_evaluated = Vec::new();
@@ -269,15 +272,20 @@ pub fn check_in_place(full: &mut Inventory, opts: &CheckOptions) -> Report {
             }
             for r in &resolved_flows {
                 let (ns, service) = (&r.destination.namespace, &r.destination.service);
-                let in_ns = servers.entry(ns.clone()).or_default();
-                if !in_ns.contains_key(service) {
-                    in_ns.insert(service.clone(), ServerFacts::of(full, ns, service));
+                let known = servers
+                    .get(ns.as_str())
+                    .map(|in_ns| in_ns.contains_key(service));
+                if known != Some(true) {
+                    servers
+                        .entry(ns.clone())
+                        .or_default()
+                        .insert(service.clone(), ServerFacts::of(full, ns, service));
                 }
             }
             let evaluated = kfp_mesh_core::par::map(&resolved_flows, |r| {
                 let server = servers
-                    .get(&r.destination.namespace)
-                    .and_then(|in_ns| in_ns.get(&r.destination.service));
+                    .get(r.destination.namespace.as_str())
+                    .and_then(|in_ns| in_ns.get(r.destination.service.as_str()));
                 evaluate_flow(full, catalog, r, server, opts.explanations)
             });
             // Made to measure: a flow of a large cluster has thousands of instances, and a
@@ -312,7 +320,7 @@ pub fn check_in_place(full: &mut Inventory, opts: &CheckOptions) -> Report {
     findings.retain(|f| !suppress::suppressed(&annotated, &opts.suppress, f));
     let suppressed_count = before - findings.len();
     // Each flow lists the codes of the findings about it that were kept.
-    let mut by_flow: BTreeMap<&str, BTreeSet<Code>> = BTreeMap::new();
+    let mut by_flow: FastMap<&str, BTreeSet<Code>> = FastMap::default();
     for f in &findings {
         if let Some(id) = &f.flow {
             by_flow.entry(id.as_str()).or_default().insert(f.code);
@@ -348,12 +356,15 @@ fn namespace_assumptions(
     facts: &KfpFacts,
     flows: &[FlowResult],
 ) -> Vec<NamespaceAssumption> {
-    let used: BTreeSet<&str> = flows
+    // Each namespace once (in a hash set: the flows of a large cluster name the same few
+    // thousand namespaces tens of thousands of times), then in order.
+    let used: std::collections::HashSet<&str, foldhash::fast::RandomState> = flows
         .iter()
         .flat_map(|f| [f.from.namespace.as_deref(), Some(f.to.namespace.as_str())])
         .flatten()
         .chain(facts.detected.then(|| facts.kfp_namespace()))
         .collect();
+    let used: BTreeSet<&str> = used.into_iter().collect();
     used.into_iter()
         .filter(|ns| !inv.namespaces.contains_key(*ns))
         .map(|ns| {
