@@ -1,5 +1,6 @@
 //! `kfp-mesh`: Kubeflow Pipelines under Istio STRICT mTLS, predicted and fixed.
 
+mod alloc;
 mod check;
 mod input;
 mod install;
@@ -12,7 +13,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 // reviews allocate many small objects from several threads, where glibc's malloc cost a third
 // of the CPU (figures in docs/performance.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Allocator = alloc::Allocator;
 
 /// A large value a one-shot command no longer needs when it is about to exit, left to the
 /// process exit: the operating system takes the memory back at once, where freeing tens of

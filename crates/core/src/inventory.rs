@@ -265,9 +265,6 @@ fn read_yaml_document(
         /// Where each thread writes a document's JSON text.
         static JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    if crate::yaml::is_blank(text) {
-        return;
-    }
     let read = crate::object::with_room(&JSON, |json| {
         match crate::yaml::write_block_document(text, json) {
             Some(entries) => match std::str::from_utf8(json)
@@ -284,6 +281,9 @@ fn read_yaml_document(
                     .map(|value| Some(value).filter(|v: &serde_json::Value| !v.is_null()))
                     .map_err(|e| format!("not valid YAML: {e}")),
             },
+            // A document of blank lines and comments is not read by the fast path either:
+            // only then is it worth asking.
+            None if crate::yaml::is_blank(text) => Ok(None),
             None => crate::yaml::read_with_saphyr(text),
         }
     });

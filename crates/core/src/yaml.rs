@@ -261,7 +261,7 @@ impl<'a> Line<'a> {
     /// `tabs`: whether the document has a tab anywhere (most have none, and their lines need
     /// not be searched for one).
     fn new(raw: &'a str, tabs: bool) -> Line<'a> {
-        let content = raw.trim_start_matches(' ');
+        let content = skip_spaces(raw);
         let blank_or_comment = content.is_empty() || content.starts_with('#');
         Line {
             raw,
@@ -271,6 +271,13 @@ impl<'a> Line<'a> {
             tab: tabs && !blank_or_comment && raw.contains('\t'),
         }
     }
+}
+
+/// `text` without its leading spaces (byte by byte: a `char` pattern decodes every character).
+fn skip_spaces(text: &str) -> &str {
+    let spaces = text.bytes().take_while(|&b| b == b' ').count();
+    // Spaces are one byte each: `spaces` is on a character boundary.
+    text.get(spaces..).unwrap_or_default()
 }
 
 /// A mapping entry written as JSON text: its key, and where its text is.
@@ -441,7 +448,7 @@ impl<'a> Reader<'a, '_> {
             }
             first = false;
             let rest = content.get(1..).unwrap_or_default();
-            let after = rest.trim_start_matches(' ');
+            let after = skip_spaces(rest);
             self.advance();
             if after.is_empty() || after.starts_with('#') {
                 self.value(after, indent, false, depth)?;
@@ -475,7 +482,7 @@ impl<'a> Reader<'a, '_> {
         in_mapping: bool,
         depth: usize,
     ) -> Option<()> {
-        let rest = rest.trim_start_matches(' ');
+        let rest = skip_spaces(rest);
         if rest.is_empty() || rest.starts_with('#') {
             return match self.peek() {
                 Some((at, _)) if at > indent => self.node(at, depth + 1),
@@ -710,14 +717,11 @@ fn write_str(out: &mut Vec<u8>, text: &str) -> Option<()> {
     // Most strings have nothing to escape (no quote, backslash or control character): those
     // are copied as they are. The check goes block by block without stopping early, which
     // compiles to vector instructions.
-    let needs_no_escape = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-    let plain = if text.len() < 32 {
-        text.bytes().all(needs_no_escape)
-    } else {
-        text.as_bytes()
-            .chunks(32)
-            .all(|block| block.iter().fold(true, |ok, &b| ok & needs_no_escape(b)))
-    };
+    let needs_no_escape = |b: u8| (b >= 0x20) & (b != b'"') & (b != b'\\');
+    let plain = text
+        .as_bytes()
+        .chunks(32)
+        .all(|block| block.iter().fold(true, |ok, &b| ok & needs_no_escape(b)));
     if plain {
         out.reserve(text.len() + 2);
         out.push(b'"');
@@ -782,7 +786,7 @@ fn find_byte(byte: u8, bytes: &[u8]) -> Option<usize> {
 
 /// Nothing, or a comment (a `#` after a space).
 fn only_comment(after: &str) -> bool {
-    let trimmed = after.trim_start_matches(' ');
+    let trimmed = skip_spaces(after);
     trimmed.is_empty() || trimmed.starts_with('#') && trimmed.len() < after.len()
 }
 
