@@ -170,14 +170,16 @@ pub fn run_pods_detailed(inv: &Inventory, facts: &KfpFacts) -> Vec<RunPod> {
     // The run pods of one kind have the same pod spec in every namespace but a mutated one.
     let mut specs = Interner::new();
     let mut modelled = HashMap::new();
+    // Each kind's main container as the compiler writes it: the same in every namespace.
+    let mains = RunPodKind::ALL.map(|kind| (kind, main_container(facts, kind)));
     for ns in facts.run_namespaces() {
         let ns_labels = namespace_labels(inv, facts, &ns);
-        for kind in RunPodKind::ALL {
+        for (kind, main) in &mains {
             out.push(model_pod(
                 facts,
                 &ns,
                 &ns_labels,
-                kind,
+                (*kind, main),
                 &webhooks,
                 &mut specs,
                 &mut modelled,
@@ -235,7 +237,7 @@ fn model_pod(
     facts: &KfpFacts,
     ns: &str,
     ns_labels: &StringMap,
-    kind: RunPodKind,
+    (kind, compiled_main): (RunPodKind, &Value),
     webhooks: &[KfpMeshWebhook],
     specs: &mut Interner<PodSpec>,
     modelled: &mut Modelled,
@@ -277,7 +279,8 @@ fn model_pod(
     let workflow_labels: BTreeMap<String, String> =
         [("pipeline/runid".to_string(), EXAMPLE_RUN_ID.to_string())].into();
     let mut mutations = Vec::new();
-    let mut main = main_container(facts, kind);
+    // Copied only when a webhook changes it.
+    let mut main = std::borrow::Cow::Borrowed(compiled_main);
     let unmutated_template_meta = template_meta.clone();
     let mut workflow_webhooks = Vec::new();
     for (i, wh) in webhooks.iter().enumerate() {
@@ -285,7 +288,7 @@ fn model_pod(
             continue;
         }
         workflow_webhooks.push(i);
-        if let Some(m) = apply(wh, kind, &mut template_meta, &mut main, &mut notes) {
+        if let Some(m) = apply(wh, kind, &mut template_meta, main.to_mut(), &mut notes) {
             mutations.push(m);
         }
     }
@@ -378,7 +381,7 @@ fn model_pod(
     // mutations in every namespace or in none.
     let before_mutation = (!mutations.is_empty()).then(|| {
         let (l, a) = pod_meta(&unmutated_template_meta);
-        let unmutated = pod_json(facts, kind, ns, &name, &l, &a, &main_container(facts, kind));
+        let unmutated = pod_json(facts, kind, ns, &name, &l, &a, compiled_main);
         to_workload(&unmutated, ns, &name, origin, specs)
     });
     modelled.insert(
