@@ -330,72 +330,88 @@ fn write_key(buf: &mut Vec<u8>, key: &str) {
 /// `metadata` (a JSON object with no key twice) read as a [`Meta`], each field as the derived
 /// `Deserialize` reads it, in the same pass that writes its text without the fields the
 /// [`Meta`] holds exactly to `buf`; and which of them are left out. `None` when a field of the
-/// [`Meta`] does not read as its type.
+/// [`Meta`] does not read as its type, when `metadata` is not an object, or when a key is
+/// written with escapes.
+///
+/// The fields the [`Meta`] holds are read straight from the text, once: a name or namespace
+/// that reads is a string or (a namespace) null, labels or annotations that read are a mapping
+/// of strings or null; only the nulls are written back. Every other field's text is copied as
+/// it is.
 fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<(Meta, u8)> {
-    fn read<T: serde::de::DeserializeOwned>(raw: &str) -> Option<T> {
-        serde_json::from_str(raw).ok()
-    }
-    let mut meta = Meta::default();
-    let mut held = 0;
-    buf.push(b'{');
-    each_entry(metadata, |key, value| {
-        let raw = value.get();
-        match key {
-            "name" => meta.name = read(raw)?,
-            "namespace" => meta.namespace = read(raw)?,
-            "labels" => meta.labels = read(raw)?,
-            "annotations" => meta.annotations = read(raw)?,
-            "creationTimestamp" => meta.creation_timestamp = read(raw)?,
-            _ => {}
-        }
-        // A name or namespace that is a string is that string, and labels or annotations
-        // that are a mapping hold only strings (no key twice: as written).
-        let bit = match (key, raw.as_bytes().first()) {
-            ("name", Some(b'"')) => Body::NAME,
-            ("namespace", Some(b'"')) => Body::NAMESPACE,
-            ("labels", Some(b'{')) => Body::LABELS,
-            ("annotations", Some(b'{')) => Body::ANNOTATIONS,
-            _ => 0,
-        };
-        if bit != 0 {
-            held |= bit;
-        } else {
-            write_key(buf, key);
-            buf.extend_from_slice(raw.as_bytes());
-        }
-        Some(())
-    })?;
-    buf.push(b'}');
-    Some((meta, held))
-}
-
-/// Call `f` with each entry of the JSON object `json`, its key and its value's text, until `f`
-/// returns `None`. `None` when `json` is not an object, a key is written with escapes, or `f`
-/// stopped.
-fn each_entry<'de>(
-    json: &'de str,
-    f: impl FnMut(&'de str, &'de serde_json::value::RawValue) -> Option<()>,
-) -> Option<()> {
     use serde::de::{Deserializer, Error, MapAccess, Visitor};
     use serde_json::value::RawValue;
-    struct Entries<F>(F);
-    impl<'de, F: FnMut(&'de str, &'de RawValue) -> Option<()>> Visitor<'de> for Entries<F> {
-        type Value = ();
+    struct Fields<'b> {
+        buf: &'b mut Vec<u8>,
+        meta: Meta,
+        held: u8,
+    }
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = (Meta, u8);
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a mapping")
         }
-        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-            while let Some((key, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
-                if (self.0)(key, value).is_none() {
-                    return Err(A::Error::custom("stopped"));
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(Meta, u8), A::Error> {
+            while let Some(key) = map.next_key::<&'de str>()? {
+                let null = match key {
+                    "name" => {
+                        self.meta.name = map.next_value()?;
+                        self.held |= Body::NAME;
+                        false
+                    }
+                    "namespace" => {
+                        self.meta.namespace = map.next_value()?;
+                        self.held |= Body::NAMESPACE;
+                        self.meta.namespace.is_none()
+                    }
+                    "labels" | "annotations" => {
+                        let read: Option<StringMap> = map.next_value()?;
+                        let null = read.is_none();
+                        let (field, bit) = match key {
+                            "labels" => (&mut self.meta.labels, Body::LABELS),
+                            _ => (&mut self.meta.annotations, Body::ANNOTATIONS),
+                        };
+                        *field = read.unwrap_or_default();
+                        self.held |= bit;
+                        null
+                    }
+                    _ => {
+                        let raw: &RawValue = map.next_value()?;
+                        if key == "creationTimestamp" {
+                            self.meta.creation_timestamp = serde_json::from_str(raw.get())
+                                .map_err(|_| A::Error::custom("creationTimestamp"))?;
+                        }
+                        write_key(self.buf, key);
+                        self.buf.extend_from_slice(raw.get().as_bytes());
+                        continue;
+                    }
+                };
+                if null {
+                    // A null is no value for the Meta, but it is what the text says.
+                    let bit = match key {
+                        "namespace" => Body::NAMESPACE,
+                        "labels" => Body::LABELS,
+                        _ => Body::ANNOTATIONS,
+                    };
+                    self.held &= !bit;
+                    write_key(self.buf, key);
+                    self.buf.extend_from_slice(b"null");
                 }
             }
-            Ok(())
+            Ok((self.meta, self.held))
         }
     }
-    let mut reader = serde_json::Deserializer::from_str(json);
-    reader.deserialize_map(Entries(f)).ok()?;
-    reader.end().ok()
+    buf.push(b'{');
+    let mut reader = serde_json::Deserializer::from_str(metadata);
+    let read = reader
+        .deserialize_map(Fields {
+            buf,
+            meta: Meta::default(),
+            held: 0,
+        })
+        .ok()?;
+    reader.end().ok()?;
+    buf.push(b'}');
+    Some(read)
 }
 
 /// Whether `v` is a JSON object of exactly the strings of `map`.
