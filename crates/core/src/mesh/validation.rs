@@ -540,6 +540,11 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
         }
         for (name, values) in fields {
             let values = values.as_deref().unwrap_or_default();
+            // Every check below is of the values: a field without any has nothing to report
+            // (and its path is worded only for a report).
+            if values.is_empty() {
+                continue;
+            }
             let vat = crate::text!("{sat}.{name}");
             check_empty_values(out, &vat, name, values);
             if matches!(
@@ -554,11 +559,10 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
             ("trustDomains", &src.trust_domains),
             ("notTrustDomains", &src.not_trust_domains),
         ] {
-            check_trust_domains(
-                out,
-                &crate::text!("{sat}.{name}"),
-                values.as_deref().unwrap_or_default(),
-            );
+            let values = values.as_deref().unwrap_or_default();
+            if !values.is_empty() {
+                check_trust_domains(out, &crate::text!("{sat}.{name}"), values);
+            }
         }
         tcp_in_from |= source_has_tcp_field(src);
     }
@@ -588,6 +592,9 @@ fn check_rule(out: &mut Issues, rule: &Rule, at: &str, action: AuthzAction) {
         }
         for (name, values) in fields {
             let values = values.as_deref().unwrap_or_default();
+            if values.is_empty() {
+                continue;
+            }
             let vat = crate::text!("{oat}.{name}");
             if matches!(name, "ports" | "notPorts") {
                 check_ports(out, "A12", &vat, values);
