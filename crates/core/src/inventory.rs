@@ -1095,10 +1095,10 @@ pub struct Inventory {
     workload_names: hashbrown::HashTable<usize>,
     /// The hash of `workload_names`.
     names_hasher: Hasher,
-    /// What each Service of `services` selects, by namespace and name: the indices of the
-    /// workloads, in `workloads_by_ns` order (computed in `finish`, extended by
+    /// What each Service of `services` selects, by namespace and name: its selector and the
+    /// indices of the workloads, in `workloads_by_ns` order (computed in `finish`, extended by
     /// `add_workload`). Every flow asks for its Service's endpoints.
-    endpoints: FastMap<String, FastMap<String, Vec<usize>>>,
+    endpoints: FastMap<String, FastMap<String, (BTreeMap<String, String>, Vec<usize>)>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
     /// The pod specs read from the input by the text they were read from, while objects are
@@ -1275,7 +1275,7 @@ impl Inventory {
         {
             if let Some(selector) = nonempty_selector(svc)
                 && selects(selector, &w)
-                && let Some(indices) = self
+                && let Some((_, indices)) = self
                     .endpoints
                     .get_mut(ns.as_str())
                     .and_then(|m| m.get_mut(name.as_str()))
@@ -1609,7 +1609,7 @@ impl Inventory {
                 endpoints
                     .entry(ns.clone())
                     .or_default()
-                    .insert(name.clone(), indices);
+                    .insert(name.clone(), (selector.clone(), indices));
             }
         }
         self.endpoints = endpoints;
@@ -1737,11 +1737,11 @@ impl Inventory {
         let workload = |i: &usize| self.workloads.get(*i).map(|w| &**w);
         // Known when it is this inventory's Service (or one with the same selector).
         let known = self
-            .service(svc.namespace(), svc.name())
-            .and_then(nonempty_selector)
-            .filter(|known| *known == selector)
-            .and_then(|_| self.endpoints.get(svc.namespace()))
-            .and_then(|m| m.get(svc.name()));
+            .endpoints
+            .get(svc.namespace())
+            .and_then(|m| m.get(svc.name()))
+            .filter(|(known, _)| known == selector)
+            .map(|(_, indices)| indices);
         match known {
             Some(indices) => indices.iter().filter_map(workload).collect(),
             None => self
