@@ -34,26 +34,15 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         if !flow.required {
             continue;
         }
-        let from_desc = flow.from.qualified();
-        let what = kfp_mesh_core::text!(
-            "{}: {} -> {}/{}:{} is {}",
-            flow.id,
-            from_desc,
-            flow.to.namespace,
-            flow.to.service,
-            flow.to.port,
-            flow.outcome
-        );
         let kubelet = flow.from.workload == "kubelet" && flow.from.namespace.is_none();
-        let service = inv.service(&flow.to.namespace, &flow.to.service);
-        let service_cite = service.map(|s| s.cite());
+        let service = || inv.service(&flow.to.namespace, &flow.to.service);
         let apiserver = flow.from.workload == "kube-apiserver" && flow.from.namespace.is_none();
         // Kubelet probes are rewritten by the injector: plaintext is expected. kube-apiserver
         // never has a mesh identity: its plaintext (own TLS) is expected where a port-level
         // exception keeps the port open whatever the mesh or namespace mode.
         let plaintext_expected = kubelet
             || (apiserver
-                && service.is_some_and(|s| apiserver_port_exception(inv, s, flow.to.port)));
+                && service().is_some_and(|s| apiserver_port_exception(inv, s, flow.to.port)));
         // A connect-only wait (`nc -z`) observes only whether the connection opens: where it
         // does (a client sidecar accepts it whatever the server decides), it never fails,
         // whatever data sent on it would get; the real calls are flows of their own.
@@ -97,7 +86,16 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
                 flow.fix_kind,
                 Some(kfp_mesh_core::connection::FixKind::ClientWithoutSidecar { .. })
             );
-        let mut message = what;
+        // Worded only for a finding: most flows of a large cluster succeed.
+        let mut message = kfp_mesh_core::text!(
+            "{}: {} -> {}/{}:{} is {}",
+            flow.id,
+            flow.from.qualified(),
+            flow.to.namespace,
+            flow.to.service,
+            flow.to.port,
+            flow.outcome
+        );
         if code == Code::FlowPlaintext {
             message.push_str(" in plaintext (one side has no sidecar; STRICT would break it)");
         } else if run_pod_without_sidecar {
@@ -105,6 +103,7 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         } else if let Some(fix) = &flow.fix {
             message.push_str(&kfp_mesh_core::text!("; fix: {fix}"));
         }
+        let service_cite = service().map(|s| s.cite());
         let about = if code == Code::FlowReset && flow.from.synthetic {
             facts.api_server.clone().or(service_cite)
         } else {
