@@ -1098,7 +1098,7 @@ pub struct Inventory {
     /// What each Service of `services` selects, by namespace and name: its selector and the
     /// indices of the workloads, in `workloads_by_ns` order (computed in `finish`, extended by
     /// `add_workload`). Every flow asks for its Service's endpoints.
-    endpoints: FastMap<String, FastMap<String, (BTreeMap<String, String>, Vec<usize>)>>,
+    endpoints: FastMap<String, FastMap<String, Endpoints>>,
     /// The workloads' pod specs, each held once.
     pod_specs: Interner<PodSpec>,
     /// The pod specs read from the input by the text they were read from, while objects are
@@ -1107,6 +1107,14 @@ pub struct Inventory {
     pod_spec_texts: FastMap<Box<str>, std::sync::Arc<PodSpec>>,
     /// Changes whenever the inventory does (see [`Memo`]).
     generation: Generation,
+}
+
+/// What a Service selects: its selector (to know the Service asked about is the one these were
+/// found for) and the indices of the workloads it selects.
+#[derive(Clone, Debug, Default)]
+struct Endpoints {
+    selector: BTreeMap<String, String>,
+    workloads: Vec<usize>,
 }
 
 /// Which state of an inventory this is: unique in the process, a new one for every inventory
@@ -1275,12 +1283,12 @@ impl Inventory {
         {
             if let Some(selector) = nonempty_selector(svc)
                 && selects(selector, &w)
-                && let Some((_, indices)) = self
+                && let Some(endpoints) = self
                     .endpoints
                     .get_mut(ns.as_str())
                     .and_then(|m| m.get_mut(name.as_str()))
             {
-                indices.push(i);
+                endpoints.workloads.push(i);
             }
         }
     }
@@ -1609,7 +1617,13 @@ impl Inventory {
                 endpoints
                     .entry(ns.clone())
                     .or_default()
-                    .insert(name.clone(), (selector.clone(), indices));
+                    .insert(
+                        name.clone(),
+                        Endpoints {
+                            selector: selector.clone(),
+                            workloads: indices,
+                        },
+                    );
             }
         }
         self.endpoints = endpoints;
@@ -1740,8 +1754,8 @@ impl Inventory {
             .endpoints
             .get(svc.namespace())
             .and_then(|m| m.get(svc.name()))
-            .filter(|(known, _)| known == selector)
-            .map(|(_, indices)| indices);
+            .filter(|known| known.selector == *selector)
+            .map(|known| &known.workloads);
         match known {
             Some(indices) => indices.iter().filter_map(workload).collect(),
             None => self
