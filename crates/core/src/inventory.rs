@@ -1614,16 +1614,13 @@ impl Inventory {
         for ((ns, name), svc) in &self.services {
             if let Some(selector) = nonempty_selector(svc) {
                 let indices = self.selected(svc.namespace(), selector).collect();
-                endpoints
-                    .entry(ns.clone())
-                    .or_default()
-                    .insert(
-                        name.clone(),
-                        Endpoints {
-                            selector: selector.clone(),
-                            workloads: indices,
-                        },
-                    );
+                endpoints.entry(ns.clone()).or_default().insert(
+                    name.clone(),
+                    Endpoints {
+                        selector: selector.clone(),
+                        workloads: indices,
+                    },
+                );
             }
         }
         self.endpoints = endpoints;
