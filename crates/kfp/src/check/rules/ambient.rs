@@ -2,7 +2,10 @@
 //! is referenced but missing (KM081), sidecar and ambient in one flow (KM082), an
 //! `istio.io/use-waypoint` label where it has no effect (KM083).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+/// A hash map keyed by workloads and names (foldhash, seeded per process).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use kfp_mesh_core::inventory::Workload;
 use kfp_mesh_core::mesh::authz::{self, Attachment, Enforcer};
@@ -40,7 +43,8 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
     let mut services = BTreeSet::new();
     let mut servers: Vec<&Workload> = Vec::new();
     // Each server once (by identity: a large cluster has tens of thousands of them).
-    let mut seen: std::collections::HashSet<*const Workload> = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<*const Workload, foldhash::fast::RandomState> =
+        std::collections::HashSet::default();
     for f in cx.flows {
         if !services.insert((f.to.namespace.as_str(), f.to.service.as_str())) {
             continue;
@@ -139,15 +143,11 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         ));
     }
 
-    // KM082: sidecar and ambient in one flow. The data plane of each workload is decided once
-    // (a large cluster has tens of thousands of flows over a few thousand workloads).
-    let mut planes: std::collections::HashMap<*const Workload, DataPlane> =
-        std::collections::HashMap::new();
-    let mut plane = |w: &Workload| {
-        *planes
-            .entry(std::ptr::from_ref(w))
-            .or_insert_with(|| membership::data_plane(inv, w).value)
-    };
+    // KM082: sidecar and ambient in one flow. The data plane of each client is decided once,
+    // and each Service's endpoints with theirs (a large cluster has tens of thousands of flows
+    // over a few thousand workloads and Services).
+    let mut planes: FastMap<*const Workload, DataPlane> = FastMap::default();
+    let mut servers_of: FastMap<(&str, &str), Vec<(&Workload, DataPlane)>> = FastMap::default();
     for f in cx.flows {
         let Some(ns) = f.from.namespace.as_deref() else {
             continue;
@@ -155,12 +155,24 @@ fn run(cx: &Context<'_>) -> Vec<Finding> {
         let Some(client) = inv.workload(ns, &f.from.workload) else {
             continue;
         };
-        let Some(svc) = inv.service(&f.to.namespace, &f.to.service) else {
+        let client_dp = *planes
+            .entry(std::ptr::from_ref(client))
+            .or_insert_with(|| membership::data_plane(inv, client).value);
+        // Only a client in the mesh can be on the other data plane from its server.
+        if client_dp == DataPlane::Plain {
             continue;
-        };
-        let client_dp = plane(client);
-        for server in inv.service_endpoints(svc) {
-            let server_dp = plane(server);
+        }
+        let servers = servers_of
+            .entry((f.to.namespace.as_str(), f.to.service.as_str()))
+            .or_insert_with(|| match inv.service(&f.to.namespace, &f.to.service) {
+                Some(svc) => inv
+                    .service_endpoints(svc)
+                    .into_iter()
+                    .map(|w| (w, membership::data_plane(inv, w).value))
+                    .collect(),
+                None => Vec::new(),
+            });
+        for &(server, server_dp) in servers.iter() {
             let mixed = matches!(
                 (client_dp, server_dp),
                 (DataPlane::Sidecar, DataPlane::Ambient) | (DataPlane::Ambient, DataPlane::Sidecar)
