@@ -141,12 +141,24 @@ impl Object {
 /// What the [`Object`] already holds as fields (`apiVersion`, `kind`, and `metadata.name`,
 /// `namespace`, `labels`, `annotations` when they read back exactly) is left out of the text
 /// and put back when the object is read.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Body {
     text: Box<str>,
     /// Which of the object's fields are left out of `text` (`Body::API_VERSION`, ...).
     held: u8,
+    /// Where the value of the top-level `spec` is in `text`, when known from writing it: what
+    /// is read under `spec` (a pod's spec, a template's) is then read from there, not found by
+    /// reading the text again. A cache, not part of the value.
+    spec: Option<(u32, u32)>,
 }
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        self.text == other.text && self.held == other.held
+    }
+}
+
+impl Eq for Body {}
 
 impl Body {
     const API_VERSION: u8 = 1;
@@ -166,7 +178,11 @@ impl Body {
                 Err(_) => Box::default(),
             }
         });
-        Body { text, held: 0 }
+        Body {
+            text,
+            held: 0,
+            spec: None,
+        }
     }
 
     /// The body of an object read as `value` whose `apiVersion`, `kind` and metadata are
@@ -276,6 +292,7 @@ impl Object {
         with_body_buffer(|buf| {
             let mut meta = None;
             let mut held = Body::API_VERSION | Body::KIND;
+            let mut spec = None;
             buf.push(b'{');
             for entry in entries {
                 match entry.key.as_ref() {
@@ -288,8 +305,13 @@ impl Object {
                         meta = Some(read);
                         held |= bits;
                     }
-                    _ => {
+                    key => {
                         buf_comma(buf);
+                        if key == "spec" {
+                            let at = buf.len() + (entry.value - entry.start);
+                            let end = buf.len() + (entry.end - entry.start);
+                            spec = u32::try_from(at).ok().zip(u32::try_from(end).ok());
+                        }
                         buf.extend_from_slice(json.get(entry.start..entry.end)?.as_bytes());
                     }
                 }
@@ -304,7 +326,7 @@ impl Object {
                 api_version: api_version.to_string(),
                 kind: kind.to_string(),
                 meta,
-                body: Body { text, held },
+                body: Body { text, held, spec },
                 origin: origin.clone(),
             })
         })
@@ -509,6 +531,13 @@ impl Object {
         if let Some("apiVersion" | "kind" | "metadata") | None = path.first().copied() {
             return None;
         }
+        // Under `spec`, read from where its value is when that is known.
+        if let (Some((&"spec", rest)), Some((from, to))) = (path.split_first(), self.body.spec)
+            && let Some(spec) = self.body.text.get(from as usize..to as usize)
+        {
+            let mut reader = serde_json::Deserializer::from_str(spec);
+            return Some(at_path::At::<T>::new(rest).deserialize(&mut reader));
+        }
         let mut reader = serde_json::Deserializer::from_str(&self.body.text);
         Some(at_path::At::<T>::new(path).deserialize(&mut reader))
     }
@@ -549,6 +578,9 @@ impl Object {
     /// it; `None` when it is not there. Not for the fields the object holds apart (their text
     /// is not the body's).
     pub fn text_at(&self, path: &[&str]) -> Option<&str> {
+        if let (["spec"], Some((from, to))) = (path, self.body.spec) {
+            return self.body.text.get(from as usize..to as usize);
+        }
         self.body_at::<&serde_json::value::RawValue>(path)?
             .ok()
             .flatten()

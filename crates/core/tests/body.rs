@@ -17,6 +17,18 @@ fn only_object(text: &str) -> Object {
 
 fn assert_reads_back(o: &Object, doc: &Value) {
     assert_eq!(&o.value(), doc);
+    // Read under `spec`: from where its value was written when the object was read from YAML.
+    let spec_text = o.text_at(&["spec"]);
+    assert_eq!(
+        spec_text.map(|t| serde_json::from_str::<Value>(t).expect("the spec's text reads")),
+        doc.get("spec").cloned(),
+        "spec text of {doc}"
+    );
+    assert_eq!(
+        o.value_at(&["spec", "template", "spec"]),
+        doc.pointer("/spec/template/spec").cloned(),
+        "template spec of {doc}"
+    );
     for field in ["apiVersion", "kind", "metadata", "spec", "data", "absent"] {
         assert_eq!(o.get(field), doc.get(field).cloned(), "{field} of {doc}");
     }
