@@ -464,15 +464,7 @@ pub fn keep_config_map(item: &Value, referenced: &BTreeSet<(String, String)>) ->
 pub fn referenced_config_maps(objects: &[Object]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for o in objects {
-        let spec = match o.kind.as_str() {
-            "Pod" => o.get("spec"),
-            "CronJob" => o.value_at(&["spec", "jobTemplate", "spec", "template", "spec"]),
-            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-                o.value_at(&["spec", "template", "spec"])
-            }
-            _ => None,
-        };
-        let Some(spec) = spec else { continue };
+        let Some(spec) = o.pod_spec() else { continue };
         let ns = o.meta.namespace_or_default();
         let mut add = |name: Option<&str>| {
             if let Some(n) = name.filter(|n| *n != "kube-root-ca.crt") {

@@ -1317,6 +1317,10 @@ impl Inventory {
     }
 
     fn add(&mut self, o: &Object) {
+        if let Some(path) = o.pod_template_path() {
+            self.add_pod_template(o, path);
+            return;
+        }
         let group = o.group();
         let ns = o.meta.namespace_or_default().to_string();
         match (group, o.kind.as_str()) {
@@ -1335,15 +1339,6 @@ impl Inventory {
                     cited: CiteCache::default(),
                 };
                 self.namespaces.insert(o.meta.name.clone(), r);
-            }
-            ("", "Pod") => self.add_pod_template(o, &[], true),
-            ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-            | ("batch", "Job")
-            | ("", "ReplicationController") => {
-                self.add_pod_template(o, &["spec", "template"], false)
-            }
-            ("batch", "CronJob") => {
-                self.add_pod_template(o, &["spec", "jobTemplate", "spec", "template"], false)
             }
             ("", "Service") => {
                 if let Some(r) = self.typed::<ServiceSpec>(o, Some("spec")) {
@@ -1456,9 +1451,10 @@ impl Inventory {
         }
     }
 
-    /// A workload of the pod template at `path` (its `metadata` and `spec`); a Pod (`is_pod`,
-    /// `path` empty) is its own template, with the object's metadata.
-    fn add_pod_template(&mut self, o: &Object, path: &[&str], is_pod: bool) {
+    /// A workload of the pod template at `path` (its `metadata` and `spec`); a Pod (`path`
+    /// empty) is its own template, with the object's metadata.
+    fn add_pod_template(&mut self, o: &Object, path: &[&str]) {
+        let is_pod = path.is_empty();
         // Read straight from the body's text, with no tree: the template's metadata and spec
         // only.
         let unreadable = |what: &str, e: String| InputError {

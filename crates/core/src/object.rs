@@ -130,6 +130,26 @@ impl Object {
             None => "",
         }
     }
+
+    /// Where the pod template of an object that runs pods is in it: `[]` for a Pod (its own
+    /// template), `spec.template` for the controllers, `spec.jobTemplate.spec.template` for a
+    /// CronJob; `None` for every other kind.
+    pub fn pod_template_path(&self) -> Option<&'static [&'static str]> {
+        match (self.group(), self.kind.as_str()) {
+            ("", "Pod") => Some(&[]),
+            ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+            | ("batch", "Job")
+            | ("", "ReplicationController") => Some(&["spec", "template"]),
+            ("batch", "CronJob") => Some(&["spec", "jobTemplate", "spec", "template"]),
+            _ => None,
+        }
+    }
+
+    /// The pod spec of an object that runs pods ([`Object::pod_template_path`]), as a tree.
+    pub fn pod_spec(&self) -> Option<serde_json::Value> {
+        let path = [self.pod_template_path()?, &["spec"]].concat();
+        self.value_at(&path)
+    }
 }
 
 /// The whole of an object as read, kept as compact JSON text; read it with
@@ -228,6 +248,12 @@ impl Body {
         let mut body = Body::new(&value);
         body.held = held;
         body
+    }
+
+    /// The text of the top-level `spec` value, when where it is was kept.
+    fn spec_text(&self) -> Option<&str> {
+        let (from, to) = self.spec?;
+        self.text.get(from as usize..to as usize)
     }
 
     /// The text as JSON, without the fields left out (`Null` for an empty body).
@@ -374,16 +400,14 @@ fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<(Meta, u8)> 
         }
         fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(Meta, u8), A::Error> {
             while let Some(key) = map.next_key::<&'de str>()? {
-                let null = match key {
+                let (bit, null) = match key {
                     "name" => {
                         self.meta.name = map.next_value()?;
-                        self.held |= Body::NAME;
-                        false
+                        (Body::NAME, false)
                     }
                     "namespace" => {
                         self.meta.namespace = map.next_value()?;
-                        self.held |= Body::NAMESPACE;
-                        self.meta.namespace.is_none()
+                        (Body::NAMESPACE, self.meta.namespace.is_none())
                     }
                     "labels" | "annotations" => {
                         let read: Option<StringMap> = map.next_value()?;
@@ -393,8 +417,7 @@ fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<(Meta, u8)> 
                             _ => (&mut self.meta.annotations, Body::ANNOTATIONS),
                         };
                         *field = read.unwrap_or_default();
-                        self.held |= bit;
-                        null
+                        (bit, null)
                     }
                     _ => {
                         let raw: &RawValue = map.next_value()?;
@@ -409,14 +432,10 @@ fn write_metadata_body(buf: &mut Vec<u8>, metadata: &str) -> Option<(Meta, u8)> 
                 };
                 if null {
                     // A null is no value for the Meta, but it is what the text says.
-                    let bit = match key {
-                        "namespace" => Body::NAMESPACE,
-                        "labels" => Body::LABELS,
-                        _ => Body::ANNOTATIONS,
-                    };
-                    self.held &= !bit;
                     write_key(self.buf, key);
                     self.buf.extend_from_slice(b"null");
+                } else {
+                    self.held |= bit;
                 }
             }
             Ok((self.meta, self.held))
@@ -532,9 +551,7 @@ impl Object {
             return None;
         }
         // Under `spec`, read from where its value is when that is known.
-        if let (Some((&"spec", rest)), Some((from, to))) = (path.split_first(), self.body.spec)
-            && let Some(spec) = self.body.text.get(from as usize..to as usize)
-        {
+        if let (Some((&"spec", rest)), Some(spec)) = (path.split_first(), self.body.spec_text()) {
             let mut reader = serde_json::Deserializer::from_str(spec);
             return Some(at_path::At::<T>::new(rest).deserialize(&mut reader));
         }
@@ -578,8 +595,8 @@ impl Object {
     /// it; `None` when it is not there. Not for the fields the object holds apart (their text
     /// is not the body's).
     pub fn text_at(&self, path: &[&str]) -> Option<&str> {
-        if let (["spec"], Some((from, to))) = (path, self.body.spec) {
-            return self.body.text.get(from as usize..to as usize);
+        if let (["spec"], Some(spec)) = (path, self.body.spec_text()) {
+            return Some(spec);
         }
         self.body_at::<&serde_json::value::RawValue>(path)?
             .ok()

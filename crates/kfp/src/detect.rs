@@ -409,11 +409,7 @@ pub(crate) fn workload_object<'a>(inv: &'a Inventory, w: &Workload) -> Option<&'
 
 /// The pod spec (JSON) of a workload object.
 pub(crate) fn pod_spec_json(o: &Object) -> Option<Value> {
-    match o.kind.as_str() {
-        "Pod" => o.get("spec"),
-        "CronJob" => o.value_at(&["spec", "jobTemplate", "spec", "template", "spec"]),
-        _ => o.value_at(&["spec", "template", "spec"]),
-    }
+    o.pod_spec()
 }
 
 pub(crate) fn config_map_data<'a>(
