@@ -547,7 +547,8 @@ pub fn evaluate(
                 endpoint.named()
             ));
         }
-        if fix.is_none() {
+        // Only a connection that fails has a fix (and needs the waypoint's identity for it).
+        if fix.is_none() && !matches!(reached.outcome, Outcome::Allow | Outcome::ProviderDecides) {
             let waypoint = match target {
                 Target::Service { service, .. } => {
                     waypoint::service_waypoint(inv, service).map(|w| w.principal(inv))

@@ -16,7 +16,7 @@ macro_rules! text {
     };
 }
 
-/// A [`Step`] of rule `rule` whose message is worded as by [`text!`]: `step!("B3", "...", ..)`.
+/// A [`Step`] of rule `rule` whose message is worded as by [`words!`]: `step!("B3", "...", ..)`.
 /// Inside [`quietly`] the message is left unwritten (empty), so only a step's message may be
 /// made this way, and no verdict's outcome or transport may depend on it. A text that
 /// anything reads (a name, a host, a principal, a message a fix is chosen by) is made with
@@ -24,13 +24,14 @@ macro_rules! text {
 #[macro_export]
 macro_rules! step {
     ($rule:expr, $($arg:tt)*) => {
-        $crate::explain::Step::new($rule, $crate::explain::message(::std::format_args!($($arg)*)))
+        $crate::explain::Step::new($rule, $crate::words!($($arg)*))
     };
 }
 
-/// A piece of a step's message, worded as by [`text!`] and, like [`step!`]'s message, left
-/// unwritten (empty) inside [`quietly`], where its arguments are not even evaluated: for a
-/// clause (why a rule matched or missed) that a step's message is assembled from.
+/// A step's message, or a piece of one, worded as by [`text!`] and left unwritten (empty)
+/// inside [`quietly`], where its arguments are not even evaluated (so they must have no
+/// effect but their text): for the messages of steps and the clauses (why a rule matched or
+/// missed) they are assembled from.
 #[macro_export]
 macro_rules! words {
     ($($arg:tt)*) => {
@@ -46,7 +47,7 @@ thread_local! {
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `f` with its explanations left unmade: the messages of the steps made by [`step!`] are
+/// `f` with its explanations left unmade: the messages made by [`step!`] and [`words!`] are
 /// left unwritten, steps cite no objects ([`Step::by`]) and the steps of nested decisions are
 /// not copied in ([`extend`]). For a caller that drops the explanations of most of what it
 /// evaluates (a table of a large cluster explains no connection that succeeds): outcomes and
@@ -83,18 +84,9 @@ pub fn extend(steps: &mut Vec<Step>, nested: &[Step]) {
     }
 }
 
-/// Whether messages are being left unwritten ([`quietly`]): for a message assembled piece by
-/// piece.
+/// Whether messages are being left unwritten ([`quietly`]), as [`words!`] asks.
 pub fn is_quiet() -> bool {
     QUIET.get()
-}
-
-/// What [`step!`] writes: nothing inside [`quietly`], else what [`text!`] writes.
-pub fn message(args: fmt::Arguments<'_>) -> String {
-    if QUIET.get() {
-        return String::new();
-    }
-    text(args)
 }
 
 /// What [`text!`] writes.

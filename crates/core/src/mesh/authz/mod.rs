@@ -600,31 +600,31 @@ fn authenticate<'a>(
     Ok(Some(jwt))
 }
 
-fn describe_request(cx: &Cx<'_>) -> String {
-    use std::fmt::Write;
-    // Only ever part of a step's message.
-    if crate::explain::is_quiet() {
-        return String::new();
-    }
-    // Writing to a `String` does not fail.
-    let mut s = String::new();
-    let _ = match &cx.peer {
-        Some(p) => write!(s, "principal {}", p.full),
-        None => write!(s, "a plaintext peer (no mTLS identity)"),
-    };
-    let _ = write!(s, " on port {}", cx.req.destination_port);
-    let _ = match (cx.point, cx.http) {
-        (Point::Envoy { tcp: false }, Some(h)) => {
-            write!(s, " ({} {}, host {})", h.method, h.path, h.host)
+/// The request as explanations name it, written where it is used (inside
+/// [`crate::explain::quietly`] the messages it goes into are not written at all).
+struct Described<'c, 'a>(&'c Cx<'a>);
+
+impl std::fmt::Display for Described<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cx = self.0;
+        match &cx.peer {
+            Some(p) => write!(f, "principal {}", p.full)?,
+            None => f.write_str("a plaintext peer (no mTLS identity)")?,
         }
-        (Point::Envoy { tcp: true }, _) => write!(s, " (TCP filter chain)"),
-        (Point::Ztunnel, _) => write!(s, " (L4 at ztunnel)"),
-        _ => Ok(()),
-    };
-    if let Some(j) = cx.jwt {
-        let _ = write!(s, ", request principal {}/{}", j.issuer, j.subject);
+        write!(f, " on port {}", cx.req.destination_port)?;
+        match (cx.point, cx.http) {
+            (Point::Envoy { tcp: false }, Some(h)) => {
+                write!(f, " ({} {}, host {})", h.method, h.path, h.host)?;
+            }
+            (Point::Envoy { tcp: true }, _) => f.write_str(" (TCP filter chain)")?,
+            (Point::Ztunnel, _) => f.write_str(" (L4 at ztunnel)")?,
+            _ => {}
+        }
+        if let Some(j) = cx.jwt {
+            write!(f, ", request principal {}/{}", j.issuer, j.subject)?;
+        }
+        Ok(())
     }
-    s
 }
 
 /// The result of one policy for the request.
@@ -741,7 +741,7 @@ pub fn authorize(
             );
         }
     }
-    let req = describe_request(&cx);
+    let req = Described(&cx);
     let rule_id = if point == Point::Ztunnel {
         "A6.3"
     } else {
@@ -881,12 +881,12 @@ pub fn authorize(
                         break;
                     }
                     None => {
-                        let why = r.why_not();
                         steps.push(
                             crate::step!(
                                 rule_id,
-                                "{} (ALLOW): no rule matches {req} ({why})",
-                                policy_name(p)
+                                "{} (ALLOW): no rule matches {req} ({})",
+                                policy_name(p),
+                                r.why_not()
                             )
                             .by(p.cite()),
                         );
@@ -1102,7 +1102,7 @@ fn evaluate_custom(
     inv: &Inventory,
     custom: &[&AuthorizationPolicy],
     cx: &Cx<'_>,
-    req: &str,
+    req: &Described<'_, '_>,
     steps: &mut Vec<Step>,
 ) -> (Option<String>, bool) {
     if custom.is_empty() {
@@ -1206,7 +1206,12 @@ fn evaluate_custom(
 }
 
 /// D2 dry-run: record what each dry-run policy would have done.
-fn shadow_results(shadow: &[&AuthorizationPolicy], cx: &Cx<'_>, req: &str, steps: &mut Vec<Step>) {
+fn shadow_results(
+    shadow: &[&AuthorizationPolicy],
+    cx: &Cx<'_>,
+    req: &Described<'_, '_>,
+    steps: &mut Vec<Step>,
+) {
     let mut allow_shadow: Vec<(&AuthorizationPolicy, Option<usize>)> = Vec::new();
     for p in shadow {
         let flavor = if p.spec.action == AuthzAction::Allow {
